@@ -1,0 +1,25 @@
+// The contract's JSON form of the schema messages: proto3 JSON mapping, snake_case names.
+#pragma once
+
+#include <google/protobuf/message.h>
+
+#include <string>
+#include <string_view>
+
+#include "txcoord/status.h"
+
+namespace txcoord {
+
+struct JsonOptions {
+  // Print fields that hold their default value too ("attempts": 0, "depends_on": []), so a
+  // reader sees every field; off gives the compact proto3 form.
+  bool print_defaults = true;
+  bool pretty = false;
+};
+
+// Parses JSON into `message`. Unknown fields are an error (a misspelled field must not be
+// silently dropped); the message says which field or value was wrong.
+Status JsonToMessage(std::string_view json, google::protobuf::Message* message);
+std::string MessageToJson(const google::protobuf::Message& message, JsonOptions options = {});
+
+}  // namespace txcoord
