@@ -1,0 +1,51 @@
+#include "log_internal.h"
+
+namespace txcoord::coordinator::internal {
+
+GroupCommitter::GroupCommitter(int max_batch, CommitFn commit_fn)
+    : max_batch_(max_batch < 1 ? 1 : max_batch), commit_fn_(std::move(commit_fn)) {}
+
+Status GroupCommitter::Submit(std::vector<v1::LogRecord> records) {
+  PendingAppend self;
+  self.records = std::move(records);
+
+  std::unique_lock lock(mu_);
+  queue_.push_back(&self);
+  // Wait until a leader committed us, or we are at the front and so lead the next group.
+  self.cv.wait(lock, [&] { return self.done || queue_.front() == &self; });
+  if (self.done) return self.status;
+
+  std::vector<PendingAppend*> group;
+  for (PendingAppend* p : queue_) {
+    if (static_cast<int>(group.size()) == max_batch_) break;
+    group.push_back(p);
+  }
+  lock.unlock();
+  // The group stays at the front of the queue while it commits: later arrivals queue behind
+  // it and none of them can become leader, so only this thread runs commit_fn_.
+  commit_fn_(group);
+  lock.lock();
+
+  for (PendingAppend* p : group) {
+    queue_.pop_front();
+    p->done = true;
+    if (p != &self) p->cv.notify_one();
+  }
+  stats_.commits++;
+  stats_.appends += static_cast<int64_t>(group.size());
+  stats_.largest_group = std::max<int64_t>(stats_.largest_group, group.size());
+  if (!queue_.empty()) queue_.front()->cv.notify_one();  // the next leader
+  return self.status;
+}
+
+LogStats GroupCommitter::stats() const {
+  std::lock_guard lock(mu_);
+  return stats_;
+}
+
+size_t GroupCommitter::queued() const {
+  std::lock_guard lock(mu_);
+  return queue_.size();
+}
+
+}  // namespace txcoord::coordinator::internal

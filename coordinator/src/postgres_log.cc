@@ -1,0 +1,395 @@
+// The PostgreSQL backend of the transaction log: for production and for several coordinator
+// instances sharing one store.
+//
+// Durability: a COMMIT returns after PostgreSQL flushed its WAL (synchronous_commit is forced
+// on for the log's sessions when the server default is off). Group commit: appends share one
+// transaction, built as a handful of statements whatever the group's size (one SELECT ... FOR
+// UPDATE of the touched summaries, one multi-row INSERT of records, one statement per summary
+// change), so a group costs about four round trips and one WAL flush.
+// Several instances: the summaries are locked in gtid order before the rules run, so appends to
+// one transaction from different instances serialize; two instances racing to begin the same
+// gtid collide on the primary key, and the loser retries its group, now seeing the winner's row
+// and answering kAlreadyExists for that one append.
+// Connections: one writer (under write_mu_), a pool of readers; a broken connection is dropped
+// and a new one made on the next call, so the log works again once the server is back.
+#include <pqxx/pqxx>
+
+#include "log_internal.h"
+
+namespace txcoord::coordinator::internal {
+namespace {
+
+constexpr const char* kPostgresMigrations[] = {
+    // 0 -> 1
+    R"sql(
+    CREATE TABLE txcoord_tx (
+      gtid           TEXT COLLATE "C" PRIMARY KEY,
+      protocol       TEXT    NOT NULL,
+      state          TEXT    NOT NULL,
+      decision       INTEGER NOT NULL DEFAULT 0,
+      created_at_ms  BIGINT  NOT NULL,
+      updated_at_ms  BIGINT  NOT NULL,
+      deadline_ms    BIGINT,
+      finished_at_ms BIGINT
+    );
+    CREATE TABLE txcoord_tx_record (
+      id    BIGSERIAL PRIMARY KEY,
+      gtid  TEXT COLLATE "C" NOT NULL,
+      kind  TEXT   NOT NULL,
+      body  BYTEA  NOT NULL,
+      crc   BIGINT NOT NULL
+    );
+    CREATE INDEX txcoord_tx_record_by_gtid ON txcoord_tx_record (gtid, id);
+    )sql",
+    // 1 -> 2
+    R"sql(
+    CREATE INDEX txcoord_tx_unfinished ON txcoord_tx (gtid) WHERE finished_at_ms IS NULL;
+    CREATE INDEX txcoord_tx_by_created ON txcoord_tx (created_at_ms, gtid);
+    CREATE INDEX txcoord_tx_by_finished ON txcoord_tx (finished_at_ms)
+      WHERE finished_at_ms IS NOT NULL;
+    )sql",
+};
+static_assert(std::size(kPostgresMigrations) == kLogSchemaVersion);
+
+// Any fixed key: serializes schema migration among instances opening the same database.
+constexpr int64_t kMigrationLockKey = 0x7478636f6f7264;  // "txcoord"
+
+constexpr const char* kSummaryColumns =
+    "gtid, protocol, state, decision, created_at_ms, updated_at_ms, deadline_ms, finished_at_ms";
+
+// Turns what libpqxx threw into a Status, by what the caller may assume.
+Status FromException(const std::exception& e, std::string_view what) {
+  const std::string msg = std::string(what) + ": " + e.what();
+  if (dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr) {
+    return Status::UnknownOutcome(msg + " (the connection broke during commit)");
+  }
+  if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) {
+    return Status::Unavailable("PostgreSQL store unreachable: " + msg);
+  }
+  if (const auto* sql = dynamic_cast<const pqxx::sql_error*>(&e)) {
+    const std::string& state = sql->sqlstate();
+    // 08: connection exception; 57: operator intervention (shutdown); 53: out of resources;
+    // 40: serialization failure or deadlock (retryable).
+    if (state.starts_with("08") || state.starts_with("57") || state.starts_with("53") ||
+        state.starts_with("40")) {
+      return Status::Unavailable(msg);
+    }
+  }
+  return Status::Internal(msg);
+}
+
+bool IsRetryableConflict(const std::exception& e) {
+  return dynamic_cast<const pqxx::unique_violation*>(&e) != nullptr ||
+         dynamic_cast<const pqxx::transaction_rollback*>(&e) != nullptr;
+}
+
+bool IsConnectionLoss(const std::exception& e) {
+  return dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr ||
+         dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr;
+}
+
+std::optional<int64_t> OptMillis(const std::optional<Timestamp>& t) {
+  return t ? std::optional<int64_t>(ToMillis(*t)) : std::nullopt;
+}
+
+TransactionSummary SummaryFromRow(const pqxx::row& row) {
+  TransactionSummary t;
+  t.gtid = row[0].as<std::string>();
+  t.protocol = row[1].as<std::string>();
+  t.state = row[2].as<std::string>();
+  t.decision = static_cast<v1::Outcome>(row[3].as<int>());
+  t.created_at = FromMillis(row[4].as<int64_t>());
+  t.updated_at = FromMillis(row[5].as<int64_t>());
+  if (!row[6].is_null()) t.deadline = FromMillis(row[6].as<int64_t>());
+  if (!row[7].is_null()) t.finished_at = FromMillis(row[7].as<int64_t>());
+  return t;
+}
+
+std::string SqlOptInt(const std::optional<int64_t>& v) {
+  return v ? std::to_string(*v) : std::string("NULL");
+}
+
+std::unique_ptr<pqxx::connection> Connect(const std::string& conninfo) {
+  auto c = std::make_unique<pqxx::connection>(conninfo);
+  // The log is only durable if commits wait for the WAL flush.
+  pqxx::nontransaction n(*c);
+  const auto mode = n.exec1("SHOW synchronous_commit")[0].as<std::string>();
+  if (mode == "off") n.exec0("SET synchronous_commit TO on");
+  return c;
+}
+
+class PostgresLog final : public TransactionLog {
+ public:
+  PostgresLog(PostgresLogConfig config, std::unique_ptr<pqxx::connection> writer)
+      : config_(std::move(config)),
+        writer_(std::move(writer)),
+        committer_(config_.max_batch, [this](auto batch) { CommitBatch(batch); }) {}
+
+  Status Append(std::vector<v1::LogRecord> records) override {
+    return committer_.Submit(std::move(records));
+  }
+
+  Result<LoggedTransaction> Read(std::string_view gtid) override {
+    return WithReader<LoggedTransaction>("read " + std::string(gtid),
+                                         [&](pqxx::read_transaction& t) { return ReadIn(t, gtid); });
+  }
+
+  Result<std::vector<LoggedTransaction>> ScanUnfinished(std::string_view after,
+                                                        int limit) override {
+    TXCOORD_RETURN_IF_ERROR(CheckLimit(limit));
+    using Out = std::vector<LoggedTransaction>;
+    return WithReader<Out>("scan unfinished", [&](pqxx::read_transaction& t) -> Result<Out> {
+      const pqxx::result rows = t.exec_params(
+          "SELECT gtid FROM txcoord_tx WHERE finished_at_ms IS NULL AND gtid > $1 "
+          "ORDER BY gtid LIMIT $2",
+          std::string(after), limit);
+      Out out;
+      for (const auto& row : rows) {
+        auto tx = ReadIn(t, row[0].as<std::string>());
+        if (!tx.ok()) return tx.status();
+        out.push_back(std::move(tx).value());
+      }
+      return out;
+    });
+  }
+
+  Result<SummaryPage> List(const ListQuery& q) override {
+    TXCOORD_RETURN_IF_ERROR(CheckLimit(q.limit));
+    return WithReader<SummaryPage>("list", [&](pqxx::read_transaction& t) -> Result<SummaryPage> {
+      std::optional<int64_t> cursor_ms;
+      if (!q.after.empty()) {
+        const pqxx::result at =
+            t.exec_params("SELECT created_at_ms FROM txcoord_tx WHERE gtid = $1", q.after);
+        if (at.empty()) {
+          return Status::InvalidArgument("cursor `after` names transaction " + q.after +
+                                         ", which does not exist (purged?); start from the top");
+        }
+        cursor_ms = at[0][0].as<int64_t>();
+      }
+      std::optional<int64_t> before;
+      if (q.created_before) before = ToMillis(*q.created_before);
+      const pqxx::result rows = t.exec_params(
+          std::string("SELECT ") + kSummaryColumns +
+              " FROM txcoord_tx WHERE ($1 = '' OR state = $1)"
+              " AND ($2::bigint IS NULL OR created_at_ms < $2::bigint)"
+              " AND ($3::bigint IS NULL OR created_at_ms < $3::bigint"
+              "      OR (created_at_ms = $3::bigint AND gtid < $4))"
+              " ORDER BY created_at_ms DESC, gtid DESC LIMIT $5",
+          q.state, before, cursor_ms, q.after, q.limit + 1);
+      SummaryPage page;
+      for (const auto& row : rows) page.transactions.push_back(SummaryFromRow(row));
+      if (static_cast<int>(page.transactions.size()) > q.limit) {
+        page.transactions.pop_back();
+        page.next = page.transactions.back().gtid;
+      }
+      return page;
+    });
+  }
+
+  Result<int64_t> Purge(Timestamp finished_before) override {
+    int64_t purged = 0;
+    for (;;) {
+      std::lock_guard lock(write_mu_);
+      try {
+        if (!writer_) writer_ = Connect(config_.conninfo);
+        pqxx::work w(*writer_);
+        const pqxx::result r = w.exec_params(
+            "WITH doomed AS (SELECT gtid FROM txcoord_tx WHERE finished_at_ms IS NOT NULL AND "
+            "  finished_at_ms < $1 LIMIT $2 FOR UPDATE SKIP LOCKED), "
+            "gone AS (DELETE FROM txcoord_tx_record WHERE gtid IN (SELECT gtid FROM doomed)) "
+            "DELETE FROM txcoord_tx WHERE gtid IN (SELECT gtid FROM doomed) RETURNING gtid",
+            ToMillis(finished_before), kPurgeChunk);
+        w.commit();
+        purged += static_cast<int64_t>(r.size());
+        if (static_cast<int64_t>(r.size()) < kPurgeChunk) return purged;
+      } catch (const std::exception& e) {
+        if (IsConnectionLoss(e)) writer_.reset();
+        return FromException(e, "purge");
+      }
+    }
+  }
+
+  Status Ping() override {
+    auto r = WithReader<bool>("ping", [](pqxx::read_transaction& t) -> Result<bool> {
+      t.exec("SELECT 1");
+      return true;
+    });
+    return r.ok() ? Status::Ok() : r.status();
+  }
+
+  LogStats Stats() const override { return committer_.stats(); }
+
+ private:
+  static constexpr int64_t kPurgeChunk = 500;
+  static constexpr size_t kMaxIdleReaders = 8;
+  static constexpr int kMaxConflictRetries = 5;
+
+  // Runs fn in a read-only snapshot on a pooled connection; a connection that failed is dropped.
+  template <typename T, typename Fn>
+  Result<T> WithReader(const std::string& what, Fn&& fn) {
+    std::unique_ptr<pqxx::connection> conn;
+    {
+      std::lock_guard lock(readers_mu_);
+      if (!idle_readers_.empty()) {
+        conn = std::move(idle_readers_.back());
+        idle_readers_.pop_back();
+      }
+    }
+    try {
+      if (!conn) conn = Connect(config_.conninfo);
+      Result<T> out = [&] {
+        pqxx::read_transaction t(*conn);
+        return fn(t);
+      }();
+      std::lock_guard lock(readers_mu_);
+      if (idle_readers_.size() < kMaxIdleReaders) idle_readers_.push_back(std::move(conn));
+      return out;
+    } catch (const std::exception& e) {
+      return FromException(e, what);  // conn is dropped: it may be broken
+    }
+  }
+
+  static Result<LoggedTransaction> ReadIn(pqxx::transaction_base& t, std::string_view gtid) {
+    const std::string g(gtid);
+    const pqxx::result s = t.exec_params(
+        std::string("SELECT ") + kSummaryColumns + " FROM txcoord_tx WHERE gtid = $1", g);
+    if (s.empty()) return Status::NotFound("transaction " + g + " does not exist");
+    LoggedTransaction tx;
+    tx.summary = SummaryFromRow(s[0]);
+    const pqxx::result rows = t.exec_params(
+        "SELECT id, body, crc FROM txcoord_tx_record WHERE gtid = $1 ORDER BY id", g);
+    for (const auto& row : rows) {
+      const pqxx::binarystring body(row[1]);
+      auto record = DecodeRecord(g, row[0].as<int64_t>(), std::string_view(reinterpret_cast<const char*>(body.data()), body.size()),
+                                 static_cast<uint32_t>(row[2].as<int64_t>()));
+      if (!record.ok()) return record.status();
+      tx.records.push_back(std::move(record).value());
+    }
+    if (tx.records.empty() || !tx.records.front().has_begin()) {
+      return Status::Corruption("transaction " + g + " has a summary but no begin record");
+    }
+    return tx;
+  }
+
+  // Runs on the group-commit leader's thread; see GroupCommitter.
+  void CommitBatch(std::span<PendingAppend* const> batch) {
+    std::lock_guard lock(write_mu_);
+    const std::vector<std::string> gtids = BatchGtids(batch);
+    for (int attempt = 1;; ++attempt) {
+      for (PendingAppend* p : batch) p->status = Status::Ok();
+      try {
+        if (!writer_) writer_ = Connect(config_.conninfo);
+        pqxx::work w(*writer_);
+        TryCommitBatch(w, batch, gtids);
+        return;
+      } catch (const std::exception& e) {
+        if (IsConnectionLoss(e)) writer_.reset();
+        if (IsRetryableConflict(e) && attempt < kMaxConflictRetries) continue;
+        const Status s = FromException(e, "append");
+        for (PendingAppend* p : batch) {
+          if (p->status.ok()) p->status = s;
+        }
+        return;
+      }
+    }
+  }
+
+  // Throws whatever libpqxx throws; the caller classifies it.
+  static void TryCommitBatch(pqxx::work& w, std::span<PendingAppend* const> batch,
+                             const std::vector<std::string>& gtids) {
+    std::string in_list;
+    for (const auto& g : gtids) {
+      if (!in_list.empty()) in_list += ',';
+      in_list += w.quote(g);
+    }
+    SummaryMap summaries;
+    for (const auto& g : gtids) summaries[g] = std::nullopt;
+    const pqxx::result rows = w.exec(std::string("SELECT ") + kSummaryColumns +
+                                     " FROM txcoord_tx WHERE gtid IN (" + in_list +
+                                     ") ORDER BY gtid FOR UPDATE");
+    for (const auto& row : rows) {
+      TransactionSummary s = SummaryFromRow(row);
+      summaries[s.gtid] = std::move(s);
+    }
+    const SummaryMap before = summaries;
+
+    std::vector<EncodedRecord> encoded;
+    const std::vector<std::string> changed = ApplyBatch(batch, &summaries, &encoded);
+    if (encoded.empty()) return;  // every append was refused: nothing to write
+
+    // One statement for all records, one per summary change; values are quoted by libpq.
+    std::string sql = "INSERT INTO txcoord_tx_record (gtid, kind, body, crc) VALUES ";
+    for (size_t i = 0; i < encoded.size(); ++i) {
+      const EncodedRecord& e = encoded[i];
+      if (i > 0) sql += ',';
+      sql += '(' + w.quote(e.gtid) + ',' + w.quote(e.kind) + ',' +
+             w.quote_raw(reinterpret_cast<const unsigned char*>(e.body.data()), e.body.size()) +
+             ',' + std::to_string(e.crc) + ')';
+    }
+    sql += ";\n";
+    for (const auto& g : changed) {
+      const TransactionSummary& t = *summaries.at(g);
+      if (!before.at(g).has_value()) {
+        // A plain INSERT: if another instance began this gtid meanwhile, the primary key
+        // refuses it and the group is retried.
+        sql += std::string("INSERT INTO txcoord_tx (") + kSummaryColumns + ") VALUES (" +
+               w.quote(t.gtid) + ',' + w.quote(t.protocol) + ',' + w.quote(t.state) + ',' +
+               std::to_string(t.decision) + ',' + std::to_string(ToMillis(t.created_at)) + ',' +
+               std::to_string(ToMillis(t.updated_at)) + ',' + SqlOptInt(OptMillis(t.deadline)) +
+               ',' + SqlOptInt(OptMillis(t.finished_at)) + ");\n";
+      } else {
+        sql += "UPDATE txcoord_tx SET state = " + w.quote(t.state) +
+               ", decision = " + std::to_string(t.decision) +
+               ", updated_at_ms = " + std::to_string(ToMillis(t.updated_at)) +
+               ", finished_at_ms = " + SqlOptInt(OptMillis(t.finished_at)) +
+               " WHERE gtid = " + w.quote(t.gtid) + ";\n";
+      }
+    }
+    w.exec(sql);
+    w.commit();
+  }
+
+  const PostgresLogConfig config_;
+  std::mutex write_mu_;
+  std::unique_ptr<pqxx::connection> writer_;  // GUARDED_BY(write_mu_); null after a failure
+  std::mutex readers_mu_;
+  std::vector<std::unique_ptr<pqxx::connection>> idle_readers_;  // GUARDED_BY(readers_mu_)
+  GroupCommitter committer_;
+};
+
+Status Migrate(pqxx::connection& c) {
+  pqxx::work w(c);
+  w.exec_params("SELECT pg_advisory_xact_lock($1)", kMigrationLockKey);
+  w.exec0("CREATE TABLE IF NOT EXISTS txcoord_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
+  const pqxx::result r =
+      w.exec("SELECT value FROM txcoord_meta WHERE key = 'schema_version'");
+  const int version = r.empty() ? 0 : std::stoi(r[0][0].as<std::string>());
+  if (version > kLogSchemaVersion) {
+    return Status::Conflict("store schema version " + std::to_string(version) +
+                            " is newer than this txcoord supports (" +
+                            std::to_string(kLogSchemaVersion) + "); upgrade txcoord");
+  }
+  for (int v = version; v < kLogSchemaVersion; ++v) {
+    w.exec(kPostgresMigrations[v]);
+    w.exec_params(
+        "INSERT INTO txcoord_meta (key, value) VALUES ('schema_version', $1) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        std::to_string(v + 1));
+  }
+  w.commit();
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<TransactionLog>> OpenPostgresLog(const PostgresLogConfig& config) {
+  try {
+    auto conn = Connect(config.conninfo);
+    TXCOORD_RETURN_IF_ERROR(Migrate(*conn));
+    return std::unique_ptr<TransactionLog>(std::make_unique<PostgresLog>(config, std::move(conn)));
+  } catch (const std::exception& e) {
+    return FromException(e, "open PostgreSQL store");
+  }
+}
+
+}  // namespace txcoord::coordinator::internal

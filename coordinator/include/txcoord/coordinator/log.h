@@ -59,6 +59,13 @@ struct LoggedTransaction {
   std::vector<v1::LogRecord> records;
 };
 
+// Counters of the group commit, for /metrics, tests and benchmarks.
+struct LogStats {
+  int64_t commits = 0;        // write transactions committed (one fsync or WAL flush each)
+  int64_t appends = 0;        // appends that went through them
+  int64_t largest_group = 0;  // most appends sharing one commit
+};
+
 struct ListQuery {
   std::string state;                      // empty: any state
   std::optional<Timestamp> created_before;  // only transactions created before this time
@@ -99,6 +106,8 @@ class TransactionLog {
 
   // OK when the store answers; for /healthz.
   virtual Status Ping() = 0;
+
+  virtual LogStats Stats() const = 0;
 };
 
 // Backends, picked from a closed list.

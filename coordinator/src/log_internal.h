@@ -1,0 +1,114 @@
+// Internals shared by the log backends: record rules, checksums, group commit.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "txcoord/coordinator/log.h"
+
+namespace txcoord::coordinator::internal {
+
+// ---- Record rules (log_rules.cc) ----------------------------------------------------------
+
+// Checks one record's shape on its own: ids, a body, the tx_state rules. Pure.
+Status CheckRecord(const v1::LogRecord& record);
+
+// Applies `record` to the summary of its transaction (`summary` is empty when the log has none).
+// On error the summary is unchanged. Pure: both backends run it inside their write transaction,
+// on summaries read in that same transaction, so the rules hold whatever the backend.
+Status ApplyRecord(const v1::LogRecord& record, std::optional<TransactionSummary>* summary);
+
+// Summaries of the transactions touched by one group commit, as the batch proceeds.
+using SummaryMap = std::map<std::string, std::optional<TransactionSummary>, std::less<>>;
+
+// One append waiting in a group commit.
+struct PendingAppend {
+  std::vector<v1::LogRecord> records;
+  Status status;       // set by the committer
+  bool done = false;   // guarded by the GroupCommitter's mutex
+  std::condition_variable cv;
+};
+
+// What the backend writes for an accepted append: each record serialized with its checksum.
+struct EncodedRecord {
+  std::string gtid;
+  std::string kind;  // "begin", "decision", ... for operators reading the table by hand
+  std::string body;  // v1::LogRecord, protobuf binary
+  uint32_t crc = 0;
+};
+
+// Runs the rules over a batch in order. `summaries` must hold, for every gtid the batch touches,
+// the summary as currently stored (or nullopt). Each append either passes as a whole — its
+// records are added to `out` and its effect to `summaries` — or gets its error in `status` and
+// leaves both untouched. Returns the gtids whose summary changed.
+std::vector<std::string> ApplyBatch(std::span<PendingAppend* const> batch, SummaryMap* summaries,
+                                    std::vector<EncodedRecord>* out);
+
+// Every gtid the batch touches, sorted and unique (backends lock rows in this order).
+std::vector<std::string> BatchGtids(std::span<PendingAppend* const> batch);
+
+std::string_view RecordKind(const v1::LogRecord& record);
+uint32_t Checksum(std::string_view bytes);
+// Parses a stored record after checking its checksum; kCorruption on any mismatch.
+Result<v1::LogRecord> DecodeRecord(std::string_view gtid, int64_t id, std::string_view body,
+                                   uint32_t crc);
+
+int64_t ToMillis(Timestamp t);
+Timestamp FromMillis(int64_t ms);
+
+// ---- Group commit (group_commit.cc) -----------------------------------------------------------
+
+// Groups concurrent appends into one commit, the way LevelDB groups writers: the first waiting
+// append becomes the leader, takes every append queued behind it (up to max_batch), runs the
+// backend's commit once for all of them without holding the queue lock, then wakes them. So
+// appends that arrive while a commit is in flight share the next commit and its one fsync; a lone
+// writer pays no thread hand-off.
+//
+// Thread-safety: Submit may be called from any number of threads. commit_fn is only ever run by
+// one thread at a time, so the backend's write connection needs no lock of its own.
+class GroupCommitter {
+ public:
+  // Commits a batch: must set `status` of every append in it.
+  using CommitFn = std::function<void(std::span<PendingAppend* const>)>;
+
+  GroupCommitter(int max_batch, CommitFn commit_fn);
+
+  // Blocks until the append is committed (durable) or failed.
+  Status Submit(std::vector<v1::LogRecord> records);
+
+  LogStats stats() const;
+  // Appends waiting or committing now; lets a test see that a group has formed.
+  size_t queued() const;
+
+ private:
+  const int max_batch_;
+  const CommitFn commit_fn_;
+  mutable std::mutex mu_;
+  std::deque<PendingAppend*> queue_;  // GUARDED_BY(mu_); front is the leader
+  LogStats stats_;                    // GUARDED_BY(mu_)
+};
+
+// ---- Backends -----------------------------------------------------------------------------
+Result<std::unique_ptr<TransactionLog>> OpenSqliteLog(const SqliteLogConfig& config);
+Result<std::unique_ptr<TransactionLog>> OpenPostgresLog(const PostgresLogConfig& config);
+
+// Page size rules shared by List and ScanUnfinished.
+Status CheckLimit(int limit);
+
+}  // namespace txcoord::coordinator::internal
+
+struct sqlite3;
+namespace txcoord::coordinator::internal {
+// Creates or migrates the log's SQLite schema up to `target_version`. Exposed for the migration
+// test, which builds an old store.
+Status MigrateSqliteSchema(sqlite3* db, int target_version);
+}  // namespace txcoord::coordinator::internal
