@@ -6,6 +6,7 @@ GroupCommitter::GroupCommitter(int max_batch, CommitFn commit_fn)
     : max_batch_(max_batch < 1 ? 1 : max_batch), commit_fn_(std::move(commit_fn)) {}
 
 Status GroupCommitter::Submit(std::vector<v1::LogRecord> records) {
+  if (records.empty()) return Status::InvalidArgument("an append needs at least one record");
   PendingAppend self;
   self.records = std::move(records);
 

@@ -109,8 +109,30 @@ std::string SqlOptInt(const std::optional<int64_t>& v) {
   return v ? std::to_string(*v) : std::string("NULL");
 }
 
+// Adds libpq settings the log relies on unless the operator set them: a bounded connect time
+// and TCP keepalives, so that an append against a vanished server fails instead of hanging.
+std::string WithDefaults(const std::string& conninfo) {
+  static constexpr std::pair<const char*, const char*> kDefaults[] = {
+      {"connect_timeout", "5"},
+      {"keepalives_idle", "10"},
+      {"keepalives_interval", "5"},
+      {"keepalives_count", "3"}};
+  const bool uri = conninfo.starts_with("postgresql://") || conninfo.starts_with("postgres://");
+  std::string out = conninfo;
+  for (const auto& [key, value] : kDefaults) {
+    if (conninfo.find(key) != std::string::npos) continue;
+    if (uri) {
+      out += out.find('?') == std::string::npos ? '?' : '&';
+    } else {
+      out += ' ';
+    }
+    out += std::string(key) + "=" + value;
+  }
+  return out;
+}
+
 std::unique_ptr<pqxx::connection> Connect(const std::string& conninfo) {
-  auto c = std::make_unique<pqxx::connection>(conninfo);
+  auto c = std::make_unique<pqxx::connection>(WithDefaults(conninfo));
   // The log is only durable if commits wait for the WAL flush.
   pqxx::nontransaction n(*c);
   const auto mode = n.exec1("SHOW synchronous_commit")[0].as<std::string>();

@@ -10,6 +10,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -526,7 +527,11 @@ Result<std::unique_ptr<TransactionLog>> OpenSqliteLog(const SqliteLogConfig& con
   if (config.check_on_open) {
     auto check = PragmaValue(db->get(), "quick_check");
     if (!check.ok()) return fail(check.status());
-    if (*check != "ok") return fail(Status::Corruption("quick_check: " + *check));
+    if (*check != "ok") {
+      std::string one_line = *check;  // SQLite's report spans lines; an error is one line
+      std::replace(one_line.begin(), one_line.end(), '\n', ' ');
+      return fail(Status::Corruption("quick_check: " + one_line));
+    }
   }
   if (Status s = MigrateSqliteSchema(db->get(), kLogSchemaVersion); !s.ok()) return fail(s);
   // FULL: the WAL is fsync'd at every commit. Read back: a build or VFS that ignores it must not

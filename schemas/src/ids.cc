@@ -16,8 +16,22 @@ bool IsValidId(std::string_view id) {
 
 Status ValidateId(std::string_view what, std::string_view id) {
   if (IsValidId(id)) return Status::Ok();
-  std::string shown(id.substr(0, 40));
-  if (id.size() > 40) shown += "...";
+  // Shown escaped: the id may be any bytes (a percent-decoded URL path), and the message must be
+  // UTF-8 and printable. A valid id is printable ASCII, so the escaped form is unambiguous.
+  std::string shown;
+  std::size_t i = 0;
+  for (; i < id.size() && shown.size() < 40; ++i) {
+    const auto c = static_cast<unsigned char>(id[i]);
+    if (c >= 0x20 && c < 0x7F && c != '"' && c != '\\') {
+      shown += static_cast<char>(c);
+    } else {
+      static constexpr char kHex[] = "0123456789ABCDEF";
+      shown += "\\x";
+      shown += kHex[c >> 4];
+      shown += kHex[c & 0xF];
+    }
+  }
+  if (i < id.size()) shown += "...";
   return Status::InvalidArgument(std::string(what) + " \"" + shown +
                                  "\" is not 1 to 128 characters of [A-Za-z0-9._:-]");
 }

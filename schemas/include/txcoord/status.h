@@ -84,6 +84,8 @@ class [[nodiscard]] Result {
   Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit on purpose, like expected.
   Result(Status status) : status_(std::move(status)) {  // NOLINT
     assert(!status_.ok() && "a Result built from a Status must carry an error");
+    // In release builds too: an OK status without a value must not read as success.
+    if (status_.ok()) status_ = Status::Internal("Result built from an OK status without a value");
   }
 
   bool ok() const { return value_.has_value(); }

@@ -20,6 +20,9 @@ struct JsonOptions {
 // Parses JSON into `message`. Unknown fields are an error (a misspelled field must not be
 // silently dropped); the message says which field or value was wrong.
 Status JsonToMessage(std::string_view json, google::protobuf::Message* message);
+// Prints `message`. Printing fails only for values no valid message holds (a timestamp beyond
+// year 9999, a NaN number); then the result is the contract's error body with code UNAVAILABLE,
+// never an empty or partial object.
 std::string MessageToJson(const google::protobuf::Message& message, JsonOptions options = {});
 
 }  // namespace txcoord

@@ -1,0 +1,76 @@
+// The txcoord executable's settings: the flag table, the config file, and their validation.
+//
+// Every flag may also come from a config file (--config FILE) under the same name, without the
+// dashes: `listen = 127.0.0.1:8470`. Flags given on the command line override the file. Values
+// are read through a Poco LayeredConfiguration with two layers, flags above the file, so the
+// precedence is the configuration's, not code spread over the program.
+#pragma once
+
+#include <Poco/Net/SocketAddress.h>
+#include <Poco/Util/LayeredConfiguration.h>
+#include <Poco/Util/OptionSet.h>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "txcoord/coordinator/log.h"
+#include "txcoord/status.h"
+
+namespace txcoord::service {
+
+inline constexpr std::string_view kDefaultListen = "127.0.0.1:8470";
+inline constexpr std::string_view kDefaultStore = "sqlite://./txcoord-data/txcoord.db";
+
+enum class LogFormat { kText, kJson };
+
+// Everything the service needs, parsed and checked.
+struct ServiceSettings {
+  Poco::Net::SocketAddress listen;  // port 0: the kernel picks one
+  std::string store_uri;            // as given; may hold a password, so log RedactStoreUri()
+  coordinator::LogConfig store;
+  // Participant URLs must start with one of these. Stored for the transaction API, which is
+  // not served yet.
+  std::vector<std::string> allow_url_prefixes;
+  // Paths only, checked to be readable at start; the transaction API (later) reads them.
+  std::string token_file;
+  std::string callback_secret_file;
+  LogFormat log_format = LogFormat::kText;
+  int max_threads = 32;  // connections served at once (a kept-alive connection holds one)
+  int max_queued = 128;  // accepted connections waiting for a thread; more are dropped
+};
+
+// Adds every flag to `options`. Flags take their value as `--flag VALUE` or `--flag=VALUE`.
+void DefineFlags(Poco::Util::OptionSet& options);
+
+// The --help text: a usage line, then one line per flag with its default.
+std::string HelpText();
+
+// Records one flag from the command line into `flags` (the top configuration layer).
+// `--allow-url` accumulates into `allow_urls`, since it may be repeated.
+// Errors: kInvalidArgument, e.g. a value that is itself a flag (`--store --listen x`), which
+// means the value was forgotten.
+Status RecordFlag(const std::string& name, const std::string& value,
+                  Poco::Util::AbstractConfiguration& flags, std::vector<std::string>& allow_urls);
+
+// Reads a config file: Java properties (`key = value`), or INI when the name ends in ".ini"
+// (keys outside any section). Unknown keys are an error, so a misspelled setting is not
+// silently ignored. In the file, allow-url is a comma-separated list.
+Result<Poco::Util::AbstractConfiguration::Ptr> LoadConfigFile(const std::string& path);
+
+// Builds the settings from `config` (flags layered over the file) and checks every value.
+// `allow_urls_from_flags`, when not empty, replaces the file's allow-url list.
+Result<ServiceSettings> ResolveSettings(const Poco::Util::AbstractConfiguration& config,
+                                        const std::vector<std::string>& allow_urls_from_flags);
+
+// "HOST:PORT" or "[IPV6]:PORT" → a socket address. Names are resolved.
+Result<Poco::Net::SocketAddress> ParseListenAddress(std::string_view text);
+
+// The store URI with any password replaced by "***", fit for logs and error messages:
+// postgresql://app:s3cret@db/x?password=y → postgresql://app:***@db/x?password=***.
+std::string RedactStoreUri(std::string_view uri);
+
+// "sqlite" or "postgresql".
+std::string_view StoreKind(const coordinator::LogConfig& store);
+
+}  // namespace txcoord::service
