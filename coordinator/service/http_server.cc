@@ -11,7 +11,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <istream>
+#include <mutex>
 #include <string_view>
 
 #include "txcoord/schemas/json.h"
@@ -83,6 +85,44 @@ std::string RequestPath(const HTTPServerRequest& request) {
   return uri.substr(0, uri.find('?'));
 }
 
+}  // namespace
+
+// Admits requests until stopping begins and counts those in progress, so that Stop can wait for
+// exactly the requests already admitted and then cut every connection. Poco's own graceful stop
+// (stopAll(false)) instead waits on every connection's lock, which is also held while a request
+// is still being received, so one client that sent half a request would hold up the stop for
+// the whole request timeout.
+class RequestGate {
+ public:
+  // True when admitted: the request counts as in progress until Leave().
+  bool Enter() {
+    std::lock_guard lock(mu_);
+    if (closed_) return false;
+    ++in_progress_;
+    return true;
+  }
+
+  void Leave() {
+    std::lock_guard lock(mu_);
+    if (--in_progress_ == 0) idle_cv_.notify_all();
+  }
+
+  // Admits no more requests, and waits until those in progress have left.
+  void CloseAndWait() {
+    std::unique_lock lock(mu_);
+    closed_ = true;
+    idle_cv_.wait(lock, [this] { return in_progress_ == 0; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable idle_cv_;
+  bool closed_ = false;  // GUARDED_BY(mu_)
+  int in_progress_ = 0;  // GUARDED_BY(mu_)
+};
+
+namespace {
+
 // Shared by the handlers; logs the store's health when it changes rather than on every probe,
 // since a load balancer may ask every second.
 class HealthLog {
@@ -102,9 +142,15 @@ class HealthLog {
 };
 
 // A handler that catches what Poco would otherwise turn into a bare 500 without the contract's
-// body, and what a vanished client throws while the reply is written.
+// body, and what a vanished client throws while the reply is written. While it exists, the
+// request it serves counts as in progress at `gate` (when given).
 class ContractHandler : public Poco::Net::HTTPRequestHandler {
  public:
+  explicit ContractHandler(RequestGate* gate) : gate_(gate) {}
+  ~ContractHandler() override {
+    if (gate_ != nullptr) gate_->Leave();
+  }
+
   void handleRequest(HTTPServerRequest& request, HTTPServerResponse& response) final {
     try {
       Handle(request, response);
@@ -112,19 +158,26 @@ class ContractHandler : public Poco::Net::HTTPRequestHandler {
       if (response.sent()) return;  // the client went away mid-reply; nothing left to tell it
       spdlog::error("{} {}: {}", request.getMethod(), RequestPath(request), e.what());
       response.setKeepAlive(false);
-      SendError(request, response, HTTPResponse::HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
-                "the coordinator failed to answer; retry, and see its log if this repeats");
+      try {
+        SendError(request, response, HTTPResponse::HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
+                  "the coordinator failed to answer; retry, and see its log if this repeats");
+      } catch (const std::exception&) {
+        // The connection is broken; Poco closes it.
+      }
     }
   }
 
  protected:
   virtual void Handle(HTTPServerRequest& request, HTTPServerResponse& response) = 0;
+
+ private:
+  RequestGate* const gate_;
 };
 
 class HealthzHandler final : public ContractHandler {
  public:
-  HealthzHandler(coordinator::TransactionLog& log, HealthLog& health_log)
-      : log_(log), health_log_(health_log) {}
+  HealthzHandler(RequestGate* gate, coordinator::TransactionLog& log, HealthLog& health_log)
+      : ContractHandler(gate), log_(log), health_log_(health_log) {}
 
  private:
   void Handle(HTTPServerRequest& request, HTTPServerResponse& response) override {
@@ -145,47 +198,59 @@ class HealthzHandler final : public ContractHandler {
   HealthLog& health_log_;
 };
 
+struct ErrorAnswer {
+  HTTPResponse::HTTPStatus status;
+  std::string_view code;
+  std::string message;
+  std::string allow = {};  // the Allow header of a 405
+  bool close_connection = false;
+};
+
 class ErrorHandler final : public ContractHandler {
  public:
-  ErrorHandler(HTTPResponse::HTTPStatus status, std::string_view code, std::string message,
-               std::string allow = {})
-      : status_(status), code_(code), message_(std::move(message)), allow_(std::move(allow)) {}
+  ErrorHandler(RequestGate* gate, ErrorAnswer answer)
+      : ContractHandler(gate), answer_(std::move(answer)) {}
 
  private:
   void Handle(HTTPServerRequest& request, HTTPServerResponse& response) override {
-    if (!allow_.empty()) response.set("Allow", allow_);
-    SendError(request, response, status_, code_, message_);
+    if (!answer_.allow.empty()) response.set("Allow", answer_.allow);
+    if (answer_.close_connection) response.setKeepAlive(false);
+    SendError(request, response, answer_.status, answer_.code, answer_.message);
   }
 
-  const HTTPResponse::HTTPStatus status_;
-  const std::string_view code_;
-  const std::string message_;
-  const std::string allow_;
+  const ErrorAnswer answer_;
 };
 
 class Router final : public Poco::Net::HTTPRequestHandlerFactory {
  public:
-  explicit Router(coordinator::TransactionLog& log) : log_(log) {}
+  Router(coordinator::TransactionLog& log, RequestGate& gate) : log_(log), gate_(gate) {}
 
   Poco::Net::HTTPRequestHandler* createRequestHandler(const HTTPServerRequest& request) override {
+    if (!gate_.Enter()) {
+      // Stopping: answered without doing anything, so cutting it off costs nothing either.
+      return new ErrorHandler(nullptr, {HTTPResponse::HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
+                                        "the coordinator is shutting down; retry shortly",
+                                        /*allow=*/"", /*close_connection=*/true});
+    }
     const std::string path = RequestPath(request);
     const std::string& method = request.getMethod();
     if (path == "/healthz") {
       if (method == HTTPRequest::HTTP_GET || method == HTTPRequest::HTTP_HEAD) {
-        return new HealthzHandler(log_, health_log_);
+        return new HealthzHandler(&gate_, log_, health_log_);
       }
-      return new ErrorHandler(HTTPResponse::HTTP_METHOD_NOT_ALLOWED, "INVALID_ARGUMENT",
-                              "method " + method + " is not allowed on /healthz; use GET",
-                              "GET, HEAD");
+      return new ErrorHandler(
+          &gate_, {HTTPResponse::HTTP_METHOD_NOT_ALLOWED, "INVALID_ARGUMENT",
+                   "method " + method + " is not allowed on /healthz; use GET", "GET, HEAD"});
     }
-    std::string shown = path.substr(0, kMaxEchoedPathChars);
+    const std::string shown = path.substr(0, kMaxEchoedPathChars);
     return new ErrorHandler(
-        HTTPResponse::HTTP_NOT_FOUND, "NOT_FOUND",
-        "no endpoint " + method + " " + shown + "; this coordinator serves GET /healthz");
+        &gate_, {HTTPResponse::HTTP_NOT_FOUND, "NOT_FOUND",
+                 "no endpoint " + method + " " + shown + "; this coordinator serves GET /healthz"});
   }
 
  private:
   coordinator::TransactionLog& log_;
+  RequestGate& gate_;
   HealthLog health_log_;
 };
 
@@ -223,6 +288,7 @@ Result<Poco::Net::ServerSocket> ListenOn(const Poco::Net::SocketAddress& address
 HttpService::HttpService(coordinator::TransactionLog& log, const HttpServerOptions& options)
     : log_(log),
       options_(options),
+      gate_(std::make_unique<RequestGate>()),
       pool_(/*minCapacity=*/std::min(2, options.max_threads),
             /*maxCapacity=*/options.max_threads, /*idleTime=*/kThreadIdleS) {}
 
@@ -238,14 +304,16 @@ void HttpService::Start(const Poco::Net::ServerSocket& socket) {
   params->setMaxKeepAliveRequests(kMaxKeepAliveRequests);
   params->setTimeout(Poco::Timespan(kRequestTimeoutS, 0));
   params->setSoftwareVersion(options_.software_version);
-  server_ = std::make_unique<Poco::Net::HTTPServer>(new Router(log_), pool_, socket, params);
+  server_ =
+      std::make_unique<Poco::Net::HTTPServer>(new Router(log_, *gate_), pool_, socket, params);
   server_->start();
 }
 
 void HttpService::Stop() {
   if (!server_) return;
-  // false: each connection is shut down only once its request in progress has been answered.
-  server_->stopAll(/*abortCurrent=*/false);
+  server_->stop();         // closes the listening socket and the connections not yet picked up
+  gate_->CloseAndWait();   // requests in progress finish and are answered
+  server_->stopAll(true);  // then every connection is shut: idle ones, half-received requests
   pool_.joinAll();
   server_.reset();
 }

@@ -25,6 +25,8 @@
 
 namespace txcoord::service {
 
+class RequestGate;
+
 struct HttpServerOptions {
   int max_threads = 32;
   int max_queued = 128;
@@ -49,14 +51,17 @@ class HttpService {
   // Starts accepting on `socket`, which ListenOn returned.
   void Start(const Poco::Net::ServerSocket& socket);
 
-  // Stops accepting, lets requests in progress finish (a request is not cut off halfway), closes
-  // idle kept-alive connections, and waits for the pool's threads. Connections accepted but not
-  // yet picked up by a thread are closed unanswered. Blocks as long as the slowest request.
+  // Stops accepting, lets the requests in progress finish and be answered, then shuts every
+  // connection (idle kept-alive ones, requests still being received) and waits for the pool's
+  // threads. Connections accepted but not yet picked up by a thread are closed unanswered; a
+  // request that arrives meanwhile on a kept-alive connection gets 503. Blocks as long as the
+  // slowest request in progress.
   void Stop();
 
  private:
   coordinator::TransactionLog& log_;
   const HttpServerOptions options_;
+  std::unique_ptr<RequestGate> gate_;
   Poco::ThreadPool pool_;  // declared before server_: the server uses it until destroyed
   std::unique_ptr<Poco::Net::HTTPServer> server_;
 };

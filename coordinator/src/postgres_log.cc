@@ -54,6 +54,10 @@ static_assert(std::size(kPostgresMigrations) == kLogSchemaVersion);
 // Any fixed key: serializes schema migration among instances opening the same database.
 constexpr int64_t kMigrationLockKey = 0x7478636f6f7264;  // "txcoord"
 
+// Reads see one snapshot: a summary and the records read after it agree. (libpqxx 6's
+// read_transaction is only READ COMMITTED.)
+using SnapshotRead = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
+
 constexpr const char* kSummaryColumns =
     "gtid, protocol, state, decision, created_at_ms, updated_at_ms, deadline_ms, finished_at_ms";
 
@@ -153,14 +157,14 @@ class PostgresLog final : public TransactionLog {
 
   Result<LoggedTransaction> Read(std::string_view gtid) override {
     return WithReader<LoggedTransaction>("read " + std::string(gtid),
-                                         [&](pqxx::read_transaction& t) { return ReadIn(t, gtid); });
+                                         [&](SnapshotRead& t) { return ReadIn(t, gtid); });
   }
 
   Result<std::vector<LoggedTransaction>> ScanUnfinished(std::string_view after,
                                                         int limit) override {
     TXCOORD_RETURN_IF_ERROR(CheckLimit(limit));
     using Out = std::vector<LoggedTransaction>;
-    return WithReader<Out>("scan unfinished", [&](pqxx::read_transaction& t) -> Result<Out> {
+    return WithReader<Out>("scan unfinished", [&](SnapshotRead& t) -> Result<Out> {
       const pqxx::result rows = t.exec_params(
           "SELECT gtid FROM txcoord_tx WHERE finished_at_ms IS NULL AND gtid > $1 "
           "ORDER BY gtid LIMIT $2",
@@ -177,7 +181,7 @@ class PostgresLog final : public TransactionLog {
 
   Result<SummaryPage> List(const ListQuery& q) override {
     TXCOORD_RETURN_IF_ERROR(CheckLimit(q.limit));
-    return WithReader<SummaryPage>("list", [&](pqxx::read_transaction& t) -> Result<SummaryPage> {
+    return WithReader<SummaryPage>("list", [&](SnapshotRead& t) -> Result<SummaryPage> {
       std::optional<int64_t> cursor_ms;
       if (!q.after.empty()) {
         const pqxx::result at =
@@ -232,7 +236,7 @@ class PostgresLog final : public TransactionLog {
   }
 
   Status Ping() override {
-    auto r = WithReader<bool>("ping", [](pqxx::read_transaction& t) -> Result<bool> {
+    auto r = WithReader<bool>("ping", [](SnapshotRead& t) -> Result<bool> {
       t.exec("SELECT 1");
       return true;
     });
@@ -260,7 +264,7 @@ class PostgresLog final : public TransactionLog {
     try {
       if (!conn) conn = Connect(config_.conninfo);
       Result<T> out = [&] {
-        pqxx::read_transaction t(*conn);
+        SnapshotRead t(*conn);
         return fn(t);
       }();
       std::lock_guard lock(readers_mu_);
