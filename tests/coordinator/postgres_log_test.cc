@@ -1,0 +1,145 @@
+// What only the PostgreSQL backend has: a server that can go away under the log, and several
+// log instances (coordinators) on one database.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "log_test_util.h"
+#include "txcoord/coordinator/log.h"
+#include "txcoord/testing/postgres_server.h"
+
+namespace txcoord::coordinator {
+namespace {
+
+using namespace testutil;
+
+std::unique_ptr<TransactionLog> MustOpen(const std::string& conninfo) {
+  PostgresLogConfig c;
+  c.conninfo = conninfo;
+  auto log = OpenLog(c);
+  EXPECT_TRUE(log.ok()) << log.status().ToString();
+  return log.ok() ? std::move(log).value() : nullptr;
+}
+
+// PostgreSQL stops (immediate shutdown, like a crash) while 8 threads append. Each append must
+// come back with an error instead of hanging; an error must never be OK for a lost append; once
+// the server is back the same log object works again, and every acknowledged append is there.
+TEST(PostgresLogTest, ServerGoingAwayMidAppendGivesErrorsAndTheLogRecovers) {
+  auto server = testing::PostgresServer::Start();
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  auto db = (*server)->CreateDatabase("away");
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  auto log = MustOpen((*server)->ConnInfo(*db));
+  ASSERT_NE(log, nullptr);
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> errors{0};
+  std::mutex mu;
+  std::vector<std::string> acknowledged;
+  std::vector<StatusCode> error_codes;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; !stop; ++i) {
+        const std::string g = "w" + std::to_string(t) + "-" + std::to_string(i);
+        Status s = log->Append({Begin(g, kEpochMs + i)});
+        std::lock_guard lock(mu);
+        if (s.ok()) {
+          acknowledged.push_back(g);
+        } else {
+          errors++;
+          error_codes.push_back(s.code());
+        }
+      }
+    });
+  }
+  auto wait_for = [&](auto pred) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (!pred() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return pred();
+  };
+  ASSERT_TRUE(wait_for([&] {
+    std::lock_guard lock(mu);
+    return acknowledged.size() >= 200;
+  }));
+  ASSERT_TRUE((*server)->Stop(/*immediate=*/true).ok());
+  ASSERT_TRUE(wait_for([&] { return errors.load() >= 20; }))
+      << "appends against a stopped server must fail, not hang";
+  EXPECT_FALSE(log->Ping().ok());
+  {
+    std::lock_guard lock(mu);
+    for (StatusCode c : error_codes) {
+      EXPECT_TRUE(c == StatusCode::kUnavailable || c == StatusCode::kUnknownOutcome)
+          << StatusCodeName(c);
+    }
+  }
+  ASSERT_TRUE((*server)->StartAgain().ok());
+  const size_t acked_before = [&] {
+    std::lock_guard lock(mu);
+    return acknowledged.size();
+  }();
+  ASSERT_TRUE(wait_for([&] {
+    std::lock_guard lock(mu);
+    return acknowledged.size() >= acked_before + 200;
+  })) << "the log must work again once the server is back";
+  stop = true;
+  for (auto& t : threads) t.join();
+  EXPECT_TRUE(log->Ping().ok());
+  for (const auto& g : acknowledged) {
+    auto tx = log->Read(g);
+    EXPECT_TRUE(tx.ok()) << g << " was acknowledged: " << tx.status().ToString();
+  }
+}
+
+// Two coordinators on one database race to begin the same gtids: exactly one wins each.
+TEST(PostgresLogTest, TwoInstancesBeginningTheSameGtidGetExactlyOneWinner) {
+  auto db = testing::SharedPostgres().CreateDatabase("race");
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  auto a = MustOpen(testing::SharedPostgres().ConnInfo(*db));
+  auto b = MustOpen(testing::SharedPostgres().ConnInfo(*db));
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  constexpr int kGtids = 200;
+  std::atomic<int> wins{0}, already{0}, other{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      TransactionLog* log = t % 2 == 0 ? a.get() : b.get();
+      for (int i = 0; i < kGtids; ++i) {
+        Status s = log->Append({Begin("race-" + std::to_string(i), kEpochMs + t)});
+        if (s.ok()) {
+          wins++;
+        } else if (s.code() == StatusCode::kAlreadyExists) {
+          already++;
+        } else {
+          other++;
+          ADD_FAILURE() << s.ToString();
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(wins.load(), kGtids);
+  EXPECT_EQ(already.load(), 7 * kGtids);
+  EXPECT_EQ(other.load(), 0);
+  for (int i = 0; i < kGtids; ++i) {
+    auto tx = a->Read("race-" + std::to_string(i));
+    ASSERT_TRUE(tx.ok());
+    EXPECT_EQ(tx->records.size(), 1u) << "one begin only";
+  }
+}
+
+TEST(PostgresLogTest, UnreachableServerIsAClearErrorAtOpen) {
+  PostgresLogConfig c;
+  c.conninfo = "postgresql://nobody@127.0.0.1:1/none";
+  auto log = OpenLog(c);
+  ASSERT_FALSE(log.ok());
+  EXPECT_EQ(log.status().code(), StatusCode::kUnavailable) << log.status().ToString();
+}
+
+}  // namespace
+}  // namespace txcoord::coordinator

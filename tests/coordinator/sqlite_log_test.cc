@@ -1,0 +1,258 @@
+// What only the SQLite backend has: a file that can be damaged, a schema that migrates, a lock
+// per store, and the fsync per group commit, observed through the power-loss VFS.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "log_backends.h"
+#include "log_internal.h"
+#include "log_test_util.h"
+#include "txcoord/testing/powerloss_vfs.h"
+
+namespace txcoord::coordinator {
+namespace {
+
+using namespace testutil;
+namespace fs = std::filesystem;
+
+class SqliteLogTest : public ::testing::Test {
+ protected:
+  std::string path() const { return backend_.path(); }
+
+  std::unique_ptr<TransactionLog> MustOpen(const SqliteLogConfig& c) {
+    auto log = OpenLog(c);
+    EXPECT_TRUE(log.ok()) << log.status().ToString();
+    return log.ok() ? std::move(log).value() : nullptr;
+  }
+  SqliteLogConfig Config() const { return std::get<SqliteLogConfig>(backend_.Config()); }
+
+  // A closed store holding `n` finished transactions: several pages of b-tree.
+  void MakeStore(int n) {
+    auto log = MustOpen(Config());
+    ASSERT_NE(log, nullptr);
+    std::vector<v1::LogRecord> group;
+    for (int i = 0; i < n; ++i) {
+      const std::string g = "g" + std::to_string(i);
+      group.push_back(Begin(g, kEpochMs + i));
+      group.push_back(Decision(g, kEpochMs + i, v1::OUTCOME_COMMIT));
+      group.push_back(End(g, kEpochMs + i, "committed"));
+      if (group.size() >= 300 || i == n - 1) {
+        ASSERT_TRUE(log->Append(std::move(group)).ok());
+        group.clear();
+      }
+    }
+  }
+
+  void ExpectCleanOpenError(StatusCode code) {
+    auto log = OpenLog(Config());
+    ASSERT_FALSE(log.ok()) << "a damaged store must not open";
+    EXPECT_EQ(log.status().code(), code) << log.status().ToString();
+    EXPECT_NE(log.status().message().find(path()), std::string::npos)
+        << "the error names the store: " << log.status().ToString();
+    EXPECT_EQ(log.status().message().find('\n'), std::string::npos) << "one line";
+  }
+
+  SqliteBackend backend_;
+};
+
+TEST_F(SqliteLogTest, OpensWithWalAndFullSync) {
+  auto log = MustOpen(Config());
+  ASSERT_NE(log, nullptr);
+  ASSERT_TRUE(log->Append({Begin("g", kEpochMs)}).ok());
+  EXPECT_TRUE(fs::exists(path() + "-wal")) << "WAL journal in use";
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0)), "wal");
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+}
+
+TEST_F(SqliteLogTest, CreatesMissingDirectories) {
+  SqliteLogConfig c = Config();
+  c.path = fs::path(path()).parent_path() / "a" / "b" / "log.db";
+  auto log = MustOpen(c);
+  ASSERT_NE(log, nullptr);
+  EXPECT_TRUE(log->Append({Begin("g", kEpochMs)}).ok());
+}
+
+TEST_F(SqliteLogTest, GarbageFileIsRefusedAtOpen) {
+  std::ofstream(path()) << "this is not a database, just some text that is long enough";
+  ExpectCleanOpenError(StatusCode::kCorruption);
+}
+
+TEST_F(SqliteLogTest, FileCutInsideTheHeaderIsRefusedAtOpen) {
+  MakeStore(10);
+  fs::resize_file(path(), 10);
+  ExpectCleanOpenError(StatusCode::kCorruption);
+}
+
+TEST_F(SqliteLogTest, TruncatedFileIsRefusedAtOpen) {
+  MakeStore(2000);
+  const auto size = fs::file_size(path());
+  ASSERT_GT(size, 16 * 4096u) << "the store must span many pages for this test to mean much";
+  ASSERT_FALSE(fs::exists(path() + "-wal")) << "closed cleanly: everything is in the main file";
+  fs::resize_file(path(), size / 2);
+  ExpectCleanOpenError(StatusCode::kCorruption);
+}
+
+TEST_F(SqliteLogTest, OverwrittenPagesAreRefusedAtOpen) {
+  MakeStore(2000);
+  const auto size = fs::file_size(path());
+  {
+    std::fstream f(path(), std::ios::in | std::ios::out | std::ios::binary);
+    // Garbage over two whole pages in the middle of the b-tree.
+    f.seekp(static_cast<std::streamoff>(size / 2 / 4096 * 4096));
+    std::string junk(8192, '\0');
+    for (size_t i = 0; i < junk.size(); ++i) junk[i] = static_cast<char>((i * 131 + 7) % 251);
+    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+  }
+  ExpectCleanOpenError(StatusCode::kCorruption);
+}
+
+TEST_F(SqliteLogTest, EmptyExistingFileBecomesANewStore) {
+  std::ofstream(path()).close();
+  auto log = MustOpen(Config());
+  ASSERT_NE(log, nullptr);
+  EXPECT_TRUE(log->Append({Begin("g", kEpochMs)}).ok());
+}
+
+TEST_F(SqliteLogTest, ForeignDatabaseIsRefused) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "CREATE TABLE customers (id TEXT)", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto log = OpenLog(Config());
+  ASSERT_FALSE(log.ok());
+  EXPECT_EQ(log.status().code(), StatusCode::kInvalidArgument) << log.status().ToString();
+  EXPECT_NE(log.status().message().find("customers"), std::string::npos);
+}
+
+TEST_F(SqliteLogTest, NewerSchemaVersionIsRefused) {
+  MakeStore(1);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE txcoord_meta SET value = '99' WHERE key = 'schema_version'",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto log = OpenLog(Config());
+  ASSERT_FALSE(log.ok());
+  EXPECT_EQ(log.status().code(), StatusCode::kConflict);
+  EXPECT_NE(log.status().message().find("upgrade txcoord"), std::string::npos)
+      << log.status().ToString();
+}
+
+// A store written by the first schema version opens, is migrated, and keeps its data.
+TEST_F(SqliteLogTest, OldSchemaIsMigratedOnOpen) {
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
+    ASSERT_TRUE(internal::MigrateSqliteSchema(db, 1).ok());
+    // One transaction written the way version 1 wrote it.
+    std::string body;
+    Begin("legacy", kEpochMs).SerializeToString(&body);
+    sqlite3_stmt* stmt = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db,
+                                 "INSERT INTO txcoord_tx_record (gtid, kind, body, crc) "
+                                 "VALUES ('legacy', 'begin', ?1, ?2)",
+                                 -1, &stmt, nullptr),
+              SQLITE_OK);
+    sqlite3_bind_blob(stmt, 1, body.data(), static_cast<int>(body.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_int64(stmt, 2, internal::Checksum(body));
+    ASSERT_EQ(sqlite3_step(stmt), SQLITE_DONE);
+    sqlite3_finalize(stmt);
+    const std::string summary =
+        "INSERT INTO txcoord_tx (gtid, protocol, state, created_at_ms, updated_at_ms) VALUES "
+        "('legacy', '2pc', 'preparing', " + std::to_string(kEpochMs) + ", " +
+        std::to_string(kEpochMs) + ")";
+    ASSERT_EQ(sqlite3_exec(db, summary.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  }
+  {
+    auto log = MustOpen(Config());
+    ASSERT_NE(log, nullptr);
+    auto tx = log->Read("legacy");
+    ASSERT_TRUE(tx.ok()) << tx.status().ToString();
+    EXPECT_EQ(tx->summary.state, "preparing");
+    auto scan = log->ScanUnfinished("", 10);
+    ASSERT_TRUE(scan.ok());
+    ASSERT_EQ(scan->size(), 1u);
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db,
+                               "SELECT (SELECT value FROM txcoord_meta WHERE key = "
+                               "'schema_version'), (SELECT count(*) FROM sqlite_schema WHERE "
+                               "name = 'txcoord_tx_unfinished')",
+                               -1, &stmt, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0))),
+            std::to_string(kLogSchemaVersion));
+  EXPECT_EQ(sqlite3_column_int(stmt, 1), 1) << "version 2's index exists";
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+}
+
+TEST_F(SqliteLogTest, ASecondOpenOfTheSameStoreIsRefused) {
+  auto first = MustOpen(Config());
+  ASSERT_NE(first, nullptr);
+  auto second = OpenLog(Config());
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(second.status().message().find("in use"), std::string::npos);
+  first.reset();
+  EXPECT_TRUE(OpenLog(Config()).ok()) << "the lock goes with the first log";
+}
+
+// Through the power-loss VFS, whose unsynced writes vanish: every acknowledged append is on
+// disk, and a group of concurrent appends cost far fewer WAL fsyncs than appends.
+TEST_F(SqliteLogTest, AcknowledgedAppendsSurvivePowerLossAndShareFsyncs) {
+  testing::RegisterPowerLossVfs("powerloss");
+  SqliteLogConfig c = Config();
+  c.vfs = "powerloss";
+  auto log = MustOpen(c);
+  ASSERT_NE(log, nullptr);
+  testing::ResetPowerLossVfsStats();
+  constexpr int kThreads = 32;
+  constexpr int kPerThread = 25;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        const std::string g = "p" + std::to_string(t) + "-" + std::to_string(i);
+        if (!log->Append({Begin(g, kEpochMs + i)}).ok()) failures++;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(failures.load(), 0);
+  const auto stats = testing::GetPowerLossVfsStats();
+  const int appends = kThreads * kPerThread;
+  EXPECT_GE(stats.syncs_wal, log->Stats().commits) << "every commit fsyncs the WAL";
+  EXPECT_LT(stats.syncs_wal, appends) << "group commit: appends share fsyncs";
+
+  testing::SimulatePowerLoss();
+  log.reset();
+  auto reopened = MustOpen(Config());  // the plain VFS: only what reached the disk
+  ASSERT_NE(reopened, nullptr);
+  for (int t = 0; t < kThreads; ++t) {
+    for (int i = 0; i < kPerThread; ++i) {
+      const std::string g = "p" + std::to_string(t) + "-" + std::to_string(i);
+      EXPECT_TRUE(reopened->Read(g).ok()) << g << " was acknowledged but lost";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace txcoord::coordinator
