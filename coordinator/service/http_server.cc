@@ -14,6 +14,7 @@
 #include <condition_variable>
 #include <istream>
 #include <mutex>
+#include <ostream>
 #include <string_view>
 
 #include "txcoord/schemas/json.h"
@@ -35,7 +36,7 @@ constexpr int kMaxKeepAliveRequests = 10000;
 constexpr int kRequestTimeoutS = 30;
 constexpr int kThreadIdleS = 60;
 // Unread request bodies up to this size are skipped to keep the connection; see DiscardBody.
-constexpr std::streamsize kMaxDiscardBytes = 64 * 1024;
+constexpr std::streamsize kMaxDiscardBytes = std::streamsize{64} * 1024;
 constexpr size_t kMaxEchoedPathChars = 200;
 
 // Poco parses the next request of a kept-alive connection right where the handler stopped
@@ -61,9 +62,14 @@ void SendBody(HTTPServerResponse& response, HTTPResponse::HTTPStatus status,
               std::string_view content_type, const std::string& body) {
   response.setStatusAndReason(status);
   response.setContentType(std::string(content_type));
-  response.setContentLength64(static_cast<Poco::UInt64>(body.size()));
+  response.setContentLength64(static_cast<Poco::Int64>(body.size()));
   response.set("Cache-Control", "no-store");
-  response.sendBuffer(body.data(), body.size());
+  // Flushed here, not left to Poco, which flushes only when it destroys the response, after
+  // the handler: by then HttpService::Stop may have shut the connection (see RequestGate).
+  // For HEAD, Poco's stream drops the body and sends only the headers.
+  std::ostream& out = response.send();
+  out.write(body.data(), static_cast<std::streamsize>(body.size()));
+  out.flush();
 }
 
 // The contract's error reply, JSON or (on request) binary protobuf.
@@ -88,7 +94,8 @@ std::string RequestPath(const HTTPServerRequest& request) {
 }  // namespace
 
 // Admits requests until stopping begins and counts those in progress, so that Stop can wait for
-// exactly the requests already admitted and then cut every connection. Poco's own graceful stop
+// exactly the requests already admitted and then cut every connection. A request leaves when
+// its handler is destroyed, after its reply was flushed (SendBody). Poco's own graceful stop
 // (stopAll(false)) instead waits on every connection's lock, which is also held while a request
 // is still being received, so one client that sent half a request would hold up the stop for
 // the whole request timeout.

@@ -19,9 +19,9 @@ namespace {
 // The one table of flags: the option parser, --help and the config-file key check all read it,
 // so a flag cannot be added to one and forgotten in another.
 struct FlagSpec {
-  const char* name;
-  const char* argument;  // nullptr: the flag takes no value
-  const char* help;
+  const char* name = nullptr;
+  const char* argument = nullptr;  // nullptr: the flag takes no value
+  const char* help = nullptr;
   bool repeatable = false;
   bool config_key = true;  // may also be set in a config file
 };
