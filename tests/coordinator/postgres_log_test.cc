@@ -2,6 +2,8 @@
 // log instances (coordinators) on one database.
 #include <gtest/gtest.h>
 
+#include <pqxx/pqxx>
+
 #include <atomic>
 #include <chrono>
 #include <thread>
@@ -131,6 +133,50 @@ TEST(PostgresLogTest, TwoInstancesBeginningTheSameGtidGetExactlyOneWinner) {
     ASSERT_TRUE(tx.ok());
     EXPECT_EQ(tx->records.size(), 1u) << "one begin only";
   }
+}
+
+// A store at schema version 1 (version 2's indexes absent) is migrated at open; a store newer than
+// this build is refused.
+TEST(PostgresLogTest, SchemaIsMigratedOnOpenAndANewerOneIsRefused) {
+  auto db = testing::SharedPostgres().CreateDatabase("schema");
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  const std::string conninfo = testing::SharedPostgres().ConnInfo(*db);
+  {
+    auto log = MustOpen(conninfo);
+    ASSERT_NE(log, nullptr);
+    ASSERT_TRUE(log->Append({Begin("kept", kEpochMs)}).ok());
+  }
+  auto count_indexes = [&] {
+    pqxx::connection c(conninfo);
+    pqxx::work w(c);
+    return w.exec1("SELECT count(*) FROM pg_indexes WHERE indexname IN "
+                   "('txcoord_tx_unfinished', 'txcoord_tx_by_created', 'txcoord_tx_by_finished')")[0]
+        .as<int>();
+  };
+  auto exec = [&](const std::string& sql) {
+    pqxx::connection c(conninfo);
+    pqxx::work w(c);
+    w.exec(sql);
+    w.commit();
+  };
+  ASSERT_EQ(count_indexes(), 3);
+  exec("DROP INDEX txcoord_tx_unfinished; DROP INDEX txcoord_tx_by_created; "
+       "DROP INDEX txcoord_tx_by_finished; "
+       "UPDATE txcoord_meta SET value = '1' WHERE key = 'schema_version'");
+  {
+    auto log = MustOpen(conninfo);
+    ASSERT_NE(log, nullptr);
+    EXPECT_TRUE(log->Read("kept").ok());
+  }
+  EXPECT_EQ(count_indexes(), 3) << "version 2 was applied again";
+
+  exec("UPDATE txcoord_meta SET value = '99' WHERE key = 'schema_version'");
+  PostgresLogConfig c;
+  c.conninfo = conninfo;
+  auto newer = OpenLog(c);
+  ASSERT_FALSE(newer.ok());
+  EXPECT_EQ(newer.status().code(), StatusCode::kConflict);
+  EXPECT_NE(newer.status().message().find("upgrade txcoord"), std::string::npos);
 }
 
 TEST(PostgresLogTest, UnreachableServerIsAClearErrorAtOpen) {
