@@ -41,6 +41,7 @@ struct PendingAppend {
 // What the backend writes for an accepted append: each record serialized with its checksum.
 struct EncodedRecord {
   std::string gtid;
+  int64_t seq = 0;   // 1, 2, ... within the transaction: append order
   std::string kind;  // "begin", "decision", ... for operators reading the table by hand
   std::string body;  // v1::LogRecord, protobuf binary
   uint32_t crc = 0;

@@ -141,6 +141,7 @@ Status ApplyRecord(const v1::LogRecord& r, std::optional<TransactionSummary>* su
     s.created_at = at;
     s.updated_at = at;
     if (r.begin().has_deadline()) s.deadline = FromProto(r.begin().deadline());
+    s.record_count = 1;
     *summary = std::move(s);
     return Status::Ok();
   }
@@ -173,6 +174,7 @@ Status ApplyRecord(const v1::LogRecord& r, std::optional<TransactionSummary>* su
   }
   if (!r.tx_state().empty()) next.state = r.tx_state();
   next.updated_at = std::max(next.updated_at, at);
+  next.record_count++;
   *summary = std::move(next);
   return Status::Ok();
 }
@@ -196,6 +198,7 @@ std::vector<std::string> ApplyBatch(std::span<PendingAppend* const> batch, Summa
     // Work on a copy of the touched summaries so a failing record undoes the whole append.
     SummaryMap scratch;
     Status status;
+    std::vector<int64_t> seqs;
     for (const auto& r : p->records) {
       auto it = scratch.find(r.gtid());
       if (it == scratch.end()) {
@@ -208,6 +211,7 @@ std::vector<std::string> ApplyBatch(std::span<PendingAppend* const> batch, Summa
         status = status.WithContext("append rejected");
         break;
       }
+      seqs.push_back(it->second->record_count);
     }
     p->status = status;
     if (!status.ok()) continue;
@@ -215,9 +219,11 @@ std::vector<std::string> ApplyBatch(std::span<PendingAppend* const> batch, Summa
       (*summaries)[gtid] = std::move(s);
       changed.insert(gtid);
     }
-    for (const auto& r : p->records) {
+    for (size_t i = 0; i < p->records.size(); ++i) {
+      const v1::LogRecord& r = p->records[i];
       EncodedRecord e;
       e.gtid = r.gtid();
+      e.seq = seqs[i];
       e.kind = std::string(RecordKind(r));
       r.SerializeToString(&e.body);
       e.crc = Checksum(e.body);

@@ -112,11 +112,15 @@ class MemoryLog final : public TransactionLog {
     }
     LoggedTransaction tx;
     tx.summary = s->second;
-    int64_t id = 0;
     for (const auto& e : store_->records[std::string(gtid)]) {
-      auto r = internal::DecodeRecord(gtid, ++id, e.body, e.crc);
+      auto r = internal::DecodeRecord(gtid, e.seq, e.body, e.crc);
       if (!r.ok()) return r.status();
       tx.records.push_back(std::move(r).value());
+    }
+    if (static_cast<int64_t>(tx.records.size()) != tx.summary.record_count) {
+      return Status::Corruption("transaction " + std::string(gtid) + " has " +
+                                std::to_string(tx.records.size()) + " records, its summary " +
+                                std::to_string(tx.summary.record_count));
     }
     return tx;
   }
@@ -152,6 +156,16 @@ std::unique_ptr<TransactionLog> OpenMemoryLog(std::shared_ptr<MemoryLogStore> st
 void TearMemoryRecords(MemoryLogStore& store, const std::string& gtid) {
   std::lock_guard lock(store.mu);
   for (auto& e : store.records[gtid]) e.body.resize(e.body.size() - 2);
+}
+
+}  // namespace txcoord::coordinator
+
+namespace txcoord::coordinator {
+
+void DropLastMemoryRecord(MemoryLogStore& store, const std::string& gtid) {
+  std::lock_guard lock(store.mu);
+  auto& records = store.records[gtid];
+  if (!records.empty()) records.pop_back();
 }
 
 }  // namespace txcoord::coordinator

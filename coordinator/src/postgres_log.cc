@@ -30,16 +30,17 @@ constexpr const char* kPostgresMigrations[] = {
       created_at_ms  BIGINT  NOT NULL,
       updated_at_ms  BIGINT  NOT NULL,
       deadline_ms    BIGINT,
-      finished_at_ms BIGINT
+      finished_at_ms BIGINT,
+      record_count   BIGINT  NOT NULL
     );
     CREATE TABLE txcoord_tx_record (
-      id    BIGSERIAL PRIMARY KEY,
       gtid  TEXT COLLATE "C" NOT NULL,
+      seq   BIGINT NOT NULL,
       kind  TEXT   NOT NULL,
       body  BYTEA  NOT NULL,
-      crc   BIGINT NOT NULL
+      crc   BIGINT NOT NULL,
+      PRIMARY KEY (gtid, seq)
     );
-    CREATE INDEX txcoord_tx_record_by_gtid ON txcoord_tx_record (gtid, id);
     )sql",
     // 1 -> 2
     R"sql(
@@ -59,7 +60,8 @@ constexpr int64_t kMigrationLockKey = 0x7478636f6f7264;  // "txcoord"
 using SnapshotRead = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
 
 constexpr const char* kSummaryColumns =
-    "gtid, protocol, state, decision, created_at_ms, updated_at_ms, deadline_ms, finished_at_ms";
+    "gtid, protocol, state, decision, created_at_ms, updated_at_ms, deadline_ms, finished_at_ms, "
+    "record_count";
 
 // Turns what libpqxx threw into a Status, by what the caller may assume.
 Status FromException(const std::exception& e, std::string_view what) {
@@ -106,6 +108,7 @@ TransactionSummary SummaryFromRow(const pqxx::row& row) {
   t.updated_at = FromMillis(row[5].as<int64_t>());
   if (!row[6].is_null()) t.deadline = FromMillis(row[6].as<int64_t>());
   if (!row[7].is_null()) t.finished_at = FromMillis(row[7].as<int64_t>());
+  t.record_count = row[8].as<int64_t>();
   return t;
 }
 
@@ -283,7 +286,7 @@ class PostgresLog final : public TransactionLog {
     LoggedTransaction tx;
     tx.summary = SummaryFromRow(s[0]);
     const pqxx::result rows = t.exec_params(
-        "SELECT id, body, crc FROM txcoord_tx_record WHERE gtid = $1 ORDER BY id", g);
+        "SELECT seq, body, crc FROM txcoord_tx_record WHERE gtid = $1 ORDER BY seq", g);
     for (const auto& row : rows) {
       const pqxx::binarystring body(row[1]);
       auto record = DecodeRecord(g, row[0].as<int64_t>(), std::string_view(reinterpret_cast<const char*>(body.data()), body.size()),
@@ -291,8 +294,10 @@ class PostgresLog final : public TransactionLog {
       if (!record.ok()) return record.status();
       tx.records.push_back(std::move(record).value());
     }
-    if (tx.records.empty() || !tx.records.front().has_begin()) {
-      return Status::Corruption("transaction " + g + " has a summary but no begin record");
+    if (tx.records.empty() || !tx.records.front().has_begin() ||
+        static_cast<int64_t>(tx.records.size()) != tx.summary.record_count) {
+      return Status::Corruption("transaction " + g + " has " + std::to_string(tx.records.size()) +
+                                " records, its summary " + std::to_string(tx.summary.record_count));
     }
     return tx;
   }
@@ -344,11 +349,11 @@ class PostgresLog final : public TransactionLog {
     if (encoded.empty()) return;  // every append was refused: nothing to write
 
     // One statement for all records, one per summary change; values are quoted by libpq.
-    std::string sql = "INSERT INTO txcoord_tx_record (gtid, kind, body, crc) VALUES ";
+    std::string sql = "INSERT INTO txcoord_tx_record (gtid, seq, kind, body, crc) VALUES ";
     for (size_t i = 0; i < encoded.size(); ++i) {
       const EncodedRecord& e = encoded[i];
       if (i > 0) sql += ',';
-      sql += '(' + w.quote(e.gtid) + ',' + w.quote(e.kind) + ',' +
+      sql += '(' + w.quote(e.gtid) + ',' + std::to_string(e.seq) + ',' + w.quote(e.kind) + ',' +
              w.quote_raw(reinterpret_cast<const unsigned char*>(e.body.data()), e.body.size()) +
              ',' + std::to_string(e.crc) + ')';
     }
@@ -362,12 +367,14 @@ class PostgresLog final : public TransactionLog {
                w.quote(t.gtid) + ',' + w.quote(t.protocol) + ',' + w.quote(t.state) + ',' +
                std::to_string(t.decision) + ',' + std::to_string(ToMillis(t.created_at)) + ',' +
                std::to_string(ToMillis(t.updated_at)) + ',' + SqlOptInt(OptMillis(t.deadline)) +
-               ',' + SqlOptInt(OptMillis(t.finished_at)) + ");\n";
+               ',' + SqlOptInt(OptMillis(t.finished_at)) + ',' + std::to_string(t.record_count) +
+               ");\n";
       } else {
         sql += "UPDATE txcoord_tx SET state = " + w.quote(t.state) +
                ", decision = " + std::to_string(t.decision) +
                ", updated_at_ms = " + std::to_string(ToMillis(t.updated_at)) +
                ", finished_at_ms = " + SqlOptInt(OptMillis(t.finished_at)) +
+               ", record_count = " + std::to_string(t.record_count) +
                " WHERE gtid = " + w.quote(t.gtid) + ";\n";
       }
     }

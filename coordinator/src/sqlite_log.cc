@@ -3,9 +3,18 @@
 // Durability: WAL journal with synchronous=FULL, so every COMMIT fsyncs the WAL before it
 // returns; both pragmas are read back at open and the open fails if SQLite did not take them.
 // Group commit: appends share one write transaction (GroupCommitter), hence one fsync.
+//
+// The write path is the throughput limit (one writer, the group leader's thread), so it is kept
+// short: statements are prepared once per connection; the summaries of unfinished transactions
+// stay in memory on the writer (exact, because the store's flock makes this process its only
+// writer, and updated only after a successful COMMIT); records are keyed (gtid, seq) in a
+// WITHOUT ROWID table, so an append touches few b-trees; and checkpoints run on a background
+// connection instead of inside a leader's COMMIT.
+//
 // Concurrency: one writer connection, used only under write_mu_ (by the group-commit leader or
-// by Purge); a small pool of reader connections, each read in its own snapshot (WAL readers
-// never block the writer). One process per store: an exclusive flock on PATH.lock.
+// by Purge); a pool of reader connections, each read in its own snapshot (WAL readers never block
+// the writer); one checkpointer thread with its own connection. One process per store: an
+// exclusive flock on PATH.lock.
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -14,6 +23,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <thread>
+#include <unordered_map>
 
 #include "log_internal.h"
 #include "sqlite_util.h"
@@ -24,7 +35,7 @@ namespace {
 // Schema migrations, applied in order; entry i moves the store from version i to i + 1.
 // Never edit a released entry: add a new one and bump kLogSchemaVersion.
 constexpr const char* kSqliteMigrations[] = {
-    // 0 -> 1: records and per-transaction summaries.
+    // 0 -> 1: per-transaction summaries and records.
     R"sql(
     CREATE TABLE txcoord_tx (
       gtid           TEXT    PRIMARY KEY,
@@ -34,16 +45,17 @@ constexpr const char* kSqliteMigrations[] = {
       created_at_ms  INTEGER NOT NULL,
       updated_at_ms  INTEGER NOT NULL,
       deadline_ms    INTEGER,
-      finished_at_ms INTEGER
-    );
+      finished_at_ms INTEGER,
+      record_count   INTEGER NOT NULL
+    ) WITHOUT ROWID;
     CREATE TABLE txcoord_tx_record (
-      id    INTEGER PRIMARY KEY AUTOINCREMENT,
       gtid  TEXT    NOT NULL,
+      seq   INTEGER NOT NULL,
       kind  TEXT    NOT NULL,
       body  BLOB    NOT NULL,
-      crc   INTEGER NOT NULL
-    );
-    CREATE INDEX txcoord_tx_record_by_gtid ON txcoord_tx_record (gtid, id);
+      crc   INTEGER NOT NULL,
+      PRIMARY KEY (gtid, seq)
+    ) WITHOUT ROWID;
     )sql",
     // 1 -> 2: indexes for recovery scans, operator listing and purge.
     R"sql(
@@ -55,8 +67,36 @@ constexpr const char* kSqliteMigrations[] = {
 };
 static_assert(std::size(kSqliteMigrations) == kLogSchemaVersion);
 
-constexpr const char* kSummaryColumns =
-    "gtid, protocol, state, decision, created_at_ms, updated_at_ms, deadline_ms, finished_at_ms";
+#define TXCOORD_SUMMARY_COLUMNS                                                          \
+  "gtid, protocol, state, decision, created_at_ms, updated_at_ms, deadline_ms, finished_at_ms, " \
+  "record_count"
+
+constexpr const char* kSelectSummary =
+    "SELECT " TXCOORD_SUMMARY_COLUMNS " FROM txcoord_tx WHERE gtid = ?1";
+constexpr const char* kSelectRecords =
+    "SELECT seq, body, crc FROM txcoord_tx_record WHERE gtid = ?1 ORDER BY seq";
+constexpr const char* kInsertRecord =
+    "INSERT INTO txcoord_tx_record (gtid, seq, kind, body, crc) VALUES (?1, ?2, ?3, ?4, ?5)";
+constexpr const char* kUpsertSummary =
+    "INSERT INTO txcoord_tx (" TXCOORD_SUMMARY_COLUMNS
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (gtid) DO UPDATE SET "
+    "state = excluded.state, decision = excluded.decision, updated_at_ms = excluded.updated_at_ms, "
+    "finished_at_ms = excluded.finished_at_ms, record_count = excluded.record_count";
+constexpr const char* kSelectUnfinished =
+    "SELECT gtid FROM txcoord_tx WHERE finished_at_ms IS NULL AND gtid > ?1 ORDER BY gtid "
+    "LIMIT ?2";
+constexpr const char* kSelectCreatedAt = "SELECT created_at_ms FROM txcoord_tx WHERE gtid = ?1";
+constexpr const char* kSelectPage =
+    "SELECT " TXCOORD_SUMMARY_COLUMNS
+    " FROM txcoord_tx WHERE (?1 = '' OR state = ?1)"
+    " AND (?2 IS NULL OR created_at_ms < ?2)"
+    " AND (?3 IS NULL OR created_at_ms < ?3 OR (created_at_ms = ?3 AND gtid < ?4))"
+    " ORDER BY created_at_ms DESC, gtid DESC LIMIT ?5";
+constexpr const char* kSelectPurgeable =
+    "SELECT gtid FROM txcoord_tx WHERE finished_at_ms IS NOT NULL AND finished_at_ms < ?1 "
+    "LIMIT ?2";
+constexpr const char* kDeleteRecords = "DELETE FROM txcoord_tx_record WHERE gtid = ?1";
+constexpr const char* kDeleteSummary = "DELETE FROM txcoord_tx WHERE gtid = ?1";
 
 TransactionSummary SummaryFromRow(const Stmt& s) {
   TransactionSummary t;
@@ -68,6 +108,7 @@ TransactionSummary SummaryFromRow(const Stmt& s) {
   t.updated_at = FromMillis(s.Int(5));
   if (auto d = s.OptInt(6)) t.deadline = FromMillis(*d);
   if (auto f = s.OptInt(7)) t.finished_at = FromMillis(*f);
+  t.record_count = s.Int(8);
   return t;
 }
 
@@ -77,7 +118,7 @@ struct DbCloser {
 };
 using DbPtr = std::unique_ptr<sqlite3, DbCloser>;
 
-Result<DbPtr> OpenConnection(const SqliteLogConfig& config) {
+Result<DbPtr> OpenHandle(const SqliteLogConfig& config) {
   sqlite3* raw = nullptr;
   const int rc =
       sqlite3_open_v2(config.path.c_str(), &raw,
@@ -89,6 +130,44 @@ Result<DbPtr> OpenConnection(const SqliteLogConfig& config) {
   sqlite3_busy_timeout(raw, 10'000);
   return db;
 }
+
+// A connection and its prepared statements. Not thread-safe: one user at a time.
+class Connection {
+ public:
+  explicit Connection(DbPtr db) : db_(std::move(db)) {}
+  sqlite3* db() const { return db_.get(); }
+
+  // A cached statement, ready to bind; reset when the returned lease ends, so that no statement
+  // keeps a read snapshot open between uses.
+  class Lease {
+   public:
+    explicit Lease(Stmt* stmt) : stmt_(stmt) {}
+    Lease(Lease&& o) noexcept : stmt_(std::exchange(o.stmt_, nullptr)) {}
+    ~Lease() {
+      if (stmt_ != nullptr) stmt_->Reset();
+    }
+    Stmt* operator->() const { return stmt_; }
+    Stmt& operator*() const { return *stmt_; }
+
+   private:
+    Stmt* stmt_;
+  };
+
+  Result<Lease> Get(const char* sql) {
+    auto it = cache_.find(sql);
+    if (it == cache_.end()) {
+      auto stmt = Prepare(db_.get(), sql);
+      if (!stmt.ok()) return stmt.status();
+      it = cache_.emplace(sql, std::move(stmt).value()).first;
+    }
+    return Lease(&it->second);
+  }
+
+ private:
+  DbPtr db_;
+  // Keyed by the address of the SQL constants above. Declared after db_: finalized first.
+  std::unordered_map<const char*, Stmt> cache_;
+};
 
 // Reads one pragma's single value as text.
 Result<std::string> PragmaValue(sqlite3* db, const std::string& pragma) {
@@ -120,17 +199,81 @@ Status CheckFileHeader(const std::string& path) {
   return Status::Ok();
 }
 
+Result<std::optional<TransactionSummary>> ReadSummary(Connection& c, std::string_view gtid) {
+  auto stmt = c.Get(kSelectSummary);
+  if (!stmt.ok()) return stmt.status();
+  (*stmt)->Bind(1, gtid);
+  Status status;
+  std::optional<TransactionSummary> out;
+  if ((*stmt)->Step(&status)) out = SummaryFromRow(**stmt);
+  if (!status.ok()) return status;
+  return out;
+}
+
+// Runs PASSIVE checkpoints on its own connection, so that the group-commit leader never copies
+// WAL pages into the database inside its COMMIT. The writer's WAL hook wakes it.
+class Checkpointer {
+ public:
+  // WAL frames (pages) after which a checkpoint is started in the background.
+  static constexpr int kBackgroundFrames = 1000;
+
+  explicit Checkpointer(std::unique_ptr<Connection> conn)
+      : conn_(std::move(conn)), thread_([this] { Run(); }) {}
+  ~Checkpointer() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+
+  void Wake() {
+    {
+      std::lock_guard lock(mu_);
+      wanted_ = true;
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void Run() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stop_ || wanted_; });
+      if (stop_) return;
+      wanted_ = false;
+      lock.unlock();
+      // A failure (busy, I/O) is left for the next wake-up or the writer's own fallback.
+      sqlite3_wal_checkpoint_v2(conn_->db(), "main", SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+      lock.lock();
+    }
+  }
+
+  std::unique_ptr<Connection> conn_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool wanted_ = false;  // GUARDED_BY(mu_)
+  bool stop_ = false;    // GUARDED_BY(mu_)
+  std::thread thread_;
+};
+
 class SqliteLog final : public TransactionLog {
  public:
-  SqliteLog(SqliteLogConfig config, DbPtr writer, int lock_fd)
+  SqliteLog(SqliteLogConfig config, std::unique_ptr<Connection> writer,
+            std::unique_ptr<Connection> checkpoint_conn, int lock_fd)
       : config_(std::move(config)),
         writer_(std::move(writer)),
         lock_fd_(lock_fd),
-        committer_(config_.max_batch, [this](auto batch) { CommitBatch(batch); }) {}
+        checkpointer_(std::move(checkpoint_conn)),
+        committer_(config_.max_batch, [this](auto batch) { CommitBatch(batch); }) {
+    sqlite3_wal_autocheckpoint(writer_->db(), 0);
+    sqlite3_wal_hook(writer_->db(), &SqliteLog::OnWalCommit, this);
+  }
 
   ~SqliteLog() override {
-    for (sqlite3* r : idle_readers_) sqlite3_close_v2(r);
-    writer_.reset();
+    idle_readers_.clear();
+    writer_.reset();  // the last connection to close checkpoints the WAL into the database
     if (lock_fd_ >= 0) close(lock_fd_);  // releases the flock
   }
 
@@ -141,33 +284,33 @@ class SqliteLog final : public TransactionLog {
   Result<LoggedTransaction> Read(std::string_view gtid) override {
     auto reader = AcquireReader();
     if (!reader.ok()) return reader.status();
-    ReaderLease lease(this, *reader);
-    TXCOORD_RETURN_IF_ERROR(Exec(lease.db, "BEGIN"));
-    auto result = ReadIn(lease.db, gtid);
-    (void)Exec(lease.db, "COMMIT");
+    ReaderLease lease(this, std::move(reader).value());
+    TXCOORD_RETURN_IF_ERROR(Exec(lease->db(), "BEGIN"));
+    auto result = ReadIn(*lease, gtid);
+    (void)Exec(lease->db(), "COMMIT");
     return result;
   }
 
   Result<std::vector<LoggedTransaction>> ScanUnfinished(std::string_view after,
                                                         int limit) override {
     TXCOORD_RETURN_IF_ERROR(CheckLimit(limit));
+    auto reader = AcquireReader();
+    if (!reader.ok()) return reader.status();
+    ReaderLease lease(this, std::move(reader).value());
     std::vector<std::string> gtids;
     {
-      auto reader = AcquireReader();
-      if (!reader.ok()) return reader.status();
-      ReaderLease lease(this, *reader);
-      auto stmt = Prepare(lease.db,
-                          "SELECT gtid FROM txcoord_tx WHERE finished_at_ms IS NULL AND gtid > ?1 "
-                          "ORDER BY gtid LIMIT ?2");
+      auto stmt = lease->Get(kSelectUnfinished);
       if (!stmt.ok()) return stmt.status();
-      stmt->Bind(1, after).Bind(2, int64_t{limit});
+      (*stmt)->Bind(1, after).Bind(2, int64_t{limit});
       Status status;
-      while (stmt->Step(&status)) gtids.emplace_back(stmt->Text(0));
+      while ((*stmt)->Step(&status)) gtids.emplace_back((*stmt)->Text(0));
       if (!status.ok()) return status;
     }
     std::vector<LoggedTransaction> out;
     for (const auto& g : gtids) {
-      auto tx = Read(g);
+      TXCOORD_RETURN_IF_ERROR(Exec(lease->db(), "BEGIN"));
+      auto tx = ReadIn(*lease, g);
+      (void)Exec(lease->db(), "COMMIT");
       if (!tx.ok()) {
         if (tx.status().code() == StatusCode::kNotFound) continue;  // purged meanwhile
         return tx.status();
@@ -181,10 +324,10 @@ class SqliteLog final : public TransactionLog {
     TXCOORD_RETURN_IF_ERROR(CheckLimit(q.limit));
     auto reader = AcquireReader();
     if (!reader.ok()) return reader.status();
-    ReaderLease lease(this, *reader);
-    TXCOORD_RETURN_IF_ERROR(Exec(lease.db, "BEGIN"));
-    auto page = ListIn(lease.db, q);
-    (void)Exec(lease.db, "COMMIT");
+    ReaderLease lease(this, std::move(reader).value());
+    TXCOORD_RETURN_IF_ERROR(Exec(lease->db(), "BEGIN"));
+    auto page = ListIn(*lease, q);
+    (void)Exec(lease->db(), "COMMIT");
     return page;
   }
 
@@ -193,16 +336,13 @@ class SqliteLog final : public TransactionLog {
     // Small chunks, each its own transaction, so appends are never held up for long.
     for (;;) {
       std::lock_guard lock(write_mu_);
-      TXCOORD_RETURN_IF_ERROR(Exec(writer_.get(), "BEGIN IMMEDIATE"));
+      sqlite3* db = writer_->db();
+      TXCOORD_RETURN_IF_ERROR(Exec(db, "BEGIN IMMEDIATE"));
       auto chunk = PurgeChunk(finished_before);
-      if (!chunk.ok()) {
-        (void)Exec(writer_.get(), "ROLLBACK");
-        return chunk.status();
-      }
-      Status commit = Exec(writer_.get(), "COMMIT");
-      if (!commit.ok()) {
-        (void)Exec(writer_.get(), "ROLLBACK");
-        return commit;
+      Status s = chunk.ok() ? Exec(db, "COMMIT") : chunk.status();
+      if (!s.ok()) {
+        if (!sqlite3_get_autocommit(db)) (void)Exec(db, "ROLLBACK");
+        return s.WithContext("purge");
       }
       purged += *chunk;
       if (*chunk < kPurgeChunk) return purged;
@@ -212,8 +352,8 @@ class SqliteLog final : public TransactionLog {
   Status Ping() override {
     auto reader = AcquireReader();
     if (!reader.ok()) return reader.status();
-    ReaderLease lease(this, *reader);
-    auto v = PragmaValue(lease.db, "user_version");
+    ReaderLease lease(this, std::move(reader).value());
+    auto v = PragmaValue(lease->db(), "user_version");
     return v.ok() ? Status::Ok() : v.status();
   }
 
@@ -222,104 +362,104 @@ class SqliteLog final : public TransactionLog {
  private:
   static constexpr int64_t kPurgeChunk = 500;
   static constexpr size_t kMaxIdleReaders = 8;
+  // Beyond this many WAL frames the writer checkpoints inline: the background checkpointer can
+  // fall behind a writer that never pauses, and the WAL must not grow without bound.
+  static constexpr int kInlineCheckpointFrames = 20 * Checkpointer::kBackgroundFrames;
 
-  struct ReaderLease {
-    ReaderLease(SqliteLog* log, sqlite3* db) : log(log), db(db) {}
-    ~ReaderLease() { log->ReleaseReader(db); }
-    SqliteLog* log;
-    sqlite3* db;
+  static int OnWalCommit(void* self, sqlite3* db, const char*, int frames) {
+    if (frames >= kInlineCheckpointFrames) {
+      sqlite3_wal_checkpoint_v2(db, "main", SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    } else if (frames >= Checkpointer::kBackgroundFrames) {
+      static_cast<SqliteLog*>(self)->checkpointer_.Wake();
+    }
+    return SQLITE_OK;
+  }
+
+  class ReaderLease {
+   public:
+    ReaderLease(SqliteLog* log, std::unique_ptr<Connection> conn)
+        : log_(log), conn_(std::move(conn)) {}
+    ~ReaderLease() { log_->ReleaseReader(std::move(conn_)); }
+    Connection* operator->() const { return conn_.get(); }
+    Connection& operator*() const { return *conn_; }
+
+   private:
+    SqliteLog* log_;
+    std::unique_ptr<Connection> conn_;
   };
 
-  Result<sqlite3*> AcquireReader() {
+  Result<std::unique_ptr<Connection>> AcquireReader() {
     {
       std::lock_guard lock(readers_mu_);
       if (!idle_readers_.empty()) {
-        sqlite3* db = idle_readers_.back();
+        auto conn = std::move(idle_readers_.back());
         idle_readers_.pop_back();
-        return db;
+        return conn;
       }
     }
-    auto db = OpenConnection(config_);
+    auto db = OpenHandle(config_);
     if (!db.ok()) return db.status();
-    return db->release();
+    return std::make_unique<Connection>(std::move(db).value());
   }
 
-  void ReleaseReader(sqlite3* db) {
+  void ReleaseReader(std::unique_ptr<Connection> conn) {
     // A reader left inside a transaction by an error is rolled back before reuse.
-    if (!sqlite3_get_autocommit(db)) (void)Exec(db, "ROLLBACK");
+    if (!sqlite3_get_autocommit(conn->db())) (void)Exec(conn->db(), "ROLLBACK");
     std::lock_guard lock(readers_mu_);
-    if (idle_readers_.size() < kMaxIdleReaders) {
-      idle_readers_.push_back(db);
-    } else {
-      sqlite3_close_v2(db);
-    }
+    if (idle_readers_.size() < kMaxIdleReaders) idle_readers_.push_back(std::move(conn));
   }
 
-  static Result<std::optional<TransactionSummary>> ReadSummary(sqlite3* db,
-                                                               std::string_view gtid) {
-    auto stmt = Prepare(db, std::string("SELECT ") + kSummaryColumns +
-                                " FROM txcoord_tx WHERE gtid = ?1");
-    if (!stmt.ok()) return stmt.status();
-    stmt->Bind(1, gtid);
-    Status status;
-    std::optional<TransactionSummary> out;
-    if (stmt->Step(&status)) out = SummaryFromRow(*stmt);
-    if (!status.ok()) return status;
-    return out;
-  }
-
-  static Result<LoggedTransaction> ReadIn(sqlite3* db, std::string_view gtid) {
-    auto summary = ReadSummary(db, gtid);
+  static Result<LoggedTransaction> ReadIn(Connection& c, std::string_view gtid) {
+    auto summary = ReadSummary(c, gtid);
     if (!summary.ok()) return summary.status();
     if (!summary->has_value()) {
       return Status::NotFound("transaction " + std::string(gtid) + " does not exist");
     }
     LoggedTransaction tx;
     tx.summary = std::move(**summary);
-    auto stmt = Prepare(db, "SELECT id, body, crc FROM txcoord_tx_record WHERE gtid = ?1 "
-                            "ORDER BY id");
+    auto stmt = c.Get(kSelectRecords);
     if (!stmt.ok()) return stmt.status();
-    stmt->Bind(1, gtid);
+    (*stmt)->Bind(1, gtid);
     Status status;
-    while (stmt->Step(&status)) {
-      auto record = DecodeRecord(gtid, stmt->Int(0), stmt->Blob(1),
-                                 static_cast<uint32_t>(stmt->Int(2)));
+    while ((*stmt)->Step(&status)) {
+      auto record = DecodeRecord(gtid, (*stmt)->Int(0), (*stmt)->Blob(1),
+                                 static_cast<uint32_t>((*stmt)->Int(2)));
       if (!record.ok()) return record.status();
       tx.records.push_back(std::move(record).value());
     }
     if (!status.ok()) return status;
-    if (tx.records.empty() || !tx.records.front().has_begin()) {
-      return Status::Corruption("transaction " + std::string(gtid) +
-                                " has a summary but no begin record");
+    if (tx.records.empty() || !tx.records.front().has_begin() ||
+        static_cast<int64_t>(tx.records.size()) != tx.summary.record_count) {
+      return Status::Corruption("transaction " + std::string(gtid) + " has " +
+                                std::to_string(tx.records.size()) + " records, its summary " +
+                                std::to_string(tx.summary.record_count));
     }
     return tx;
   }
 
-  static Result<SummaryPage> ListIn(sqlite3* db, const ListQuery& q) {
+  static Result<SummaryPage> ListIn(Connection& c, const ListQuery& q) {
     std::optional<int64_t> cursor_ms;
     if (!q.after.empty()) {
-      auto at = ReadSummary(db, q.after);
+      auto at = c.Get(kSelectCreatedAt);
       if (!at.ok()) return at.status();
-      if (!at->has_value()) {
+      (*at)->Bind(1, q.after);
+      Status status;
+      if ((*at)->Step(&status)) cursor_ms = (*at)->Int(0);
+      TXCOORD_RETURN_IF_ERROR(status);
+      if (!cursor_ms) {
         return Status::InvalidArgument("cursor `after` names transaction " + q.after +
                                        ", which does not exist (purged?); start from the top");
       }
-      cursor_ms = ToMillis((*at)->created_at);
     }
-    auto stmt = Prepare(
-        db, std::string("SELECT ") + kSummaryColumns +
-                " FROM txcoord_tx WHERE (?1 = '' OR state = ?1)"
-                " AND (?2 IS NULL OR created_at_ms < ?2)"
-                " AND (?3 IS NULL OR created_at_ms < ?3 OR (created_at_ms = ?3 AND gtid < ?4))"
-                " ORDER BY created_at_ms DESC, gtid DESC LIMIT ?5");
+    auto stmt = c.Get(kSelectPage);
     if (!stmt.ok()) return stmt.status();
     std::optional<int64_t> before;
     if (q.created_before) before = ToMillis(*q.created_before);
-    stmt->Bind(1, q.state).Bind(2, before).Bind(3, cursor_ms).Bind(4, q.after);
-    stmt->Bind(5, int64_t{q.limit} + 1);
+    (*stmt)->Bind(1, q.state).Bind(2, before).Bind(3, cursor_ms).Bind(4, q.after);
+    (*stmt)->Bind(5, int64_t{q.limit} + 1);
     SummaryPage page;
     Status status;
-    while (stmt->Step(&status)) page.transactions.push_back(SummaryFromRow(*stmt));
+    while ((*stmt)->Step(&status)) page.transactions.push_back(SummaryFromRow(**stmt));
     if (!status.ok()) return status;
     if (static_cast<int>(page.transactions.size()) > q.limit) {
       page.transactions.pop_back();
@@ -330,22 +470,21 @@ class SqliteLog final : public TransactionLog {
 
   // REQUIRES: write_mu_ held, inside a write transaction.
   Result<int64_t> PurgeChunk(Timestamp finished_before) {
-    auto select = Prepare(writer_.get(),
-                          "SELECT gtid FROM txcoord_tx WHERE finished_at_ms IS NOT NULL AND "
-                          "finished_at_ms < ?1 LIMIT ?2");
-    if (!select.ok()) return select.status();
-    select->Bind(1, ToMillis(finished_before)).Bind(2, kPurgeChunk);
     std::vector<std::string> gtids;
-    Status status;
-    while (select->Step(&status)) gtids.emplace_back(select->Text(0));
-    if (!status.ok()) return status;
-    auto del_records = Prepare(writer_.get(), "DELETE FROM txcoord_tx_record WHERE gtid = ?1");
-    auto del_tx = Prepare(writer_.get(), "DELETE FROM txcoord_tx WHERE gtid = ?1");
-    if (!del_records.ok()) return del_records.status();
-    if (!del_tx.ok()) return del_tx.status();
+    {
+      auto select = writer_->Get(kSelectPurgeable);
+      if (!select.ok()) return select.status();
+      (*select)->Bind(1, ToMillis(finished_before)).Bind(2, kPurgeChunk);
+      Status status;
+      while ((*select)->Step(&status)) gtids.emplace_back((*select)->Text(0));
+      if (!status.ok()) return status;
+    }
     for (const auto& g : gtids) {
-      TXCOORD_RETURN_IF_ERROR(del_records->Bind(1, g).Run());
-      TXCOORD_RETURN_IF_ERROR(del_tx->Bind(1, g).Run());
+      for (const char* sql : {kDeleteRecords, kDeleteSummary}) {
+        auto del = writer_->Get(sql);
+        if (!del.ok()) return del.status();
+        TXCOORD_RETURN_IF_ERROR((*del)->Bind(1, g).Run());
+      }
     }
     return static_cast<int64_t>(gtids.size());
   }
@@ -353,7 +492,7 @@ class SqliteLog final : public TransactionLog {
   // Runs on the group-commit leader's thread; see GroupCommitter.
   void CommitBatch(std::span<PendingAppend* const> batch) {
     std::lock_guard lock(write_mu_);
-    sqlite3* db = writer_.get();
+    sqlite3* db = writer_->db();
     auto fail_accepted = [&](const Status& s) {
       for (PendingAppend* p : batch) {
         if (p->status.ok()) p->status = s;
@@ -366,7 +505,11 @@ class SqliteLog final : public TransactionLog {
 
     SummaryMap summaries;
     for (const auto& gtid : BatchGtids(batch)) {
-      auto summary = ReadSummary(db, gtid);
+      if (auto hot = hot_.find(gtid); hot != hot_.end()) {
+        summaries[gtid] = hot->second;
+        continue;
+      }
+      auto summary = ReadSummary(*writer_, gtid);
       if (!summary.ok()) {
         (void)Exec(db, "ROLLBACK");
         return fail_accepted(summary.status().WithContext("append"));
@@ -375,7 +518,11 @@ class SqliteLog final : public TransactionLog {
     }
     std::vector<EncodedRecord> encoded;
     const std::vector<std::string> changed = ApplyBatch(batch, &summaries, &encoded);
-    s = WriteBatch(db, encoded, changed, summaries);
+    if (encoded.empty()) {  // every append was refused
+      (void)Exec(db, "ROLLBACK");
+      return;
+    }
+    s = WriteBatch(encoded, changed, summaries);
     if (!s.ok()) {
       (void)Exec(db, "ROLLBACK");
       return fail_accepted(s.WithContext("append"));
@@ -387,44 +534,54 @@ class SqliteLog final : public TransactionLog {
       // is unknown until the log is read back.
       if ((rc & 0xff) == SQLITE_IOERR) commit = Status::UnknownOutcome(commit.message());
       if (!sqlite3_get_autocommit(db)) (void)Exec(db, "ROLLBACK");
-      fail_accepted(commit);
+      hot_.clear();  // the store may or may not hold the group: read it again
+      return fail_accepted(commit);
+    }
+    for (const auto& gtid : changed) {
+      const TransactionSummary& t = *summaries.at(gtid);
+      if (t.finished()) {
+        hot_.erase(gtid);
+      } else {
+        hot_[gtid] = t;
+      }
     }
   }
 
-  static Status WriteBatch(sqlite3* db, const std::vector<EncodedRecord>& encoded,
-                           const std::vector<std::string>& changed, const SummaryMap& summaries) {
-    auto insert = Prepare(db, "INSERT INTO txcoord_tx_record (gtid, kind, body, crc) "
-                              "VALUES (?1, ?2, ?3, ?4)");
+  // REQUIRES: write_mu_ held, inside a write transaction.
+  Status WriteBatch(const std::vector<EncodedRecord>& encoded,
+                    const std::vector<std::string>& changed, const SummaryMap& summaries) {
+    auto insert = writer_->Get(kInsertRecord);
     if (!insert.ok()) return insert.status();
     for (const auto& e : encoded) {
-      insert->Bind(1, e.gtid).Bind(2, e.kind).BindBlob(3, e.body).Bind(4, int64_t{e.crc});
-      TXCOORD_RETURN_IF_ERROR(insert->Run());
+      (*insert)->Bind(1, e.gtid).Bind(2, e.seq).Bind(3, e.kind).BindBlob(4, e.body);
+      (*insert)->Bind(5, int64_t{e.crc});
+      TXCOORD_RETURN_IF_ERROR((*insert)->Run());
     }
-    auto upsert = Prepare(
-        db, std::string("INSERT INTO txcoord_tx (") + kSummaryColumns +
-                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (gtid) DO UPDATE SET "
-                "state = excluded.state, decision = excluded.decision, "
-                "updated_at_ms = excluded.updated_at_ms, finished_at_ms = excluded.finished_at_ms");
+    auto upsert = writer_->Get(kUpsertSummary);
     if (!upsert.ok()) return upsert.status();
     for (const auto& gtid : changed) {
       const TransactionSummary& t = *summaries.at(gtid);
-      upsert->Bind(1, t.gtid).Bind(2, t.protocol).Bind(3, t.state);
-      upsert->Bind(4, int64_t{t.decision}).Bind(5, ToMillis(t.created_at));
-      upsert->Bind(6, ToMillis(t.updated_at));
-      upsert->Bind(7, t.deadline ? std::optional<int64_t>(ToMillis(*t.deadline)) : std::nullopt);
-      upsert->Bind(8, t.finished_at ? std::optional<int64_t>(ToMillis(*t.finished_at))
-                                    : std::nullopt);
-      TXCOORD_RETURN_IF_ERROR(upsert->Run());
+      Stmt& u = **upsert;
+      u.Bind(1, t.gtid).Bind(2, t.protocol).Bind(3, t.state);
+      u.Bind(4, int64_t{t.decision}).Bind(5, ToMillis(t.created_at));
+      u.Bind(6, ToMillis(t.updated_at));
+      u.Bind(7, t.deadline ? std::optional<int64_t>(ToMillis(*t.deadline)) : std::nullopt);
+      u.Bind(8, t.finished_at ? std::optional<int64_t>(ToMillis(*t.finished_at)) : std::nullopt);
+      u.Bind(9, t.record_count);
+      TXCOORD_RETURN_IF_ERROR(u.Run());
     }
     return Status::Ok();
   }
 
   const SqliteLogConfig config_;
   std::mutex write_mu_;
-  DbPtr writer_;  // GUARDED_BY(write_mu_)
+  std::unique_ptr<Connection> writer_;  // GUARDED_BY(write_mu_)
+  // Summaries of the unfinished transactions this writer committed. GUARDED_BY(write_mu_)
+  std::unordered_map<std::string, TransactionSummary> hot_;
   int lock_fd_;
   std::mutex readers_mu_;
-  std::vector<sqlite3*> idle_readers_;  // GUARDED_BY(readers_mu_)
+  std::vector<std::unique_ptr<Connection>> idle_readers_;  // GUARDED_BY(readers_mu_)
+  Checkpointer checkpointer_;
   GroupCommitter committer_;
 };
 
@@ -518,7 +675,7 @@ Result<std::unique_ptr<TransactionLog>> OpenSqliteLog(const SqliteLogConfig& con
     unlock();
     return s;
   }
-  auto db = OpenConnection(config);
+  auto db = OpenHandle(config);
   if (!db.ok()) return fail(db.status());
 
   auto mode = PragmaValue(db->get(), "journal_mode=WAL");
@@ -541,8 +698,11 @@ Result<std::unique_ptr<TransactionLog>> OpenSqliteLog(const SqliteLogConfig& con
   if (!sync.ok()) return fail(sync.status());
   if (*sync != "2") return fail(Status::Unavailable("SQLite refused synchronous=FULL"));
 
-  return std::unique_ptr<TransactionLog>(
-      std::make_unique<SqliteLog>(config, std::move(db).value(), *lock_fd));
+  auto checkpoint_db = OpenHandle(config);
+  if (!checkpoint_db.ok()) return fail(checkpoint_db.status());
+  return std::unique_ptr<TransactionLog>(std::make_unique<SqliteLog>(
+      config, std::make_unique<Connection>(std::move(db).value()),
+      std::make_unique<Connection>(std::move(checkpoint_db).value()), *lock_fd));
 }
 
 }  // namespace txcoord::coordinator::internal

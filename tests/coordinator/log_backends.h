@@ -22,6 +22,7 @@ class MemoryBackend {
   static constexpr bool kDurable = false;
   Result<std::unique_ptr<TransactionLog>> Open() const { return OpenMemoryLog(store_); }
   void TearRecords(const std::string& gtid) const { TearMemoryRecords(*store_, gtid); }
+  void DropLastRecord(const std::string& gtid) const { DropLastMemoryRecord(*store_, gtid); }
 
  private:
   std::shared_ptr<MemoryLogStore> store_ = NewMemoryLogStore();
@@ -62,6 +63,18 @@ class SqliteBackend {
     sqlite3_close(db);
   }
 
+  void DropLastRecord(const std::string& gtid) const {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    const std::string sql = "DELETE FROM txcoord_tx_record WHERE gtid = '" + gtid +
+                            "' AND seq = (SELECT max(seq) FROM txcoord_tx_record WHERE gtid = '" +
+                            gtid + "')";
+    EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+
  private:
   std::string dir_;
 };
@@ -95,6 +108,16 @@ class PostgresBackend {
     w.exec_params(
         "UPDATE txcoord_tx_record SET body = substring(body from 1 for length(body) - 2) "
         "WHERE gtid = $1",
+        gtid);
+    w.commit();
+  }
+
+  void DropLastRecord(const std::string& gtid) const {
+    pqxx::connection c(conninfo());
+    pqxx::work w(c);
+    w.exec_params(
+        "DELETE FROM txcoord_tx_record WHERE gtid = $1 AND seq = "
+        "(SELECT max(seq) FROM txcoord_tx_record WHERE gtid = $1)",
         gtid);
     w.commit();
   }

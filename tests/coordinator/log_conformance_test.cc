@@ -385,6 +385,16 @@ TYPED_TEST(LogConformance, ATornRecordIsReportedAsCorruption) {
   EXPECT_TRUE(log->Read("fine").ok()) << "other transactions stay readable";
 }
 
+TYPED_TEST(LogConformance, ALostRecordIsReportedAsCorruption) {
+  auto& log = this->log_;
+  ASSERT_NE(log, nullptr);
+  this->AppendFinished("holed", kEpochMs, false);
+  this->backend_.DropLastRecord("holed");
+  auto tx = log->Read("holed");
+  EXPECT_EQ(tx.status().code(), StatusCode::kCorruption) << tx.status().ToString();
+  EXPECT_NE(tx.status().message().find("holed"), std::string::npos);
+}
+
 TYPED_TEST(LogConformance, LargePayloadsAndReopenRoundTrip) {
   auto& log = this->log_;
   ASSERT_NE(log, nullptr);

@@ -161,8 +161,8 @@ TEST_F(SqliteLogTest, OldSchemaIsMigratedOnOpen) {
     Begin("legacy", kEpochMs).SerializeToString(&body);
     sqlite3_stmt* stmt = nullptr;
     ASSERT_EQ(sqlite3_prepare_v2(db,
-                                 "INSERT INTO txcoord_tx_record (gtid, kind, body, crc) "
-                                 "VALUES ('legacy', 'begin', ?1, ?2)",
+                                 "INSERT INTO txcoord_tx_record (gtid, seq, kind, body, crc) "
+                                 "VALUES ('legacy', 1, 'begin', ?1, ?2)",
                                  -1, &stmt, nullptr),
               SQLITE_OK);
     sqlite3_bind_blob(stmt, 1, body.data(), static_cast<int>(body.size()), SQLITE_TRANSIENT);
@@ -170,9 +170,9 @@ TEST_F(SqliteLogTest, OldSchemaIsMigratedOnOpen) {
     ASSERT_EQ(sqlite3_step(stmt), SQLITE_DONE);
     sqlite3_finalize(stmt);
     const std::string summary =
-        "INSERT INTO txcoord_tx (gtid, protocol, state, created_at_ms, updated_at_ms) VALUES "
-        "('legacy', '2pc', 'preparing', " + std::to_string(kEpochMs) + ", " +
-        std::to_string(kEpochMs) + ")";
+        "INSERT INTO txcoord_tx (gtid, protocol, state, created_at_ms, updated_at_ms, "
+        "record_count) VALUES ('legacy', '2pc', 'preparing', " + std::to_string(kEpochMs) + ", " +
+        std::to_string(kEpochMs) + ", 1)";
     ASSERT_EQ(sqlite3_exec(db, summary.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
     sqlite3_close(db);
   }

@@ -50,6 +50,7 @@ struct TransactionSummary {
   Timestamp updated_at{};
   std::optional<Timestamp> deadline;
   std::optional<Timestamp> finished_at;  // set by the `end` record
+  int64_t record_count = 0;              // records appended; the next one gets this + 1
   bool finished() const { return finished_at.has_value(); }
 };
 

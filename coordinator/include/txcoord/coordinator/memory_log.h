@@ -20,6 +20,8 @@ std::unique_ptr<TransactionLog> OpenMemoryLog(std::shared_ptr<MemoryLogStore> st
 
 // Damages every stored record of `gtid` (cuts two bytes off), as a torn write would.
 void TearMemoryRecords(MemoryLogStore& store, const std::string& gtid);
+// Loses the last stored record of `gtid`, as a lost write would.
+void DropLastMemoryRecord(MemoryLogStore& store, const std::string& gtid);
 
 // Forwards every call to another log; a test fake derives from it and overrides just the call it
 // needs (LevelDB's EnvWrapper pattern), e.g. an Append that fails the next N times.
