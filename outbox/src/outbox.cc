@@ -1,0 +1,251 @@
+#include "txcoord/outbox/outbox.h"
+
+#include <Poco/JSON/Object.h>
+#include <sys/random.h>
+
+#include <chrono>
+#include <cstdio>
+#include <mutex>
+#include <pqxx/pqxx>
+#include <sstream>
+
+#include "txcoord/schemas/ids.h"
+
+namespace txcoord::outbox {
+namespace {
+
+// The contract's tables, verbatim, plus a partial index the relay scans for unpublished rows.
+constexpr const char* kSqliteSchema = R"sql(
+CREATE TABLE IF NOT EXISTS txcoord_outbox (
+  id             INTEGER PRIMARY KEY AUTOINCREMENT,
+  event_id       TEXT    NOT NULL UNIQUE,
+  aggregate_type TEXT    NOT NULL,
+  aggregate_id   TEXT    NOT NULL,
+  event_type     TEXT    NOT NULL,
+  payload        BLOB    NOT NULL,
+  headers        TEXT    NOT NULL DEFAULT '{}',
+  created_at     TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+  published_at   TEXT
+);
+CREATE INDEX IF NOT EXISTS txcoord_outbox_unpublished ON txcoord_outbox (id)
+  WHERE published_at IS NULL;
+CREATE TABLE IF NOT EXISTS txcoord_inbox (
+  consumer   TEXT NOT NULL,
+  event_id   TEXT NOT NULL,
+  applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+  PRIMARY KEY (consumer, event_id)
+);
+)sql";
+
+constexpr const char* kPostgresSchema = R"sql(
+CREATE TABLE IF NOT EXISTS txcoord_outbox (
+  id             BIGSERIAL   PRIMARY KEY,
+  event_id       TEXT        NOT NULL UNIQUE,
+  aggregate_type TEXT        NOT NULL,
+  aggregate_id   TEXT        NOT NULL,
+  event_type     TEXT        NOT NULL,
+  payload        BYTEA       NOT NULL,
+  headers        JSONB       NOT NULL DEFAULT '{}',
+  created_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
+  published_at   TIMESTAMPTZ
+);
+CREATE INDEX IF NOT EXISTS txcoord_outbox_unpublished ON txcoord_outbox (id)
+  WHERE published_at IS NULL;
+CREATE TABLE IF NOT EXISTS txcoord_inbox (
+  consumer   TEXT        NOT NULL,
+  event_id   TEXT        NOT NULL,
+  applied_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  PRIMARY KEY (consumer, event_id)
+);
+)sql";
+
+// Serializes concurrent EnsureSchema calls of several connections or processes on one database.
+constexpr int64_t kSchemaLockKey = 0x7478626f78;  // "txbox"
+
+bool IsSubjectToken(std::string_view s) {
+  if (s.empty() || s.size() > 64) return false;
+  for (char c : s) {
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+          c == '_' || c == '-')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// RFC 9110 token characters.
+bool IsHeaderName(std::string_view s) {
+  if (s.empty() || s.size() > 128) return false;
+  for (char c : s) {
+    const bool alnum = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+    if (!alnum && std::string_view("!#$%&'*+-.^_`|~").find(c) == std::string_view::npos) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool IsReservedHeader(std::string_view name) {
+  auto lower = [](std::string_view s) {
+    std::string out(s);
+    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+  };
+  const std::string n = lower(name);
+  return n == "nats-msg-id" || n.starts_with("tx-");
+}
+
+std::string HeadersJson(const v1::OutboxEvent& event) {
+  Poco::JSON::Object object;
+  for (const auto& [k, v] : event.headers()) object.set(k, v);
+  std::ostringstream out;
+  object.stringify(out);
+  return out.str();
+}
+
+Status SqliteStatus(sqlite3* db, int rc, std::string_view what) {
+  const std::string msg = std::string(what) + ": " + sqlite3_errmsg(db);
+  if ((rc & 0xff) == SQLITE_CONSTRAINT) return Status::AlreadyExists(msg);
+  if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_FULL || (rc & 0xff) == SQLITE_IOERR) {
+    return Status::Unavailable(msg);
+  }
+  return Status::Internal(msg);
+}
+
+}  // namespace
+
+std::string NewEventId() {
+  // 48 bits of Unix milliseconds, then a 12-bit counter (rand_a) that keeps ids of one process
+  // ordered within a millisecond, then 62 random bits (rand_b).
+  static std::mutex mu;
+  static int64_t last_ms = 0;
+  static uint16_t counter = 0;
+  int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
+  uint16_t seq;
+  {
+    std::lock_guard lock(mu);
+    if (ms <= last_ms) {
+      ms = last_ms;  // the clock went back or stood still: stay ordered
+      if (++counter > 0xfff) {
+        counter = 0;
+        ++ms;  // borrow from the next millisecond rather than repeat
+      }
+    } else {
+      counter = 0;
+    }
+    last_ms = ms;
+    seq = counter;
+  }
+  uint64_t random = 0;
+  if (getrandom(&random, sizeof random, 0) != static_cast<ssize_t>(sizeof random)) {
+    // getrandom on Linux only fails before the pool is seeded at boot; fall back to the clock.
+    random = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  }
+  const uint64_t hi = (static_cast<uint64_t>(ms) << 16) | 0x7000 | seq;  // version 7
+  const uint64_t lo = (random & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 10
+  char text[37];
+  std::snprintf(text, sizeof text, "%08x-%04x-%04x-%04x-%012llx",
+                static_cast<unsigned>(hi >> 32), static_cast<unsigned>((hi >> 16) & 0xffff),
+                static_cast<unsigned>(hi & 0xffff), static_cast<unsigned>(lo >> 48),
+                static_cast<unsigned long long>(lo & 0xffffffffffffULL));
+  return text;
+}
+
+Status ValidateEvent(const v1::OutboxEvent& e) {
+  if (!e.event_id().empty()) TXCOORD_RETURN_IF_ERROR(ValidateId("event_id", e.event_id()));
+  if (!IsSubjectToken(e.aggregate_type())) {
+    return Status::InvalidArgument("aggregate_type \"" + e.aggregate_type().substr(0, 64) +
+                                   "\" is not 1 to 64 characters of [A-Za-z0-9_-]");
+  }
+  if (!IsSubjectToken(e.event_type())) {
+    return Status::InvalidArgument("event_type \"" + e.event_type().substr(0, 64) +
+                                   "\" is not 1 to 64 characters of [A-Za-z0-9_-]");
+  }
+  if (e.aggregate_id().empty() || e.aggregate_id().size() > 256) {
+    return Status::InvalidArgument("aggregate_id must be 1 to 256 characters");
+  }
+  for (unsigned char c : e.aggregate_id()) {
+    if (c < 0x20 || c == 0x7f) {
+      return Status::InvalidArgument("aggregate_id has a control character");
+    }
+  }
+  for (const auto& [name, value] : e.headers()) {
+    if (!IsHeaderName(name)) {
+      return Status::InvalidArgument("header name \"" + name.substr(0, 64) +
+                                     "\" is not an HTTP token");
+    }
+    if (IsReservedHeader(name)) {
+      return Status::InvalidArgument("header " + name + " is set by the relay itself");
+    }
+    if (value.find_first_of("\r\n") != std::string::npos) {
+      return Status::InvalidArgument("header " + name + " has a line break in its value");
+    }
+  }
+  return Status::Ok();
+}
+
+Status EnsureSchema(sqlite3* db) {
+  char* err = nullptr;
+  const int rc = sqlite3_exec(db, kSqliteSchema, nullptr, nullptr, &err);
+  sqlite3_free(err);
+  if (rc != SQLITE_OK) return SqliteStatus(db, rc, "create outbox tables");
+  return Status::Ok();
+}
+
+Status EnsureSchema(pqxx::transaction_base& tx) {
+  try {
+    tx.exec_params("SELECT pg_advisory_xact_lock($1)", kSchemaLockKey);
+    tx.exec(kPostgresSchema);
+    return Status::Ok();
+  } catch (const std::exception& e) {
+    return Status::Unavailable(std::string("create outbox tables: ") + e.what());
+  }
+}
+
+Result<std::string> Append(sqlite3* db, const v1::OutboxEvent& event) {
+  TXCOORD_RETURN_IF_ERROR(ValidateEvent(event));
+  const std::string event_id = event.event_id().empty() ? NewEventId() : event.event_id();
+  sqlite3_stmt* stmt = nullptr;
+  int rc = sqlite3_prepare_v2(db,
+                              "INSERT INTO txcoord_outbox (event_id, aggregate_type, aggregate_id, "
+                              "event_type, payload, headers) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                              -1, &stmt, nullptr);
+  if (rc != SQLITE_OK) return SqliteStatus(db, rc, "append to outbox");
+  const std::string headers = HeadersJson(event);
+  sqlite3_bind_text(stmt, 1, event_id.data(), static_cast<int>(event_id.size()), SQLITE_STATIC);
+  sqlite3_bind_text(stmt, 2, event.aggregate_type().data(),
+                    static_cast<int>(event.aggregate_type().size()), SQLITE_STATIC);
+  sqlite3_bind_text(stmt, 3, event.aggregate_id().data(),
+                    static_cast<int>(event.aggregate_id().size()), SQLITE_STATIC);
+  sqlite3_bind_text(stmt, 4, event.event_type().data(),
+                    static_cast<int>(event.event_type().size()), SQLITE_STATIC);
+  // A zero-length blob must still be a blob, not NULL (payload is NOT NULL).
+  sqlite3_bind_blob(stmt, 5, event.payload().empty() ? "" : event.payload().data(),
+                    static_cast<int>(event.payload().size()), SQLITE_STATIC);
+  sqlite3_bind_text(stmt, 6, headers.data(), static_cast<int>(headers.size()), SQLITE_STATIC);
+  rc = sqlite3_step(stmt);
+  sqlite3_finalize(stmt);
+  if (rc != SQLITE_DONE) return SqliteStatus(db, rc, "append event " + event_id + " to outbox");
+  return event_id;
+}
+
+Result<std::string> Append(pqxx::transaction_base& tx, const v1::OutboxEvent& event) {
+  TXCOORD_RETURN_IF_ERROR(ValidateEvent(event));
+  const std::string event_id = event.event_id().empty() ? NewEventId() : event.event_id();
+  try {
+    tx.exec_params(
+        "INSERT INTO txcoord_outbox (event_id, aggregate_type, aggregate_id, event_type, payload, "
+        "headers) VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
+        event_id, event.aggregate_type(), event.aggregate_id(), event.event_type(),
+        pqxx::binarystring(event.payload()), HeadersJson(event));
+    return event_id;
+  } catch (const pqxx::unique_violation& e) {
+    return Status::AlreadyExists("event " + event_id + " is already in the outbox");
+  } catch (const std::exception& e) {
+    return Status::Unavailable("append event " + event_id + " to outbox: " + e.what());
+  }
+}
+
+}  // namespace txcoord::outbox
