@@ -7,8 +7,18 @@ GroupCommitter::GroupCommitter(int max_batch, CommitFn commit_fn)
 
 Status GroupCommitter::Submit(std::vector<v1::LogRecord> records) {
   if (records.empty()) return Status::InvalidArgument("an append needs at least one record");
+  // Records that are malformed on their own are refused here, in the caller's thread: they never
+  // reach a backend (whose statements could choke on them, e.g. a gtid that is not UTF-8) and
+  // never cost the leader time.
+  for (const auto& r : records) {
+    if (Status s = CheckRecord(r); !s.ok()) return s.WithContext("append rejected");
+  }
   PendingAppend self;
   self.records = std::move(records);
+  // Reserved before queueing, so that nothing between becoming leader and leaving the queue can
+  // throw: an exception there would strand the queue.
+  std::vector<PendingAppend*> group;
+  group.reserve(static_cast<size_t>(max_batch_));
 
   std::unique_lock lock(mu_);
   queue_.push_back(&self);
@@ -16,7 +26,6 @@ Status GroupCommitter::Submit(std::vector<v1::LogRecord> records) {
   self.cv.wait(lock, [&] { return self.done || queue_.front() == &self; });
   if (self.done) return self.status;
 
-  std::vector<PendingAppend*> group;
   for (PendingAppend* p : queue_) {
     if (static_cast<int>(group.size()) == max_batch_) break;
     group.push_back(p);
@@ -24,7 +33,14 @@ Status GroupCommitter::Submit(std::vector<v1::LogRecord> records) {
   lock.unlock();
   // The group stays at the front of the queue while it commits: later arrivals queue behind
   // it and none of them can become leader, so only this thread runs commit_fn_.
-  commit_fn_(group);
+  try {
+    commit_fn_(group);
+  } catch (const std::exception& e) {
+    // The backend cleaned up what it could; what happened to the group is unknown.
+    for (PendingAppend* p : group) p->status = Status::Internal(std::string("append: ") + e.what());
+  } catch (...) {
+    for (PendingAppend* p : group) p->status = Status::Internal("append: unknown exception");
+  }
   lock.lock();
 
   for (PendingAppend* p : group) {

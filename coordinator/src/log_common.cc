@@ -1,11 +1,17 @@
 #include <Poco/Checksum.h>
 
+#include <algorithm>
+#include <limits>
+
 #include "log_internal.h"
 
 namespace txcoord::coordinator {
 
 Timestamp FromProto(const google::protobuf::Timestamp& t) {
-  return Timestamp(std::chrono::milliseconds(t.seconds() * 1000 + t.nanos() / 1'000'000));
+  // Saturates rather than overflow: the log refuses such times, but callers may convert any.
+  constexpr int64_t kMaxSeconds = std::numeric_limits<int64_t>::max() / 1000 - 1;
+  const int64_t seconds = std::clamp<int64_t>(t.seconds(), -kMaxSeconds, kMaxSeconds);
+  return Timestamp(std::chrono::milliseconds(seconds * 1000 + t.nanos() / 1'000'000));
 }
 
 google::protobuf::Timestamp ToProto(Timestamp t) {
@@ -40,7 +46,13 @@ Result<LogConfig> ParseStoreUri(std::string_view uri) {
     c.conninfo = std::string(uri);
     return LogConfig(std::move(c));
   }
-  return Status::InvalidArgument("store URI \"" + std::string(uri.substr(0, 80)) +
+  // Only the scheme is quoted back: the rest may hold a password.
+  const size_t colon = uri.find("://");
+  if (colon == std::string_view::npos || colon > 20) {
+    return Status::InvalidArgument(
+        "store URI has no scheme; use sqlite://PATH or postgresql://USER@HOST:PORT/DB");
+  }
+  return Status::InvalidArgument("store URI with scheme \"" + std::string(uri.substr(0, colon)) +
                                  "\" is neither sqlite://PATH nor postgresql://...");
 }
 

@@ -48,6 +48,13 @@ const char* OutcomeName(v1::Outcome o) {
   }
 }
 
+// After 1970 and before 10000, nanos in range: what RFC 3339 and the JSON mapping can express,
+// and what converts to milliseconds without overflow.
+bool IsStorableTime(const google::protobuf::Timestamp& t) {
+  return t.seconds() > 0 && t.seconds() < google::protobuf::util::TimeUtil::kTimestampMaxSeconds &&
+         t.nanos() >= 0 && t.nanos() < 1'000'000'000;
+}
+
 }  // namespace
 
 std::string_view RecordKind(const v1::LogRecord& record) {
@@ -65,12 +72,8 @@ std::string_view RecordKind(const v1::LogRecord& record) {
 
 Status CheckRecord(const v1::LogRecord& r) {
   TXCOORD_RETURN_IF_ERROR(ValidateId("gtid", r.gtid()));
-  // Between 1970 and 9999, nanos in range: what RFC 3339 and the JSON mapping can express.
-  const bool at_valid = r.has_at() && r.at().seconds() > 0 &&
-                        r.at().seconds() < google::protobuf::util::TimeUtil::kTimestampMaxSeconds &&
-                        r.at().nanos() >= 0 && r.at().nanos() < 1'000'000'000;
-  if (!at_valid) {
-    return Status::InvalidArgument("record has no valid `at` time");
+  if (!IsStorableTime(r.at())) {
+    return Status::InvalidArgument("record has no valid `at` time (after 1970, before 10000)");
   }
   if (!r.tx_state().empty() && !IsValidStateName(r.tx_state())) {
     return Status::InvalidArgument("tx_state \"" + r.tx_state().substr(0, 40) +
@@ -90,6 +93,9 @@ Status CheckRecord(const v1::LogRecord& r) {
       }
       if (r.tx_state().empty()) return Status::InvalidArgument("begin needs a tx_state");
       if (b.timeout_ms() < 0) return Status::InvalidArgument("begin has a negative timeout_ms");
+      if (b.has_deadline() && !IsStorableTime(b.deadline())) {
+        return Status::InvalidArgument("begin's deadline is not a time between 1970 and 9999");
+      }
       TXCOORD_RETURN_IF_ERROR(CheckBranchIds(b.branches()));
       return CheckStepIds(b.steps());
     }

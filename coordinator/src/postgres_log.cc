@@ -12,6 +12,7 @@
 // and answering kAlreadyExists for that one append.
 // Connections: one writer (under write_mu_), a pool of readers; a broken connection is dropped
 // and a new one made on the next call, so the log works again once the server is back.
+#include <cctype>
 #include <pqxx/pqxx>
 
 #include "log_internal.h"
@@ -63,9 +64,62 @@ constexpr const char* kSummaryColumns =
     "gtid, protocol, state, decision, created_at_ms, updated_at_ms, deadline_ms, finished_at_ms, "
     "record_count";
 
+std::string PercentDecoded(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+      out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// The password a libpq connection string carries, in URI form (user:PASSWORD@host, or
+// ?password=) or key=value form (password=PASSWORD or password='...'); empty when none.
+std::string PasswordOf(std::string_view conninfo) {
+  const size_t scheme = conninfo.find("://");
+  if (scheme != std::string_view::npos) {
+    const size_t start = scheme + 3;
+    const size_t end = conninfo.find_first_of("/?", start);
+    const std::string_view authority = conninfo.substr(start, end - start);
+    const size_t at = authority.rfind('@');
+    if (at != std::string_view::npos) {
+      const std::string_view userinfo = authority.substr(0, at);
+      const size_t colon = userinfo.find(':');
+      if (colon != std::string_view::npos) return std::string(userinfo.substr(colon + 1));
+    }
+  }
+  const size_t key = conninfo.find("password=");
+  if (key == std::string_view::npos) return "";
+  std::string_view value = conninfo.substr(key + 9);
+  if (value.starts_with('\'')) {
+    value.remove_prefix(1);
+    return std::string(value.substr(0, value.find('\'')));
+  }
+  return std::string(value.substr(0, value.find_first_of(" &")));
+}
+
+// Error texts from libpq may quote the connection string, or a piece of it.
+std::string Redacted(std::string message, std::string_view conninfo) {
+  const std::string password = PasswordOf(conninfo);
+  for (const std::string& secret : {password, PercentDecoded(password)}) {
+    if (secret.empty()) continue;
+    for (size_t at = message.find(secret); at != std::string::npos;
+         at = message.find(secret, at + 3)) {
+      message.replace(at, secret.size(), "***");
+    }
+  }
+  return message;
+}
+
 // Turns what libpqxx threw into a Status, by what the caller may assume.
-Status FromException(const std::exception& e, std::string_view what) {
-  const std::string msg = std::string(what) + ": " + e.what();
+Status FromException(const std::exception& e, std::string_view what,
+                     std::string_view conninfo) {
+  const std::string msg = Redacted(std::string(what) + ": " + e.what(), conninfo);
   if (dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr) {
     return Status::UnknownOutcome(msg + " (the connection broke during commit)");
   }
@@ -233,7 +287,7 @@ class PostgresLog final : public TransactionLog {
         if (static_cast<int64_t>(r.size()) < kPurgeChunk) return purged;
       } catch (const std::exception& e) {
         if (IsConnectionLoss(e)) writer_.reset();
-        return FromException(e, "purge");
+        return FromException(e, "purge", config_.conninfo);
       }
     }
   }
@@ -274,7 +328,7 @@ class PostgresLog final : public TransactionLog {
       if (idle_readers_.size() < kMaxIdleReaders) idle_readers_.push_back(std::move(conn));
       return out;
     } catch (const std::exception& e) {
-      return FromException(e, what);  // conn is dropped: it may be broken
+      return FromException(e, what, config_.conninfo);  // conn is dropped: it may be broken
     }
   }
 
@@ -316,7 +370,7 @@ class PostgresLog final : public TransactionLog {
       } catch (const std::exception& e) {
         if (IsConnectionLoss(e)) writer_.reset();
         if (IsRetryableConflict(e) && attempt < kMaxConflictRetries) continue;
-        const Status s = FromException(e, "append");
+        const Status s = FromException(e, "append", config_.conninfo);
         for (PendingAppend* p : batch) {
           if (p->status.ok()) p->status = s;
         }
@@ -421,7 +475,7 @@ Result<std::unique_ptr<TransactionLog>> OpenPostgresLog(const PostgresLogConfig&
     TXCOORD_RETURN_IF_ERROR(Migrate(*conn));
     return std::unique_ptr<TransactionLog>(std::make_unique<PostgresLog>(config, std::move(conn)));
   } catch (const std::exception& e) {
-    return FromException(e, "open PostgreSQL store");
+    return FromException(e, "open PostgreSQL store", config.conninfo);
   }
 }
 

@@ -14,7 +14,7 @@
 // Concurrency: one writer connection, used only under write_mu_ (by the group-commit leader or
 // by Purge); a pool of reader connections, each read in its own snapshot (WAL readers never block
 // the writer); one checkpointer thread with its own connection. One process per store: an
-// exclusive flock on PATH.lock.
+// exclusive flock on the database file (StoreLock).
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -112,6 +112,37 @@ TransactionSummary SummaryFromRow(const Stmt& s) {
   return t;
 }
 
+// One log per store: an exclusive flock on the database file itself, so that every spelling of
+// its path (relative, symlinked, hard-linked) finds the same lock. flock and SQLite's own POSIX
+// locks do not interact on Linux, but closing any descriptor of the file drops the process's
+// POSIX locks, so the lock is released only after every SQLite connection of the store closed:
+// whoever holds a StoreLock must declare it before (destroy it after) its connections.
+class StoreLock {
+ public:
+  static Result<StoreLock> Acquire(const std::string& path) {
+    const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      return Status::Unavailable("cannot open sqlite store " + path + ": " + strerror(errno));
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      close(fd);
+      return Status::Unavailable("sqlite store " + path +
+                                 " is in use by another txcoord; stop it first or use another "
+                                 "--store");
+    }
+    return StoreLock(fd);
+  }
+  StoreLock(StoreLock&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  StoreLock& operator=(StoreLock&&) = delete;
+  ~StoreLock() {
+    if (fd_ >= 0) close(fd_);
+  }
+
+ private:
+  explicit StoreLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
 // Owns a sqlite3 handle.
 struct DbCloser {
   void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
@@ -128,6 +159,12 @@ Result<DbPtr> OpenHandle(const SqliteLogConfig& config) {
   if (rc != SQLITE_OK) return SqliteError(raw, rc, "open sqlite store " + config.path);
   sqlite3_extended_result_codes(raw, 1);
   sqlite3_busy_timeout(raw, 10'000);
+  // On every connection, not only the writer: whichever connection checkpoints (the
+  // checkpointer, or the last one to close) must fsync the database before the WAL is reused.
+  if (const int sync_rc = sqlite3_exec(raw, "PRAGMA synchronous=FULL", nullptr, nullptr, nullptr);
+      sync_rc != SQLITE_OK) {
+    return SqliteError(raw, sync_rc, "set synchronous=FULL");
+  }
   return db;
 }
 
@@ -260,22 +297,20 @@ class Checkpointer {
 
 class SqliteLog final : public TransactionLog {
  public:
-  SqliteLog(SqliteLogConfig config, std::unique_ptr<Connection> writer,
-            std::unique_ptr<Connection> checkpoint_conn, int lock_fd)
-      : config_(std::move(config)),
+  SqliteLog(SqliteLogConfig config, StoreLock lock, std::unique_ptr<Connection> writer,
+            std::unique_ptr<Connection> checkpoint_conn)
+      : lock_(std::move(lock)),
+        config_(std::move(config)),
         writer_(std::move(writer)),
-        lock_fd_(lock_fd),
         checkpointer_(std::move(checkpoint_conn)),
         committer_(config_.max_batch, [this](auto batch) { CommitBatch(batch); }) {
     sqlite3_wal_autocheckpoint(writer_->db(), 0);
     sqlite3_wal_hook(writer_->db(), &SqliteLog::OnWalCommit, this);
   }
 
-  ~SqliteLog() override {
-    idle_readers_.clear();
-    writer_.reset();  // the last connection to close checkpoints the WAL into the database
-    if (lock_fd_ >= 0) close(lock_fd_);  // releases the flock
-  }
+  // Members go in reverse order: the committer, the checkpointer (joined, then its connection
+  // closed), the readers, the writer, and last the store lock.
+  ~SqliteLog() override = default;
 
   Status Append(std::vector<v1::LogRecord> records) override {
     return committer_.Submit(std::move(records));
@@ -489,10 +524,26 @@ class SqliteLog final : public TransactionLog {
     return static_cast<int64_t>(gtids.size());
   }
 
-  // Runs on the group-commit leader's thread; see GroupCommitter.
+  // Runs on the group-commit leader's thread; see GroupCommitter. If anything throws (an
+  // allocation), the write transaction is rolled back and the in-memory summaries are dropped
+  // before the exception reaches the committer, which fails the group.
   void CommitBatch(std::span<PendingAppend* const> batch) {
     std::lock_guard lock(write_mu_);
+    try {
+      CommitBatchLocked(batch);
+    } catch (...) {
+      sqlite3* db = writer_->db();
+      if (!sqlite3_get_autocommit(db)) (void)Exec(db, "ROLLBACK");
+      hot_.clear();
+      throw;
+    }
+  }
+
+  // REQUIRES: write_mu_ held.
+  void CommitBatchLocked(std::span<PendingAppend* const> batch) {
     sqlite3* db = writer_->db();
+    // A transaction left open by an earlier failure is not ours to continue.
+    if (!sqlite3_get_autocommit(db)) (void)Exec(db, "ROLLBACK");
     auto fail_accepted = [&](const Status& s) {
       for (PendingAppend* p : batch) {
         if (p->status.ok()) p->status = s;
@@ -525,6 +576,7 @@ class SqliteLog final : public TransactionLog {
     s = WriteBatch(encoded, changed, summaries);
     if (!s.ok()) {
       (void)Exec(db, "ROLLBACK");
+      for (const auto& gtid : changed) hot_.erase(gtid);  // read them again next time
       return fail_accepted(s.WithContext("append"));
     }
     const int rc = sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
@@ -573,32 +625,17 @@ class SqliteLog final : public TransactionLog {
     return Status::Ok();
   }
 
+  StoreLock lock_;  // first member: released after every connection closed
   const SqliteLogConfig config_;
   std::mutex write_mu_;
   std::unique_ptr<Connection> writer_;  // GUARDED_BY(write_mu_)
   // Summaries of the unfinished transactions this writer committed. GUARDED_BY(write_mu_)
   std::unordered_map<std::string, TransactionSummary> hot_;
-  int lock_fd_;
   std::mutex readers_mu_;
   std::vector<std::unique_ptr<Connection>> idle_readers_;  // GUARDED_BY(readers_mu_)
   Checkpointer checkpointer_;
   GroupCommitter committer_;
 };
-
-Result<int> LockStore(const std::string& path) {
-  const std::string lock_path = path + ".lock";
-  const int fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    return Status::Unavailable("cannot open lock file " + lock_path + ": " + strerror(errno));
-  }
-  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    close(fd);
-    return Status::Unavailable("sqlite store " + path +
-                               " is in use by another process (lock " + lock_path +
-                               "); stop it first or use another --store");
-  }
-  return fd;
-}
 
 }  // namespace
 
@@ -658,12 +695,11 @@ Result<std::unique_ptr<TransactionLog>> OpenSqliteLog(const SqliteLogConfig& con
   if (!dir.empty()) std::filesystem::create_directories(dir, ec);
   if (ec) return Status::Unavailable("cannot create directory " + dir.string() + ": " + ec.message());
 
-  auto lock_fd = LockStore(config.path);
-  if (!lock_fd.ok()) return lock_fd.status();
-  auto unlock = [fd = *lock_fd] { close(fd); };
+  // Before anything else opens the file; destroyed after the connections below (declared later).
+  auto lock = StoreLock::Acquire(config.path);
+  if (!lock.ok()) return lock.status();
 
   auto fail = [&](const Status& s) -> Status {
-    unlock();
     if (s.code() == StatusCode::kCorruption) {
       return Status::Corruption(where + " is damaged (" + s.message() +
                                 "); restore it from a backup or point --store at a new file");
@@ -671,10 +707,7 @@ Result<std::unique_ptr<TransactionLog>> OpenSqliteLog(const SqliteLogConfig& con
     return s.WithContext("open " + where);
   };
 
-  if (Status s = CheckFileHeader(config.path); !s.ok()) {
-    unlock();
-    return s;
-  }
+  if (Status s = CheckFileHeader(config.path); !s.ok()) return s;
   auto db = OpenHandle(config);
   if (!db.ok()) return fail(db.status());
 
@@ -701,8 +734,8 @@ Result<std::unique_ptr<TransactionLog>> OpenSqliteLog(const SqliteLogConfig& con
   auto checkpoint_db = OpenHandle(config);
   if (!checkpoint_db.ok()) return fail(checkpoint_db.status());
   return std::unique_ptr<TransactionLog>(std::make_unique<SqliteLog>(
-      config, std::make_unique<Connection>(std::move(db).value()),
-      std::make_unique<Connection>(std::move(checkpoint_db).value()), *lock_fd));
+      config, std::move(lock).value(), std::make_unique<Connection>(std::move(db).value()),
+      std::make_unique<Connection>(std::move(checkpoint_db).value())));
 }
 
 }  // namespace txcoord::coordinator::internal

@@ -175,6 +175,8 @@ TYPED_TEST(LogConformance, RulesAreEnforcedByTheStore) {
   EXPECT_EQ(log->Append({BranchOutcome("g", kEpochMs + 5, "b0", "committed")}).code(),
             StatusCode::kConflict);
   EXPECT_EQ(log->Append({}).code(), StatusCode::kInvalidArgument);
+  // A gtid that is not valid UTF-8 is refused as bad input, not as a store failure.
+  EXPECT_EQ(log->Append({Begin("bad\xff", kEpochMs)}).code(), StatusCode::kInvalidArgument);
   auto tx = log->Read("g");
   ASSERT_TRUE(tx.ok());
   EXPECT_EQ(tx->records.size(), 4u) << "refused appends leave nothing behind";
@@ -289,6 +291,10 @@ TYPED_TEST(LogConformance, ScanUnfinishedPagesThroughEveryUnfinishedTransaction)
   }
   EXPECT_EQ(seen, unfinished);
   EXPECT_EQ(pages, 4);  // 16 unfinished in pages of 4
+  // A default-constructed cursor means "from the start", like "".
+  auto from_start = log->ScanUnfinished(std::string_view{}, 100);
+  ASSERT_TRUE(from_start.ok());
+  EXPECT_EQ(from_start->size(), unfinished.size());
   EXPECT_EQ(log->ScanUnfinished("", 0).status().code(), StatusCode::kInvalidArgument);
 }
 

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <limits>
+#include <stdexcept>
 #include <thread>
 
 #include "log_internal.h"
@@ -95,6 +97,21 @@ TEST(LogRules, MalformedRecordsAreInvalidArguments) {
   auto no_outcome = Decision("g", kEpochMs, v1::OUTCOME_UNSPECIFIED);
   EXPECT_EQ(ApplyRecord(no_outcome, &s).code(), StatusCode::kInvalidArgument);
   EXPECT_FALSE(s->finished());
+}
+
+TEST(LogRules, ADeadlineOutsideTheStorableRangeIsRefused) {
+  std::optional<TransactionSummary> s;
+  auto huge = Begin("g", kEpochMs);
+  huge.mutable_begin()->mutable_deadline()->set_seconds(9'300'000'000'000'000);  // would overflow
+  EXPECT_EQ(ApplyRecord(huge, &s).code(), StatusCode::kInvalidArgument);
+  auto before_1970 = Begin("g", kEpochMs);
+  before_1970.mutable_begin()->mutable_deadline()->set_seconds(-5);
+  EXPECT_EQ(ApplyRecord(before_1970, &s).code(), StatusCode::kInvalidArgument);
+  EXPECT_FALSE(s.has_value());
+  // And converting such a time never overflows, whoever asks.
+  google::protobuf::Timestamp t;
+  t.set_seconds(std::numeric_limits<int64_t>::max());
+  EXPECT_GT(FromProto(t).time_since_epoch().count(), 0);
 }
 
 TEST(LogRules, ApplyBatchRejectsAWholeAppendButKeepsTheOthers) {
@@ -209,6 +226,33 @@ TEST(GroupCommitter, AppendsArrivingDuringACommitShareTheNext) {
   EXPECT_EQ(gc.stats().commits, 2);
   EXPECT_EQ(gc.stats().appends, 16);
   EXPECT_EQ(gc.stats().largest_group, 15);
+}
+
+// A backend that throws (an allocation failure, a library exception) fails its group with
+// INTERNAL and leaves the committer working: the queue must not stay stuck behind it.
+TEST(GroupCommitter, AThrowingCommitFailsItsGroupAndTheNextAppendStillCommits) {
+  int calls = 0;
+  internal::GroupCommitter gc(8, [&](std::span<internal::PendingAppend* const> batch) {
+    if (++calls == 1) throw std::runtime_error("disk on fire");
+    for (auto* p : batch) p->status = Status::Ok();
+  });
+  const Status first = gc.Submit({Begin("g1", kEpochMs)});
+  EXPECT_EQ(first.code(), StatusCode::kInternal);
+  EXPECT_NE(first.message().find("disk on fire"), std::string::npos);
+  EXPECT_EQ(gc.queued(), 0u);
+  EXPECT_TRUE(gc.Submit({Begin("g2", kEpochMs)}).ok());
+}
+
+TEST(GroupCommitter, MalformedRecordsNeverReachTheBackend) {
+  int calls = 0;
+  internal::GroupCommitter gc(8, [&](std::span<internal::PendingAppend* const> batch) {
+    ++calls;
+    for (auto* p : batch) p->status = Status::Ok();
+  });
+  EXPECT_EQ(gc.Submit({Begin("bad\xff", kEpochMs)}).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(gc.Submit({Begin("ok", kEpochMs), Begin("", kEpochMs)}).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(calls, 0);
 }
 
 TEST(GroupCommitter, MaxBatchBoundsAGroupAndEachAppendGetsItsOwnStatus) {

@@ -179,6 +179,26 @@ TEST(PostgresLogTest, SchemaIsMigratedOnOpenAndANewerOneIsRefused) {
   EXPECT_NE(newer.status().message().find("upgrade txcoord"), std::string::npos);
 }
 
+// libpq quotes the connection string, or the offending piece of it, in its errors.
+TEST(PostgresLogTest, ErrorsNeverShowThePassword) {
+  for (const std::string uri : {"postgresql://txc:S3cretPw@[::1:5432/txlog",
+                                "postgresql://txc:S3cret%zzPw@127.0.0.1:1/txlog",
+                                "postgresql://txc:S3cretPw@127.0.0.1:1/txlog",
+                                "host=127.0.0.1 port=1 user=txc password=S3cretPw dbname=x"}) {
+    PostgresLogConfig c;
+    c.conninfo = uri;
+    auto log = OpenLog(c);
+    ASSERT_FALSE(log.ok()) << uri;
+    EXPECT_EQ(log.status().message().find("S3cret"), std::string::npos) << log.status().ToString();
+  }
+  auto bad_scheme = ParseStoreUri("postgresq://txc:S3cretPw@127.0.0.1/txlog");
+  ASSERT_FALSE(bad_scheme.ok());
+  EXPECT_EQ(bad_scheme.status().message().find("S3cret"), std::string::npos);
+  auto no_scheme = ParseStoreUri("txc:S3cretPw@127.0.0.1/txlog");
+  ASSERT_FALSE(no_scheme.ok());
+  EXPECT_EQ(no_scheme.status().message().find("S3cret"), std::string::npos);
+}
+
 TEST(PostgresLogTest, UnreachableServerIsAClearErrorAtOpen) {
   PostgresLogConfig c;
   c.conninfo = "postgresql://nobody@127.0.0.1:1/none";

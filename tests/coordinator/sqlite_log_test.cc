@@ -214,6 +214,20 @@ TEST_F(SqliteLogTest, ASecondOpenOfTheSameStoreIsRefused) {
   EXPECT_TRUE(OpenLog(Config()).ok()) << "the lock goes with the first log";
 }
 
+TEST_F(SqliteLogTest, TheLockHoldsWhateverThePathSpelling) {
+  auto first = MustOpen(Config());
+  ASSERT_NE(first, nullptr);
+  const std::string alias = fs::path(path()).parent_path() / "alias.db";
+  fs::create_symlink(path(), alias);
+  SqliteLogConfig c = Config();
+  c.path = alias;
+  auto via_symlink = OpenLog(c);
+  ASSERT_FALSE(via_symlink.ok()) << "a second log on the same file through a symlink";
+  EXPECT_EQ(via_symlink.status().code(), StatusCode::kUnavailable);
+  c.path = fs::path(path()).parent_path() / "." / "log.db";
+  EXPECT_FALSE(OpenLog(c).ok()) << "nor through another relative spelling";
+}
+
 // Through the power-loss VFS, whose unsynced writes vanish: every acknowledged append is on
 // disk, and a group of concurrent appends cost far fewer WAL fsyncs than appends.
 TEST_F(SqliteLogTest, AcknowledgedAppendsSurvivePowerLossAndShareFsyncs) {
