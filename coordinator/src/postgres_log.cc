@@ -128,10 +128,10 @@ Status FromException(const std::exception& e, std::string_view what,
   }
   if (const auto* sql = dynamic_cast<const pqxx::sql_error*>(&e)) {
     const std::string& state = sql->sqlstate();
-    // 08: connection exception; 57: operator intervention (shutdown); 53: out of resources;
-    // 40: serialization failure or deadlock (retryable).
+    // 08: connection exception; 57: operator intervention (shutdown, statement timeout);
+    // 53: out of resources; 40: serialization failure or deadlock; 55P03: lock timeout.
     if (state.starts_with("08") || state.starts_with("57") || state.starts_with("53") ||
-        state.starts_with("40")) {
+        state.starts_with("40") || state == "55P03") {
       return Status::Unavailable(msg);
     }
   }
@@ -170,14 +170,16 @@ std::string SqlOptInt(const std::optional<int64_t>& v) {
   return v ? std::to_string(*v) : std::string("NULL");
 }
 
-// Adds libpq settings the log relies on unless the operator set them: a bounded connect time
-// and TCP keepalives, so that an append against a vanished server fails instead of hanging.
+// Adds libpq settings the log relies on unless the operator set them: a bounded connect time,
+// TCP keepalives (an idle connection to a vanished server) and a TCP user timeout (unacknowledged
+// data to one), so that an append against a vanished server fails instead of hanging.
 std::string WithDefaults(const std::string& conninfo) {
   static constexpr std::pair<const char*, const char*> kDefaults[] = {
       {"connect_timeout", "5"},
       {"keepalives_idle", "10"},
       {"keepalives_interval", "5"},
-      {"keepalives_count", "3"}};
+      {"keepalives_count", "3"},
+      {"tcp_user_timeout", "30000"}};
   const bool uri = conninfo.starts_with("postgresql://") || conninfo.starts_with("postgres://");
   std::string out = conninfo;
   for (const auto& [key, value] : kDefaults) {
@@ -198,6 +200,10 @@ std::unique_ptr<pqxx::connection> Connect(const std::string& conninfo) {
   pqxx::nontransaction n(*c);
   const auto mode = n.exec1("SHOW synchronous_commit")[0].as<std::string>();
   if (mode == "off") n.exec0("SET synchronous_commit TO on");
+  // A lock held elsewhere (another instance, an operator's session) must not block the group
+  // leader, and with it every append of this process, without bound: fail and let callers retry.
+  n.exec0("SET statement_timeout TO '30s'");
+  n.exec0("SET lock_timeout TO '10s'");
   return c;
 }
 

@@ -179,6 +179,28 @@ TEST(PostgresLogTest, SchemaIsMigratedOnOpenAndANewerOneIsRefused) {
   EXPECT_NE(newer.status().message().find("upgrade txcoord"), std::string::npos);
 }
 
+// Another session holds the transaction's row: the append fails (retryable) after the lock
+// timeout instead of blocking the group leader, and every append behind it, for good.
+TEST(PostgresLogTest, ARowLockedElsewhereGivesUnavailableNotAHang) {
+  auto db = testing::SharedPostgres().CreateDatabase("locked");
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  const std::string conninfo = testing::SharedPostgres().ConnInfo(*db);
+  auto log = MustOpen(conninfo);
+  ASSERT_NE(log, nullptr);
+  ASSERT_TRUE(log->Append({Begin("held", kEpochMs)}).ok());
+  {
+    pqxx::connection other(conninfo);
+    pqxx::work hold(other);
+    hold.exec("SELECT gtid FROM txcoord_tx WHERE gtid = 'held' FOR UPDATE");
+    const Status s = log->Append({Decision("held", kEpochMs + 1, v1::OUTCOME_ABORT)});
+    EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  }  // the other session's transaction ends here
+  EXPECT_TRUE(log->Append({Decision("held", kEpochMs + 2, v1::OUTCOME_ABORT)}).ok());
+  auto tx = log->Read("held");
+  ASSERT_TRUE(tx.ok());
+  EXPECT_EQ(tx->records.size(), 2u) << "the timed-out append left nothing";
+}
+
 // libpq quotes the connection string, or the offending piece of it, in its errors.
 TEST(PostgresLogTest, ErrorsNeverShowThePassword) {
   for (const std::string uri : {"postgresql://txc:S3cretPw@[::1:5432/txlog",
