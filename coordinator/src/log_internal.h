@@ -33,8 +33,8 @@ using SummaryMap = std::map<std::string, std::optional<TransactionSummary>, std:
 // One append waiting in a group commit.
 struct PendingAppend {
   std::vector<v1::LogRecord> records;
-  Status status;       // set by the committer
-  bool done = false;   // guarded by the GroupCommitter's mutex
+  Status status;      // set by the committer
+  bool done = false;  // guarded by the GroupCommitter's mutex
   std::condition_variable cv;
 };
 

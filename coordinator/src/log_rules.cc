@@ -42,9 +42,12 @@ Status CheckStepIds(const google::protobuf::RepeatedPtrField<v1::Step>& steps) {
 
 const char* OutcomeName(v1::Outcome o) {
   switch (o) {
-    case v1::OUTCOME_COMMIT: return "commit";
-    case v1::OUTCOME_ABORT: return "abort";
-    default: return "none";
+    case v1::OUTCOME_COMMIT:
+      return "commit";
+    case v1::OUTCOME_ABORT:
+      return "abort";
+    default:
+      return "none";
   }
 }
 
@@ -59,13 +62,20 @@ bool IsStorableTime(const google::protobuf::Timestamp& t) {
 
 std::string_view RecordKind(const v1::LogRecord& record) {
   switch (record.body_case()) {
-    case v1::LogRecord::kBegin: return "begin";
-    case v1::LogRecord::kBranchRegistered: return "branch_registered";
-    case v1::LogRecord::kDecision: return "decision";
-    case v1::LogRecord::kBranchOutcome: return "branch_outcome";
-    case v1::LogRecord::kStepOutcome: return "step_outcome";
-    case v1::LogRecord::kEnd: return "end";
-    case v1::LogRecord::BODY_NOT_SET: break;
+    case v1::LogRecord::kBegin:
+      return "begin";
+    case v1::LogRecord::kBranchRegistered:
+      return "branch_registered";
+    case v1::LogRecord::kDecision:
+      return "decision";
+    case v1::LogRecord::kBranchOutcome:
+      return "branch_outcome";
+    case v1::LogRecord::kStepOutcome:
+      return "step_outcome";
+    case v1::LogRecord::kEnd:
+      return "end";
+    case v1::LogRecord::BODY_NOT_SET:
+      break;
   }
   return "none";
 }
@@ -172,9 +182,8 @@ Status ApplyRecord(const v1::LogRecord& r, std::optional<TransactionSummary>* su
     // presumed abort lets an undecided transaction end aborted.
     const bool committed = r.end().final_state() == "committed";
     if (committed != (next.decision == v1::OUTCOME_COMMIT)) {
-      return Status::Conflict("transaction " + r.gtid() + " cannot end " +
-                              r.end().final_state() + " when its decision is " +
-                              OutcomeName(next.decision));
+      return Status::Conflict("transaction " + r.gtid() + " cannot end " + r.end().final_state() +
+                              " when its decision is " + OutcomeName(next.decision));
     }
     next.finished_at = at;
   }

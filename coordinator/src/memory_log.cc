@@ -14,8 +14,9 @@ namespace txcoord::coordinator {
 class MemoryLogStore {
  public:
   std::mutex mu;
-  std::map<std::string, TransactionSummary, std::less<>> summaries;           // GUARDED_BY(mu)
-  std::map<std::string, std::vector<internal::EncodedRecord>, std::less<>> records;  // GUARDED_BY(mu)
+  std::map<std::string, TransactionSummary, std::less<>> summaries;  // GUARDED_BY(mu)
+  std::map<std::string, std::vector<internal::EncodedRecord>, std::less<>>
+      records;  // GUARDED_BY(mu)
 };
 
 namespace {
@@ -130,8 +131,7 @@ class MemoryLog final : public TransactionLog {
     internal::SummaryMap summaries;
     for (const auto& gtid : internal::BatchGtids(batch)) {
       auto it = store_->summaries.find(gtid);
-      summaries[gtid] = it == store_->summaries.end() ? std::nullopt
-                                                      : std::optional(it->second);
+      summaries[gtid] = it == store_->summaries.end() ? std::nullopt : std::optional(it->second);
     }
     for (PendingAppend* p : batch) p->status = Status::Ok();
     std::vector<internal::EncodedRecord> encoded;

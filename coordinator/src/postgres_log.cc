@@ -117,8 +117,7 @@ std::string Redacted(std::string message, std::string_view conninfo) {
 }
 
 // Turns what libpqxx threw into a Status, by what the caller may assume.
-Status FromException(const std::exception& e, std::string_view what,
-                     std::string_view conninfo) {
+Status FromException(const std::exception& e, std::string_view what, std::string_view conninfo) {
   const std::string msg = Redacted(std::string(what) + ": " + e.what(), conninfo);
   if (dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr) {
     return Status::UnknownOutcome(msg + " (the connection broke during commit)");
@@ -257,14 +256,14 @@ class PostgresLog final : public TransactionLog {
       }
       std::optional<int64_t> before;
       if (q.created_before) before = ToMillis(*q.created_before);
-      const pqxx::result rows = t.exec_params(
-          std::string("SELECT ") + kSummaryColumns +
-              " FROM txcoord_tx WHERE ($1 = '' OR state = $1)"
-              " AND ($2::bigint IS NULL OR created_at_ms < $2::bigint)"
-              " AND ($3::bigint IS NULL OR created_at_ms < $3::bigint"
-              "      OR (created_at_ms = $3::bigint AND gtid < $4))"
-              " ORDER BY created_at_ms DESC, gtid DESC LIMIT $5",
-          q.state, before, cursor_ms, q.after, q.limit + 1);
+      const pqxx::result rows =
+          t.exec_params(std::string("SELECT ") + kSummaryColumns +
+                            " FROM txcoord_tx WHERE ($1 = '' OR state = $1)"
+                            " AND ($2::bigint IS NULL OR created_at_ms < $2::bigint)"
+                            " AND ($3::bigint IS NULL OR created_at_ms < $3::bigint"
+                            "      OR (created_at_ms = $3::bigint AND gtid < $4))"
+                            " ORDER BY created_at_ms DESC, gtid DESC LIMIT $5",
+                        q.state, before, cursor_ms, q.after, q.limit + 1);
       SummaryPage page;
       for (const auto& row : rows) page.transactions.push_back(SummaryFromRow(row));
       if (static_cast<int>(page.transactions.size()) > q.limit) {
@@ -349,8 +348,10 @@ class PostgresLog final : public TransactionLog {
         "SELECT seq, body, crc FROM txcoord_tx_record WHERE gtid = $1 ORDER BY seq", g);
     for (const auto& row : rows) {
       const pqxx::binarystring body(row[1]);
-      auto record = DecodeRecord(g, row[0].as<int64_t>(), std::string_view(reinterpret_cast<const char*>(body.data()), body.size()),
-                                 static_cast<uint32_t>(row[2].as<int64_t>()));
+      auto record =
+          DecodeRecord(g, row[0].as<int64_t>(),
+                       std::string_view(reinterpret_cast<const char*>(body.data()), body.size()),
+                       static_cast<uint32_t>(row[2].as<int64_t>()));
       if (!record.ok()) return record.status();
       tx.records.push_back(std::move(record).value());
     }
@@ -395,9 +396,9 @@ class PostgresLog final : public TransactionLog {
     }
     SummaryMap summaries;
     for (const auto& g : gtids) summaries[g] = std::nullopt;
-    const pqxx::result rows = w.exec(std::string("SELECT ") + kSummaryColumns +
-                                     " FROM txcoord_tx WHERE gtid IN (" + in_list +
-                                     ") ORDER BY gtid FOR UPDATE");
+    const pqxx::result rows =
+        w.exec(std::string("SELECT ") + kSummaryColumns + " FROM txcoord_tx WHERE gtid IN (" +
+               in_list + ") ORDER BY gtid FOR UPDATE");
     for (const auto& row : rows) {
       TransactionSummary s = SummaryFromRow(row);
       summaries[s.gtid] = std::move(s);
@@ -454,8 +455,7 @@ Status Migrate(pqxx::connection& c) {
   pqxx::work w(c);
   w.exec_params("SELECT pg_advisory_xact_lock($1)", kMigrationLockKey);
   w.exec0("CREATE TABLE IF NOT EXISTS txcoord_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
-  const pqxx::result r =
-      w.exec("SELECT value FROM txcoord_meta WHERE key = 'schema_version'");
+  const pqxx::result r = w.exec("SELECT value FROM txcoord_meta WHERE key = 'schema_version'");
   const int version = r.empty() ? 0 : std::stoi(r[0][0].as<std::string>());
   if (version > kLogSchemaVersion) {
     return Status::Conflict("store schema version " + std::to_string(version) +

@@ -67,7 +67,7 @@ constexpr const char* kSqliteMigrations[] = {
 };
 static_assert(std::size(kSqliteMigrations) == kLogSchemaVersion);
 
-#define TXCOORD_SUMMARY_COLUMNS                                                          \
+#define TXCOORD_SUMMARY_COLUMNS                                                                  \
   "gtid, protocol, state, decision, created_at_ms, updated_at_ms, deadline_ms, finished_at_ms, " \
   "record_count"
 
@@ -151,10 +151,9 @@ using DbPtr = std::unique_ptr<sqlite3, DbCloser>;
 
 Result<DbPtr> OpenHandle(const SqliteLogConfig& config) {
   sqlite3* raw = nullptr;
-  const int rc =
-      sqlite3_open_v2(config.path.c_str(), &raw,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                      config.vfs.empty() ? nullptr : config.vfs.c_str());
+  const int rc = sqlite3_open_v2(config.path.c_str(), &raw,
+                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                                 config.vfs.empty() ? nullptr : config.vfs.c_str());
   DbPtr db(raw);
   if (rc != SQLITE_OK) return SqliteError(raw, rc, "open sqlite store " + config.path);
   sqlite3_extended_result_codes(raw, 1);
@@ -670,13 +669,14 @@ Status MigrateSqliteSchema(sqlite3* db, int target_version) {
   }
   for (int v = version; v < target_version; ++v) {
     TXCOORD_RETURN_IF_ERROR(Exec(db, "BEGIN IMMEDIATE"));
-    Status s = Exec(db, "CREATE TABLE IF NOT EXISTS txcoord_meta (key TEXT PRIMARY KEY, "
-                        "value TEXT NOT NULL)");
+    Status s = Exec(db,
+                    "CREATE TABLE IF NOT EXISTS txcoord_meta (key TEXT PRIMARY KEY, "
+                    "value TEXT NOT NULL)");
     if (s.ok()) s = Exec(db, kSqliteMigrations[v]);
     if (s.ok()) {
-      const std::string bump =
-          "INSERT INTO txcoord_meta (key, value) VALUES ('schema_version', '" +
-          std::to_string(v + 1) + "') ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+      const std::string bump = "INSERT INTO txcoord_meta (key, value) VALUES ('schema_version', '" +
+                               std::to_string(v + 1) +
+                               "') ON CONFLICT (key) DO UPDATE SET value = excluded.value";
       s = Exec(db, bump.c_str());
     }
     if (s.ok()) s = Exec(db, "COMMIT");
@@ -693,7 +693,8 @@ Result<std::unique_ptr<TransactionLog>> OpenSqliteLog(const SqliteLogConfig& con
   std::error_code ec;
   const auto dir = std::filesystem::path(config.path).parent_path();
   if (!dir.empty()) std::filesystem::create_directories(dir, ec);
-  if (ec) return Status::Unavailable("cannot create directory " + dir.string() + ": " + ec.message());
+  if (ec)
+    return Status::Unavailable("cannot create directory " + dir.string() + ": " + ec.message());
 
   // Before anything else opens the file; destroyed after the connections below (declared later).
   auto lock = StoreLock::Acquire(config.path);

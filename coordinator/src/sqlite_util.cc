@@ -82,20 +82,19 @@ void Stmt::Reset() {
 
 std::string_view Stmt::Text(int col) const {
   const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
-  return p == nullptr ? std::string_view()
-                      : std::string_view(p, sqlite3_column_bytes(stmt_, col));
+  return p == nullptr ? std::string_view() : std::string_view(p, sqlite3_column_bytes(stmt_, col));
 }
 
 std::string_view Stmt::Blob(int col) const {
   const auto* p = static_cast<const char*>(sqlite3_column_blob(stmt_, col));
-  return p == nullptr ? std::string_view()
-                      : std::string_view(p, sqlite3_column_bytes(stmt_, col));
+  return p == nullptr ? std::string_view() : std::string_view(p, sqlite3_column_bytes(stmt_, col));
 }
 
 Result<Stmt> Prepare(sqlite3* db, std::string_view sql) {
   sqlite3_stmt* stmt = nullptr;
   const int rc = sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr);
-  if (rc != SQLITE_OK) return SqliteError(db, rc, "prepare \"" + std::string(sql.substr(0, 60)) + "\"");
+  if (rc != SQLITE_OK)
+    return SqliteError(db, rc, "prepare \"" + std::string(sql.substr(0, 60)) + "\"");
   return Stmt(db, stmt);
 }
 

@@ -65,8 +65,8 @@ constexpr int64_t kSchemaLockKey = 0x7478626f78;  // "txbox"
 bool IsSubjectToken(std::string_view s) {
   if (s.empty() || s.size() > 64) return false;
   for (char c : s) {
-    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-          c == '_' || c == '-')) {
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+          c == '-')) {
       return false;
     }
   }
@@ -143,12 +143,12 @@ std::string NewEventId() {
     // getrandom on Linux only fails before the pool is seeded at boot; fall back to the clock.
     random = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
   }
-  const uint64_t hi = (static_cast<uint64_t>(ms) << 16) | 0x7000 | seq;  // version 7
+  const uint64_t hi = (static_cast<uint64_t>(ms) << 16) | 0x7000 | seq;          // version 7
   const uint64_t lo = (random & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 10
   char text[37];
-  std::snprintf(text, sizeof text, "%08x-%04x-%04x-%04x-%012llx",
-                static_cast<unsigned>(hi >> 32), static_cast<unsigned>((hi >> 16) & 0xffff),
-                static_cast<unsigned>(hi & 0xffff), static_cast<unsigned>(lo >> 48),
+  std::snprintf(text, sizeof text, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(hi >> 32),
+                static_cast<unsigned>((hi >> 16) & 0xffff), static_cast<unsigned>(hi & 0xffff),
+                static_cast<unsigned>(lo >> 48),
                 static_cast<unsigned long long>(lo & 0xffffffffffffULL));
   return text;
 }
@@ -219,8 +219,8 @@ Result<std::string> Append(sqlite3* db, const v1::OutboxEvent& event) {
                     static_cast<int>(event.aggregate_type().size()), SQLITE_STATIC);
   sqlite3_bind_text(stmt, 3, event.aggregate_id().data(),
                     static_cast<int>(event.aggregate_id().size()), SQLITE_STATIC);
-  sqlite3_bind_text(stmt, 4, event.event_type().data(),
-                    static_cast<int>(event.event_type().size()), SQLITE_STATIC);
+  sqlite3_bind_text(stmt, 4, event.event_type().data(), static_cast<int>(event.event_type().size()),
+                    SQLITE_STATIC);
   // A zero-length blob must still be a blob, not NULL (payload is NOT NULL).
   sqlite3_bind_blob(stmt, 5, event.payload().empty() ? "" : event.payload().data(),
                     static_cast<int>(event.payload().size()), SQLITE_STATIC);

@@ -184,8 +184,9 @@ Status Verify(std::span<const std::string_view> secrets, std::string_view timest
 Result<std::string> SignCallback(std::string_view secret, int64_t unix_seconds,
                                  std::string_view path, std::string_view body) {
   if (secret.empty()) {
-    return Status::InvalidArgument("no callback secret: an empty secret signs nothing anyone "
-                                   "could not forge");
+    return Status::InvalidArgument(
+        "no callback secret: an empty secret signs nothing anyone "
+        "could not forge");
   }
   if (unix_seconds < 0) return Status::InvalidArgument("a callback timestamp cannot be negative");
   std::optional<Mac> mac =

@@ -20,7 +20,11 @@ std::string ValidUtf8(std::string_view text) {
   std::string out;
   for (std::size_t i = 0; i < text.size();) {
     const auto b = static_cast<unsigned char>(text[i]);
-    std::size_t len = b < 0x80 ? 1 : (b >> 5) == 0x6 ? 2 : (b >> 4) == 0xE ? 3 : (b >> 3) == 0x1E ? 4 : 0;
+    std::size_t len = b < 0x80           ? 1
+                      : (b >> 5) == 0x6  ? 2
+                      : (b >> 4) == 0xE  ? 3
+                      : (b >> 3) == 0x1E ? 4
+                                         : 0;
     bool ok = len > 0 && i + len <= text.size();
     unsigned cp = len == 1 ? b : len == 2 ? (b & 0x1F) : len == 3 ? (b & 0x0F) : (b & 0x07);
     for (std::size_t k = 1; ok && k < len; ++k) {
@@ -43,9 +47,7 @@ std::string ValidUtf8(std::string_view text) {
   return out;
 }
 
-bool IsWellKnown(const Descriptor* type) {
-  return type->file()->package() == "google.protobuf";
-}
+bool IsWellKnown(const Descriptor* type) { return type->file()->package() == "google.protobuf"; }
 
 Status CheckShape(const google::protobuf::Value& json, const Descriptor* type,
                   const std::string& path);
@@ -57,7 +59,8 @@ Status CheckElement(const google::protobuf::Value& v, const FieldDescriptor* fie
   if (field->cpp_type() == FieldDescriptor::CPPTYPE_BOOL && !v.has_bool_value()) {
     return Status::InvalidArgument(path + " must be true or false");
   }
-  if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE && !IsWellKnown(field->message_type())) {
+  if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE &&
+      !IsWellKnown(field->message_type())) {
     if (!v.has_struct_value()) return Status::InvalidArgument(path + " must be a JSON object");
     return CheckShape(v, field->message_type(), path);
   }

@@ -32,10 +32,10 @@ class LogConformance : public ::testing::Test {
     const std::string state = commit ? "committed" : "aborted";
     ASSERT_TRUE(log_->Append({Begin(gtid, at_ms)}).ok());
     ASSERT_TRUE(log_->Append({Decision(gtid, at_ms + 1, outcome)}).ok());
-    ASSERT_TRUE(log_->Append({BranchOutcome(gtid, at_ms + 2, "b0", state),
-                              BranchOutcome(gtid, at_ms + 2, "b1", state),
-                              End(gtid, at_ms + 3, state)})
-                    .ok());
+    ASSERT_TRUE(
+        log_->Append({BranchOutcome(gtid, at_ms + 2, "b0", state),
+                      BranchOutcome(gtid, at_ms + 2, "b1", state), End(gtid, at_ms + 3, state)})
+            .ok());
   }
 
   Backend backend_;
@@ -77,7 +77,13 @@ TYPED_TEST(LogConformance, ReadGivesBackEveryRecordInAppendOrder) {
   EXPECT_EQ(tx->summary.deadline, T(kEpochMs + 10'000));
   EXPECT_FALSE(tx->summary.finished());
   // The payload survives byte for byte.
-  EXPECT_EQ(tx->records[0].begin().branches(1).payload().struct_value().fields().at("amount")
+  EXPECT_EQ(tx->records[0]
+                .begin()
+                .branches(1)
+                .payload()
+                .struct_value()
+                .fields()
+                .at("amount")
                 .number_value(),
             31);
   EXPECT_EQ(log->Read("nope").status().code(), StatusCode::kNotFound);
@@ -323,8 +329,8 @@ TYPED_TEST(LogConformance, ListFiltersByStateAndAgeNewestFirstWithPaging) {
     EXPECT_EQ(page->transactions.size(), 3u);
     q.after = page->next;
   }
-  EXPECT_EQ(order, (std::vector<std::string>{"l9", "l8", "l7", "l6", "l5", "l4", "l3", "l2",
-                                             "l1", "l0"}));
+  EXPECT_EQ(order,
+            (std::vector<std::string>{"l9", "l8", "l7", "l6", "l5", "l4", "l3", "l2", "l1", "l0"}));
   // By state.
   ListQuery committed;
   committed.state = "committed";

@@ -9,12 +9,11 @@
 //
 // TXCOORD_CRASH_ROUNDS overrides the number of kills; TXCOORD_SEED replays a run.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <chrono>
 #include <map>
@@ -61,8 +60,10 @@ std::string RunAndKill(const std::vector<std::string>& args, std::chrono::millis
     pollfd p{out[0], POLLIN, 0};
     if (poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
     const ssize_t n = read(out[0], buf, sizeof buf);
-    if (n <= 0) eof = true;
-    else output.append(buf, static_cast<size_t>(n));
+    if (n <= 0)
+      eof = true;
+    else
+      output.append(buf, static_cast<size_t>(n));
   }
   kill(pid, SIGKILL);
   // Whatever the child wrote before it died is still in the pipe.
@@ -192,7 +193,8 @@ TYPED_TEST(LogCrashTest, EveryAcknowledgedAppendSurvivesAKill) {
       if (in_flight.ok()) {
         ExpectWholeAppends(*in_flight);
       } else {
-        EXPECT_EQ(in_flight.status().code(), StatusCode::kNotFound) << in_flight.status().ToString();
+        EXPECT_EQ(in_flight.status().code(), StatusCode::kNotFound)
+            << in_flight.status().ToString();
       }
       EXPECT_EQ((*log)->Read(prefix + std::to_string(last + 2)).status().code(),
                 StatusCode::kNotFound);

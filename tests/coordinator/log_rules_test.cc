@@ -148,8 +148,7 @@ TEST(LogRules, DecodeRecordDetectsDamage) {
   EXPECT_EQ(internal::DecodeRecord("g", 1, body.substr(0, body.size() - 3), crc).status().code(),
             StatusCode::kCorruption)
       << "a torn (short) record";
-  EXPECT_EQ(internal::DecodeRecord("other", 1, body, crc).status().code(),
-            StatusCode::kCorruption);
+  EXPECT_EQ(internal::DecodeRecord("other", 1, body, crc).status().code(), StatusCode::kCorruption);
 }
 
 TEST(Fold, RecordShowsBranchesAttemptsErrorsAndReason) {
@@ -265,8 +264,7 @@ TEST(GroupCommitter, MaxBatchBoundsAGroupAndEachAppendGetsItsOwnStatus) {
     }
     sizes.push_back(batch.size());
     for (auto* p : batch) {
-      p->status = p->records[0].gtid().ends_with("7") ? Status::Conflict("no seven")
-                                                      : Status::Ok();
+      p->status = p->records[0].gtid().ends_with("7") ? Status::Conflict("no seven") : Status::Ok();
     }
   });
   self = &gc;

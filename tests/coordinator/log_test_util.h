@@ -11,8 +11,8 @@ inline Timestamp T(int64_t ms) { return Timestamp(std::chrono::milliseconds(ms))
 // A fixed, realistic epoch for test times: 2026-11-21T00:00:00Z.
 inline constexpr int64_t kEpochMs = 1'795'219'200'000;
 
-inline v1::LogRecord Begin(const std::string& gtid, int64_t at_ms, const std::string& protocol = "2pc",
-                           int branches = 2) {
+inline v1::LogRecord Begin(const std::string& gtid, int64_t at_ms,
+                           const std::string& protocol = "2pc", int branches = 2) {
   v1::LogRecord r;
   r.set_gtid(gtid);
   *r.mutable_at() = ToProto(T(at_ms));
@@ -25,7 +25,11 @@ inline v1::LogRecord Begin(const std::string& gtid, int64_t at_ms, const std::st
     auto* br = b->add_branches();
     br->set_branch_id("b" + std::to_string(i));
     br->set_url("http://127.0.0.1:700" + std::to_string(i) + "/bank");
-    br->mutable_payload()->mutable_struct_value()->mutable_fields()->operator[]("amount")
+    br->mutable_payload()
+        ->mutable_struct_value()
+        ->mutable_fields()
+        ->
+        operator[]("amount")
         .set_number_value(30 + i);
   }
   return r;
@@ -42,9 +46,9 @@ inline v1::LogRecord Decision(const std::string& gtid, int64_t at_ms, v1::Outcom
   return r;
 }
 
-inline v1::LogRecord BranchOutcome(const std::string& gtid, int64_t at_ms, const std::string& branch,
-                                   const std::string& state, int attempts = 1,
-                                   const std::string& last_error = "") {
+inline v1::LogRecord BranchOutcome(const std::string& gtid, int64_t at_ms,
+                                   const std::string& branch, const std::string& state,
+                                   int attempts = 1, const std::string& last_error = "") {
   v1::LogRecord r;
   r.set_gtid(gtid);
   *r.mutable_at() = ToProto(T(at_ms));

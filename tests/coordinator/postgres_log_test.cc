@@ -2,10 +2,9 @@
 // log instances (coordinators) on one database.
 #include <gtest/gtest.h>
 
-#include <pqxx/pqxx>
-
 #include <atomic>
 #include <chrono>
+#include <pqxx/pqxx>
 #include <thread>
 
 #include "log_test_util.h"
@@ -149,8 +148,10 @@ TEST(PostgresLogTest, SchemaIsMigratedOnOpenAndANewerOneIsRefused) {
   auto count_indexes = [&] {
     pqxx::connection c(conninfo);
     pqxx::work w(c);
-    return w.exec1("SELECT count(*) FROM pg_indexes WHERE indexname IN "
-                   "('txcoord_tx_unfinished', 'txcoord_tx_by_created', 'txcoord_tx_by_finished')")[0]
+    return w
+        .exec1(
+            "SELECT count(*) FROM pg_indexes WHERE indexname IN "
+            "('txcoord_tx_unfinished', 'txcoord_tx_by_created', 'txcoord_tx_by_finished')")[0]
         .as<int>();
   };
   auto exec = [&](const std::string& sql) {
@@ -160,9 +161,10 @@ TEST(PostgresLogTest, SchemaIsMigratedOnOpenAndANewerOneIsRefused) {
     w.commit();
   };
   ASSERT_EQ(count_indexes(), 3);
-  exec("DROP INDEX txcoord_tx_unfinished; DROP INDEX txcoord_tx_by_created; "
-       "DROP INDEX txcoord_tx_by_finished; "
-       "UPDATE txcoord_meta SET value = '1' WHERE key = 'schema_version'");
+  exec(
+      "DROP INDEX txcoord_tx_unfinished; DROP INDEX txcoord_tx_by_created; "
+      "DROP INDEX txcoord_tx_by_finished; "
+      "UPDATE txcoord_meta SET value = '1' WHERE key = 'schema_version'");
   {
     auto log = MustOpen(conninfo);
     ASSERT_NE(log, nullptr);

@@ -171,8 +171,8 @@ TEST_F(SqliteLogTest, OldSchemaIsMigratedOnOpen) {
     sqlite3_finalize(stmt);
     const std::string summary =
         "INSERT INTO txcoord_tx (gtid, protocol, state, created_at_ms, updated_at_ms, "
-        "record_count) VALUES ('legacy', '2pc', 'preparing', " + std::to_string(kEpochMs) + ", " +
-        std::to_string(kEpochMs) + ", 1)";
+        "record_count) VALUES ('legacy', '2pc', 'preparing', " +
+        std::to_string(kEpochMs) + ", " + std::to_string(kEpochMs) + ", 1)";
     ASSERT_EQ(sqlite3_exec(db, summary.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
     sqlite3_close(db);
   }

@@ -1,4 +1,6 @@
 // The outbox library against a real SQLite file and a real PostgreSQL from the rig.
+#include "txcoord/outbox/outbox.h"
+
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -8,7 +10,6 @@
 #include <set>
 #include <thread>
 
-#include "txcoord/outbox/outbox.h"
 #include "txcoord/testing/postgres_server.h"
 
 namespace txcoord::outbox {
@@ -102,8 +103,9 @@ TEST_F(SqliteOutboxTest, TheTablesAreTheContractsAndCreationIsIdempotent) {
   ASSERT_TRUE(EnsureSchema(db_).ok());
   ASSERT_TRUE(EnsureSchema(db_).ok());
   sqlite3_stmt* s = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db_, "SELECT name, type, \"notnull\" FROM pragma_table_info('txcoord_outbox')",
-                               -1, &s, nullptr),
+  ASSERT_EQ(sqlite3_prepare_v2(
+                db_, "SELECT name, type, \"notnull\" FROM pragma_table_info('txcoord_outbox')", -1,
+                &s, nullptr),
             SQLITE_OK);
   std::vector<std::string> columns;
   while (sqlite3_step(s) == SQLITE_ROW) {
@@ -135,21 +137,24 @@ TEST_F(SqliteOutboxTest, AnEventCommitsAndRollsBackWithTheCallersTransaction) {
   ASSERT_TRUE(id.ok());
   Exec("COMMIT");
   sqlite3_stmt* s = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db_,
-                               "SELECT event_id, aggregate_type, aggregate_id, event_type, payload, "
-                               "headers, created_at, published_at, json_valid(headers) "
-                               "FROM txcoord_outbox",
-                               -1, &s, nullptr),
-            SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_prepare_v2(db_,
+                         "SELECT event_id, aggregate_type, aggregate_id, event_type, payload, "
+                         "headers, created_at, published_at, json_valid(headers) "
+                         "FROM txcoord_outbox",
+                         -1, &s, nullptr),
+      SQLITE_OK);
   ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
-  auto text = [&](int i) { return std::string(reinterpret_cast<const char*>(sqlite3_column_text(s, i))); };
+  auto text = [&](int i) {
+    return std::string(reinterpret_cast<const char*>(sqlite3_column_text(s, i)));
+  };
   EXPECT_EQ(text(0), *id);
   EXPECT_EQ(text(1), "customer");
   EXPECT_EQ(text(2), "c-17");
   EXPECT_EQ(text(3), "CreditLimitChanged");
-  EXPECT_EQ(std::string(static_cast<const char*>(sqlite3_column_blob(s, 4)),
-                        sqlite3_column_bytes(s, 4)),
-            R"({"customer":"c-17","limit":200})");
+  EXPECT_EQ(
+      std::string(static_cast<const char*>(sqlite3_column_blob(s, 4)), sqlite3_column_bytes(s, 4)),
+      R"({"customer":"c-17","limit":200})");
   EXPECT_EQ(text(5), R"({"content-type":"application/json"})");
   EXPECT_EQ(text(6).size(), 24u) << "created_at like 2026-11-21T10:00:00.123Z: " << text(6);
   EXPECT_EQ(sqlite3_column_type(s, 7), SQLITE_NULL) << "not published yet";

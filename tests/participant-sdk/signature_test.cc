@@ -32,7 +32,6 @@ std::string Hmac(std::string_view key, std::string_view data) {
   return r.ok() ? *r : std::string();
 }
 
-
 // Poco 1.11's SHA2Engine lacks the BLOCK_SIZE and DIGEST_SIZE that HMACEngine needs.
 class PocoSha256Engine : public Poco::SHA2Engine {
  public:
@@ -85,25 +84,23 @@ TEST(HmacSha256HexTest, Rfc4231TestCases) {
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
   EXPECT_EQ(Hmac(std::string(20, '\x0b'), "Hi There"),
             "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
-  EXPECT_EQ(Hmac(std::string(131, '\xaa'),
-                                  "Test Using Larger Than Block-Size Key - Hash Key First"),
-            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+  EXPECT_EQ(
+      Hmac(std::string(131, '\xaa'), "Test Using Larger Than Block-Size Key - Hash Key First"),
+      "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
   // The oracle the other tests rely on gets case 2 right too.
   EXPECT_EQ(PocoHmacSha256Hex("Jefe", "what do ya want for nothing?"),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
 }
 
 TEST(HmacSha256HexTest, EmptyKeyAndDataAreTheEmptyStringNotNull) {
-  EXPECT_EQ(Hmac("", ""),
-            "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad");
+  EXPECT_EQ(Hmac("", ""), "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad");
   EXPECT_EQ(Hmac("", ""), PocoHmacSha256Hex("", ""));
 }
 
 TEST(SignCallbackTest, RefusesAnEmptySecretAndANegativeTimestamp) {
   EXPECT_EQ(SignCallback("", kTimestamp, kPath, kBody).status().code(),
             StatusCode::kInvalidArgument);
-  EXPECT_EQ(SignCallback(kSecret, -1, kPath, kBody).status().code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(SignCallback(kSecret, -1, kPath, kBody).status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST(SignCallbackTest, KnownAnswerFromTheContractFormula) {
@@ -118,15 +115,13 @@ TEST(SignCallbackTest, BodyIsTakenAsBytesIncludingNulAndNonAscii) {
   const std::string body = std::string("a\0b", 3) + "\xc3\xa9\n\xff";
   EXPECT_EQ(Sign(kSecret, kTimestamp, kPath, body),
             ContractSignature(kSecret, kTimestampText, kPath, body));
-  EXPECT_NE(Sign(kSecret, kTimestamp, kPath, body),
-            Sign(kSecret, kTimestamp, kPath, "a"));
+  EXPECT_NE(Sign(kSecret, kTimestamp, kPath, body), Sign(kSecret, kTimestamp, kPath, "a"));
   EXPECT_EQ(Sign(kSecret, 0, "", ""), ContractSignature(kSecret, "0", "", ""));
 }
 
 TEST(SignCallbackTest, TheJoinsAreNewlinesSoFieldsCannotBeShifted) {
   // Moving a character between path and body changes the signature.
-  EXPECT_NE(Sign(kSecret, kTimestamp, "/a", "b"),
-            Sign(kSecret, kTimestamp, "/", "ab"));
+  EXPECT_NE(Sign(kSecret, kTimestamp, "/a", "b"), Sign(kSecret, kTimestamp, "/", "ab"));
 }
 
 TEST(VerifyCallbackTest, RoundTripIsAccepted) {

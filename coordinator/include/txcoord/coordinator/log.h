@@ -68,10 +68,10 @@ struct LogStats {
 };
 
 struct ListQuery {
-  std::string state;                      // empty: any state
+  std::string state;                        // empty: any state
   std::optional<Timestamp> created_before;  // only transactions created before this time
-  int limit = 100;                        // 1..1000
-  std::string after;                      // gtid cursor from the previous page; empty: first page
+  int limit = 100;                          // 1..1000
+  std::string after;                        // gtid cursor from the previous page; empty: first page
 };
 
 struct SummaryPage {
