@@ -17,6 +17,16 @@
 
 namespace txcoord::coordinator::internal {
 
+// Schema version 1 -> 2 of both durable backends: the indexes for recovery scans (unfinished, by
+// gtid), operator listing (by creation time) and purge (finished, by end time). The statements are
+// the same in SQLite and PostgreSQL.
+inline constexpr const char* kIndexMigrationSql = R"sql(
+    CREATE INDEX txcoord_tx_unfinished ON txcoord_tx (gtid) WHERE finished_at_ms IS NULL;
+    CREATE INDEX txcoord_tx_by_created ON txcoord_tx (created_at_ms, gtid);
+    CREATE INDEX txcoord_tx_by_finished ON txcoord_tx (finished_at_ms)
+      WHERE finished_at_ms IS NOT NULL;
+)sql";
+
 // ---- Record rules (log_rules.cc) ----------------------------------------------------------
 
 // Checks one record's shape on its own: ids, a body, the tx_state rules. Pure.

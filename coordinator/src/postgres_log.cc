@@ -43,13 +43,8 @@ constexpr const char* kPostgresMigrations[] = {
       PRIMARY KEY (gtid, seq)
     );
     )sql",
-    // 1 -> 2
-    R"sql(
-    CREATE INDEX txcoord_tx_unfinished ON txcoord_tx (gtid) WHERE finished_at_ms IS NULL;
-    CREATE INDEX txcoord_tx_by_created ON txcoord_tx (created_at_ms, gtid);
-    CREATE INDEX txcoord_tx_by_finished ON txcoord_tx (finished_at_ms)
-      WHERE finished_at_ms IS NOT NULL;
-    )sql",
+    // 1 -> 2: the same in both backends.
+    kIndexMigrationSql,
 };
 static_assert(std::size(kPostgresMigrations) == kLogSchemaVersion);
 

@@ -27,26 +27,7 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
          });
 }
 
-// Client text quoted into an error message: the message becomes JSON, so it must stay valid UTF-8
-// and readable whatever bytes the client sent. Printable ASCII is kept, the rest shown as \xNN, and
-// the result is cut at `max_chars`.
-std::string Printable(std::string_view text, std::size_t max_chars = 200) {
-  std::string shown;
-  std::size_t i = 0;
-  for (; i < text.size() && shown.size() < max_chars; ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c >= 0x20 && c < 0x7F && c != '"' && c != '\\') {
-      shown += static_cast<char>(c);
-    } else {
-      static constexpr char kHex[] = "0123456789ABCDEF";
-      shown += "\\x";
-      shown += kHex[c >> 4];
-      shown += kHex[c & 0xF];
-    }
-  }
-  if (i < text.size()) shown += "...";
-  return shown;
-}
+std::string Printable(std::string_view text) { return PrintableForMessage(text); }
 
 UrlCheck Malformed(std::string message) { return {UrlVerdict::kMalformed, std::move(message)}; }
 UrlCheck Forbidden(std::string message) { return {UrlVerdict::kForbidden, std::move(message)}; }

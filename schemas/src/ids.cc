@@ -14,14 +14,11 @@ bool IsValidId(std::string_view id) {
   return true;
 }
 
-Status ValidateId(std::string_view what, std::string_view id) {
-  if (IsValidId(id)) return Status::Ok();
-  // Shown escaped: the id may be any bytes (a percent-decoded URL path), and the message must be
-  // UTF-8 and printable. A valid id is printable ASCII, so the escaped form is unambiguous.
+std::string PrintableForMessage(std::string_view text, std::size_t max_chars) {
   std::string shown;
   std::size_t i = 0;
-  for (; i < id.size() && shown.size() < 40; ++i) {
-    const auto c = static_cast<unsigned char>(id[i]);
+  for (; i < text.size() && shown.size() < max_chars; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
     if (c >= 0x20 && c < 0x7F && c != '"' && c != '\\') {
       shown += static_cast<char>(c);
     } else {
@@ -31,8 +28,15 @@ Status ValidateId(std::string_view what, std::string_view id) {
       shown += kHex[c & 0xF];
     }
   }
-  if (i < id.size()) shown += "...";
-  return Status::InvalidArgument(std::string(what) + " \"" + shown +
+  if (i < text.size()) shown += "...";
+  return shown;
+}
+
+Status ValidateId(std::string_view what, std::string_view id) {
+  if (IsValidId(id)) return Status::Ok();
+  // The id may be any bytes (a percent-decoded URL path); a valid id is printable ASCII, so the
+  // escaped form is unambiguous.
+  return Status::InvalidArgument(std::string(what) + " \"" + PrintableForMessage(id, 40) +
                                  "\" is not 1 to 128 characters of [A-Za-z0-9._:-]");
 }
 
