@@ -391,6 +391,7 @@ class SqliteLog final : public TransactionLog {
  private:
   static constexpr int64_t kPurgeChunk = 500;
   static constexpr size_t kMaxIdleReaders = 8;
+  static constexpr size_t kMaxHotSummaries = 100'000;
   // Beyond this many WAL frames the writer checkpoints inline: the background checkpointer can
   // fall behind a writer that never pauses, and the WAL must not grow without bound.
   static constexpr int kInlineCheckpointFrames = 20 * Checkpointer::kBackgroundFrames;
@@ -583,6 +584,9 @@ class SqliteLog final : public TransactionLog {
       hot_.clear();  // the store may or may not hold the group: read it again
       return fail_accepted(commit);
     }
+    // A cache, not the truth: when many transactions stay unfinished (a participant down for
+    // hours), start over rather than grow without bound; a miss costs one indexed read.
+    if (hot_.size() > kMaxHotSummaries) hot_.clear();
     for (const auto& gtid : changed) {
       const TransactionSummary& t = *summaries.at(gtid);
       if (t.finished()) {
