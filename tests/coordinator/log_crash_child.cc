@@ -3,6 +3,7 @@
 // after Append returned OK (lines under PIPE_BUF are atomic in a pipe). So whatever the parent
 // reads was acknowledged before the kill, and must be in the log after it.
 //
+// It prints "R" once the log is open, so the parent can time its kill from then.
 // Each transaction is three appends: 1 = begin; 2 = commit decision + two branch outcomes in one
 // append; 3 = end. So a transaction in the log has 1, 4 or 5 records; any other count is a torn
 // append.
@@ -55,6 +56,7 @@ int main(int argc, char** argv) {
   }
   auto log = OpenLog(*config);
   if (!log.ok()) Fail("open", log.status());
+  if (write(STDOUT_FILENO, "R\n", 2) != 2) _exit(4);  // ready: the parent times its kill from here
   const std::string round = argv[2];
   const int threads = std::atoi(argv[3]);
 

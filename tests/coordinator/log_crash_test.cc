@@ -35,8 +35,11 @@ int EnvInt(const char* name, int fallback) {
   return v != nullptr ? std::atoi(v) : fallback;
 }
 
-// Runs the child until `kill_after`, kills it, and returns everything it printed.
-std::string RunAndKill(const std::vector<std::string>& args, std::chrono::milliseconds kill_after) {
+// Runs the child and kills it `kill_after` after it started or, with `from_ready`, after it
+// reported its log open ("R"); returns everything it printed. Timing kills from readiness keeps
+// them landing among appends even when a loaded machine makes start-up slow.
+std::string RunAndKill(const std::vector<std::string>& args, std::chrono::milliseconds kill_after,
+                       bool from_ready) {
   int out[2];
   if (pipe2(out, O_CLOEXEC) != 0) return "E pipe failed";
   const pid_t pid = fork();
@@ -51,9 +54,15 @@ std::string RunAndKill(const std::vector<std::string>& args, std::chrono::millis
   close(out[1]);
   std::string output;
   char buf[65536];
-  const auto deadline = std::chrono::steady_clock::now() + kill_after;
+  auto deadline = std::chrono::steady_clock::now() +
+                  (from_ready ? std::chrono::milliseconds(60'000) : kill_after);
   bool eof = false;
+  bool ready = false;
   while (!eof) {
+    if (from_ready && !ready && output.find("R\n") != std::string::npos) {
+      ready = true;
+      deadline = std::chrono::steady_clock::now() + kill_after;
+    }
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
@@ -91,6 +100,7 @@ Acks ParseAcks(const std::string& output, const std::string& round) {
   std::istringstream in(output);
   std::string line;
   while (std::getline(in, line)) {
+    if (line == "R") continue;  // the log is open
     if (line.starts_with("E ")) {
       acks.child_error = line;
       continue;
@@ -152,7 +162,7 @@ TYPED_TEST(LogCrashTest, EveryAcknowledgedAppendSurvivesAKill) {
   this->RecordProperty("seed", std::to_string(seed));
   SCOPED_TRACE("replay with TXCOORD_SEED=" + std::to_string(seed));
   std::mt19937 rng(seed);
-  std::uniform_int_distribution<int> kill_ms(0, 250);
+  std::uniform_int_distribution<int> kill_ms(0, 200);
 
   std::vector<std::string> args = {LOG_CRASH_CHILD};
   if constexpr (std::is_same_v<TypeParam, SqliteBackend>) {
@@ -167,7 +177,12 @@ TYPED_TEST(LogCrashTest, EveryAcknowledgedAppendSurvivesAKill) {
     a.push_back(std::to_string(round));
     a.push_back(std::to_string(kThreads));
     if constexpr (std::is_same_v<TypeParam, SqliteBackend>) a.push_back("powerloss");
-    const std::string output = RunAndKill(a, std::chrono::milliseconds(kill_ms(rng)));
+    // One kill in ten lands during start-up (opening, creating or migrating the store); the
+    // others among the appends.
+    const bool during_start = round % 10 == 0;
+    const std::string output =
+        RunAndKill(a, std::chrono::milliseconds(during_start ? kill_ms(rng) / 5 : kill_ms(rng)),
+                   /*from_ready=*/!during_start);
     const Acks acks = ParseAcks(output, std::to_string(round));
     ASSERT_TRUE(acks.child_error.empty()) << "round " << round << ": " << acks.child_error;
     total_acked += static_cast<int64_t>(acks.stage.size());
@@ -215,7 +230,7 @@ TYPED_TEST(LogCrashTest, EveryAcknowledgedAppendSurvivesAKill) {
   std::cout << "[ crash    ] " << TypeParam::kName << ": " << rounds << " kills, "
             << rounds_with_acks << " after some acknowledgements, " << total_acked
             << " acknowledged transactions checked, seed " << seed << "\n";
-  EXPECT_GT(rounds_with_acks, rounds / 4) << "most kills must land after appends began";
+  EXPECT_GT(rounds_with_acks, rounds / 2) << "most kills must land after appends began";
 }
 
 }  // namespace
