@@ -4,11 +4,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <pqxx/pqxx>
 #include <thread>
 
 #include "log_test_util.h"
 #include "txcoord/coordinator/log.h"
+#include "txcoord/testing/poll.h"
 #include "txcoord/testing/postgres_server.h"
 
 namespace txcoord::coordinator {
@@ -56,12 +58,8 @@ TEST(PostgresLogTest, ServerGoingAwayMidAppendGivesErrorsAndTheLogRecovers) {
       }
     });
   }
-  auto wait_for = [&](auto pred) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (!pred() && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    return pred();
+  auto wait_for = [](const std::function<bool()>& pred) {
+    return testing::PollUntil(std::chrono::seconds(60), std::chrono::milliseconds(5), pred);
   };
   ASSERT_TRUE(wait_for([&] {
     std::lock_guard lock(mu);

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "txcoord/testing/nats_server.h"
+#include "txcoord/testing/poll.h"
 #include "txcoord/testing/postgres_server.h"
 
 namespace txcoord::testing {
@@ -46,16 +47,6 @@ namespace fs = std::filesystem;
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-// Bounded polling: calls `done` every `interval` until it holds or `timeout` has passed.
-bool PollUntil(milliseconds timeout, milliseconds interval, const std::function<bool()>& done) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    if (done()) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(interval);
-  }
-}
 
 // True if something accepts TCP connections on 127.0.0.1:port.
 bool AcceptsTcp(int port) {

@@ -374,15 +374,6 @@ bool HasExited(pid_t pid) {
   return info.si_pid == pid;  // Stays 0 while the child runs.
 }
 
-bool PollUntil(milliseconds timeout, milliseconds interval, const std::function<bool()>& done) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    if (done()) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(interval);
-  }
-}
-
 Result<int> PickFreeLoopbackPort() {
   const ScopedFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (fd.get() < 0) return Status::Internal("socket: " + ErrnoText(errno));
@@ -453,3 +444,17 @@ std::optional<std::string> FindExecutable(const std::string& name,
 }
 
 }  // namespace txcoord::testing::internal
+
+namespace txcoord::testing {
+
+bool PollUntil(std::chrono::milliseconds timeout, std::chrono::milliseconds interval,
+               const std::function<bool()>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (done()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return done();
+    std::this_thread::sleep_for(interval);
+  }
+}
+
+}  // namespace txcoord::testing

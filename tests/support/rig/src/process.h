@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "txcoord/status.h"
+#include "txcoord/testing/poll.h"
 
 namespace txcoord::testing::internal {
 
@@ -68,10 +69,7 @@ std::optional<int> WaitForExit(pid_t pid, std::chrono::milliseconds timeout);
 // reserved until whoever owns the child reaps it. Also true if `pid` is not our child.
 bool HasExited(pid_t pid);
 
-// Calls `done` every `interval` until it returns true (then returns true) or until `timeout`
-// has passed (then returns false). The bounded-polling loop used instead of fixed sleeps.
-bool PollUntil(std::chrono::milliseconds timeout, std::chrono::milliseconds interval,
-               const std::function<bool()>& done);
+using ::txcoord::testing::PollUntil;  // txcoord/testing/poll.h
 
 // A TCP port on 127.0.0.1 that nobody listened on a moment ago: bind port 0, read it back, close.
 // Another process can take it before the server binds it, so callers retry when the server
