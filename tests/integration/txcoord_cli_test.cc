@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "txcoord/schemas/json.h"
+#include "txcoord/testing/poll.h"
 #include "txcoord/testing/postgres_server.h"
 #include "txcoord/v1/api.pb.h"
 #include "txcoord_process.h"
@@ -101,12 +102,7 @@ std::string JsonField(const std::string& json, const std::string& field) {
 }
 
 bool PollUntil(milliseconds timeout, const std::function<bool()>& done) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(milliseconds(5));
-  }
-  return true;
+  return testing::PollUntil(timeout, milliseconds(5), done);
 }
 
 // True when some established TCP connection to local `port` holds bytes its owner has not read

@@ -14,6 +14,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "txcoord/testing/poll.h"
+
 namespace txcoord::integration {
 namespace {
 
@@ -116,17 +118,14 @@ void TxcoordProcess::Signal(int signal) {
 }
 
 std::optional<int> TxcoordProcess::WaitForExit(std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!exit_code_.has_value()) {
+  const bool exited = testing::PollUntil(timeout, std::chrono::milliseconds(5), [&] {
+    if (exit_code_.has_value()) return true;
     int status = 0;
-    const pid_t reaped = waitpid(pid_, &status, WNOHANG);
-    if (reaped == pid_) {
-      exit_code_ = ExitCodeOf(status);
-      break;
-    }
-    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+    if (waitpid(pid_, &status, WNOHANG) != pid_) return false;
+    exit_code_ = ExitCodeOf(status);
+    return true;
+  });
+  if (!exited) return std::nullopt;
   // The writer is gone, so end of file comes at once; the deadline only guards against a
   // grandchild holding the pipe open.
   const auto drain_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
