@@ -22,6 +22,10 @@ std::string_view StatusCodeName(StatusCode code) {
       return "CORRUPTION";
     case StatusCode::kInternal:
       return "INTERNAL";
+    case StatusCode::kPermissionDenied:
+      return "PERMISSION_DENIED";
+    case StatusCode::kTooLarge:
+      return "TOO_LARGE";
   }
   return "INTERNAL";
 }

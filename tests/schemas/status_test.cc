@@ -32,6 +32,8 @@ const std::vector<CodeFacts>& AllCodes() {
       {StatusCode::kUnknownOutcome, "UNKNOWN_OUTCOME", false},
       {StatusCode::kCorruption, "CORRUPTION", true},
       {StatusCode::kInternal, "INTERNAL", false},
+      {StatusCode::kPermissionDenied, "PERMISSION_DENIED", true},
+      {StatusCode::kTooLarge, "TOO_LARGE", true},
   };
   return kCodes;
 }
@@ -45,8 +47,8 @@ TEST(StatusTest, EveryCodeHasItsNameAndClassification) {
     EXPECT_EQ(status.ok(), facts.code == StatusCode::kOk);
     EXPECT_EQ(status.NothingHappened(), facts.nothing_happened);
   }
-  // The table above covers the enum: kInternal is its last value.
-  EXPECT_EQ(static_cast<int>(StatusCode::kInternal) + 1, static_cast<int>(AllCodes().size()));
+  // The table above covers the enum: kTooLarge is its last value.
+  EXPECT_EQ(static_cast<int>(StatusCode::kTooLarge) + 1, static_cast<int>(AllCodes().size()));
 }
 
 TEST(StatusTest, FactoriesSetTheirCode) {
@@ -58,6 +60,8 @@ TEST(StatusTest, FactoriesSetTheirCode) {
   EXPECT_EQ(Status::UnknownOutcome("m").code(), StatusCode::kUnknownOutcome);
   EXPECT_EQ(Status::Corruption("m").code(), StatusCode::kCorruption);
   EXPECT_EQ(Status::Internal("m").code(), StatusCode::kInternal);
+  EXPECT_EQ(Status::PermissionDenied("m").code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(Status::TooLarge("m").code(), StatusCode::kTooLarge);
   EXPECT_TRUE(Status::Ok().ok());
   EXPECT_TRUE(Status().ok());
 }

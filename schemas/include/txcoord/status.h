@@ -13,6 +13,9 @@
 //   kNotFound         | nothing: the thing does not exist      | NOT_FOUND (404)
 //   kAlreadyExists    | nothing: it existed before             | CONFLICT (409)
 //   kConflict         | nothing: the state does not allow it   | CONFLICT (409)
+//   kPermissionDenied | nothing: not allowed (e.g. a URL off    | FORBIDDEN (403)
+//                     | the allow-list)                        |
+//   kTooLarge         | nothing: the input exceeds a limit     | TOO_LARGE (413)
 //   kUnavailable      | nothing: a dependency is down; retry   | UNAVAILABLE (503)
 //   kUnknownOutcome   | unknown: it may or may not have happened (e.g. the connection broke
 //                     | during COMMIT); read back before acting | UNAVAILABLE (503)
@@ -38,6 +41,8 @@ enum class StatusCode {
   kUnknownOutcome,
   kCorruption,
   kInternal,
+  kPermissionDenied,
+  kTooLarge,
 };
 
 std::string_view StatusCodeName(StatusCode code);
@@ -60,6 +65,10 @@ class [[nodiscard]] Status {
   }
   static Status Corruption(std::string m) { return {StatusCode::kCorruption, std::move(m)}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+  static Status PermissionDenied(std::string m) {
+    return {StatusCode::kPermissionDenied, std::move(m)};
+  }
+  static Status TooLarge(std::string m) { return {StatusCode::kTooLarge, std::move(m)}; }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }
