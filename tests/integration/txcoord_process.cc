@@ -19,7 +19,8 @@
 namespace txcoord::integration {
 namespace {
 
-constexpr std::string_view kListeningPrefix = "txcoord listening on ";
+// "txcoord listening on HOST:PORT", "bank listening on HOST:PORT": any of the project's programs.
+constexpr std::string_view kListeningPrefix = " listening on ";
 
 int ExitCodeOf(int wait_status) {
   if (WIFEXITED(wait_status)) return WEXITSTATUS(wait_status);

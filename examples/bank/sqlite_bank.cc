@@ -1,0 +1,234 @@
+// The SQLite bank: barrier + holds, for 2pc and tcc alike.
+#include <sqlite3.h>
+
+#include <filesystem>
+#include <mutex>
+
+#include "bank.h"
+#include "txcoord/participant/barrier.h"
+
+namespace txcoord::examples::bank {
+namespace {
+
+using participant::Barrier;
+using participant::CallbackContext;
+using participant::Phase;
+using participant::PhaseResult;
+
+// A prepared statement that finalizes itself; the few queries here need no more.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK) stmt_ = nullptr;
+  }
+  ~Stmt() { sqlite3_finalize(stmt_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  Stmt& Bind(int i, const std::string& v) {
+    if (stmt_) sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& Bind(int i, int64_t v) {
+    if (stmt_) sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  // SQLITE_ROW, SQLITE_DONE, or an error code.
+  int Step() { return stmt_ ? sqlite3_step(stmt_) : SQLITE_ERROR; }
+  Status Run() {
+    const int rc = Step();
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? Status::Ok() : Error();
+  }
+  int64_t Int(int col) { return sqlite3_column_int64(stmt_, col); }
+  std::string Text(int col) {
+    const auto* p = sqlite3_column_text(stmt_, col);
+    return p ? reinterpret_cast<const char*>(p) : "";
+  }
+  Status Error() const {
+    // Busy and locked are worth a retry; the coordinator retries a 503.
+    const int code = sqlite3_errcode(db_) & 0xff;
+    std::string m = std::string("sqlite: ") + sqlite3_errmsg(db_);
+    return code == SQLITE_BUSY || code == SQLITE_LOCKED ? Status::Unavailable(m)
+                                                        : Status::Internal(m);
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+Status Exec(sqlite3* db, const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string m = err ? err : "unknown error";
+    sqlite3_free(err);
+    return Status::Internal("sqlite: " + m);
+  }
+  return Status::Ok();
+}
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS accounts (
+  id      TEXT PRIMARY KEY,
+  balance INTEGER NOT NULL CHECK (balance >= 0));
+CREATE TABLE IF NOT EXISTS holds (
+  gtid TEXT NOT NULL, branch_id TEXT NOT NULL, account TEXT NOT NULL, delta INTEGER NOT NULL,
+  PRIMARY KEY (gtid, branch_id));
+CREATE INDEX IF NOT EXISTS holds_by_account ON holds (account);
+CREATE TABLE IF NOT EXISTS ledger (
+  gtid TEXT NOT NULL, branch_id TEXT NOT NULL, account TEXT NOT NULL, delta INTEGER NOT NULL,
+  at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+  PRIMARY KEY (gtid, branch_id));
+)sql";
+
+// Checks that `m` may happen now: the account exists, and a debit leaves enough after what other
+// unfinished debits hold. kConflict (a no vote) otherwise.
+Status CheckFunds(sqlite3* db, const Movement& m) {
+  Stmt balance(db, "SELECT balance FROM accounts WHERE id = ?");
+  balance.Bind(1, m.account);
+  const int rc = balance.Step();
+  if (rc == SQLITE_DONE) return Status::Conflict("no account \"" + m.account + "\"");
+  if (rc != SQLITE_ROW) return balance.Error();
+  if (m.delta >= 0) return Status::Ok();
+  Stmt held(db, "SELECT COALESCE(SUM(delta), 0) FROM holds WHERE account = ? AND delta < 0");
+  held.Bind(1, m.account);
+  if (held.Step() != SQLITE_ROW) return held.Error();
+  const int64_t available = balance.Int(0) + held.Int(0);
+  if (available + m.delta < 0) {
+    return Status::Conflict("insufficient funds in " + m.account + ": " +
+                            std::to_string(available) + " available, " + std::to_string(-m.delta) +
+                            " asked");
+  }
+  return Status::Ok();
+}
+
+Status Apply(sqlite3* db, const std::string& gtid, const std::string& branch_id,
+             const Movement& m) {
+  Stmt update(db, "UPDATE accounts SET balance = balance + ? WHERE id = ?");
+  TXCOORD_RETURN_IF_ERROR(update.Bind(1, m.delta).Bind(2, m.account).Run());
+  Stmt ledger(db, "INSERT INTO ledger (gtid, branch_id, account, delta) VALUES (?, ?, ?, ?)");
+  return ledger.Bind(1, gtid).Bind(2, branch_id).Bind(3, m.account).Bind(4, m.delta).Run();
+}
+
+// The hold of prepare and Try.
+Status Hold(sqlite3* db, const std::string& gtid, const std::string& branch_id, const Movement& m) {
+  TXCOORD_RETURN_IF_ERROR(CheckFunds(db, m));
+  Stmt hold(db, "INSERT INTO holds (gtid, branch_id, account, delta) VALUES (?, ?, ?, ?)");
+  return hold.Bind(1, gtid).Bind(2, branch_id).Bind(3, m.account).Bind(4, m.delta).Run();
+}
+
+class SqliteBank final : public Bank, public participant::BranchHandler {
+ public:
+  explicit SqliteBank(sqlite3* db) : db_(db) {}
+  ~SqliteBank() override { sqlite3_close(db_); }
+
+  Status Init(const std::map<std::string, int64_t>& seed) {
+    std::lock_guard lock(mu_);
+    TXCOORD_RETURN_IF_ERROR(Exec(db_, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"));
+    TXCOORD_RETURN_IF_ERROR(Exec(db_, kSchema));
+    TXCOORD_RETURN_IF_ERROR(Barrier::EnsureSchema(db_));
+    for (const auto& [account, balance] : seed) {
+      Stmt insert(db_, "INSERT OR IGNORE INTO accounts (id, balance) VALUES (?, ?)");
+      TXCOORD_RETURN_IF_ERROR(insert.Bind(1, account).Bind(2, balance).Run());
+    }
+    return Status::Ok();
+  }
+
+  participant::BranchHandler& TwoPhase() override { return *this; }
+  participant::BranchHandler& Tcc() override { return *this; }
+
+  PhaseResult Prepare(const CallbackContext& ctx) override {
+    auto m = ParseMovement(ctx.payload);
+    if (!m.ok()) return PhaseResult::Refused(m.status().message());
+    std::lock_guard lock(mu_);
+    return Barrier::RunInTransaction(
+        db_, ctx, [&](sqlite3* db) { return Hold(db, ctx.gtid, ctx.branch_id, *m); });
+  }
+
+  PhaseResult Commit(const CallbackContext& ctx) override {
+    auto m = ParseMovement(ctx.payload);
+    if (!m.ok()) return PhaseResult::Refused(m.status().message());
+    std::lock_guard lock(mu_);
+    return Barrier::RunInTransaction(db_, ctx, [&](sqlite3* db) -> Status {
+      if (ctx.one_phase) {  // never prepared: check and apply in this one transaction
+        TXCOORD_RETURN_IF_ERROR(CheckFunds(db, *m));
+        return Apply(db, ctx.gtid, ctx.branch_id, *m);
+      }
+      Stmt release(db, "DELETE FROM holds WHERE gtid = ? AND branch_id = ?");
+      TXCOORD_RETURN_IF_ERROR(release.Bind(1, ctx.gtid).Bind(2, ctx.branch_id).Run());
+      if (sqlite3_changes(db) != 1) {
+        // The barrier lets commit through only after a prepare or Try that held: a missing hold
+        // is a bug, answered 500 and retried, never applied blindly.
+        return Status::Internal("no hold for " + ctx.gtid + "/" + ctx.branch_id);
+      }
+      return Apply(db, ctx.gtid, ctx.branch_id, *m);
+    });
+  }
+
+  PhaseResult Abort(const CallbackContext& ctx) override {
+    std::lock_guard lock(mu_);
+    return Barrier::RunInTransaction(db_, ctx, [&](sqlite3* db) {
+      Stmt release(db, "DELETE FROM holds WHERE gtid = ? AND branch_id = ?");
+      return release.Bind(1, ctx.gtid).Bind(2, ctx.branch_id).Run();
+    });
+  }
+
+  PhaseResult Try(const std::string& gtid, const std::string& branch_id,
+                  const google::protobuf::Value& payload) override {
+    auto m = ParseMovement(payload);
+    if (!m.ok()) return PhaseResult::Refused(m.status().message());
+    std::lock_guard lock(mu_);
+    return Barrier::TryInTransaction(db_, gtid, branch_id,
+                                     [&](sqlite3* db) { return Hold(db, gtid, branch_id, *m); });
+  }
+
+  Result<Snapshot> Read(bool with_ledger) override {
+    std::lock_guard lock(mu_);
+    Snapshot snap;
+    TXCOORD_RETURN_IF_ERROR(Exec(db_, "BEGIN"));
+    Stmt accounts(db_, "SELECT id, balance FROM accounts ORDER BY id");
+    int rc;
+    while ((rc = accounts.Step()) == SQLITE_ROW) snap.balances[accounts.Text(0)] = accounts.Int(1);
+    Stmt held(db_, "SELECT COUNT(*) FROM holds");
+    if (held.Step() == SQLITE_ROW) snap.held = held.Int(0);
+    if (with_ledger) {
+      Stmt ledger(db_, "SELECT gtid, branch_id, account, delta FROM ledger ORDER BY gtid");
+      while (ledger.Step() == SQLITE_ROW) {
+        snap.ledger.push_back({ledger.Text(0), ledger.Text(1), ledger.Text(2), ledger.Int(3)});
+      }
+    }
+    (void)Exec(db_, "COMMIT");
+    if (rc != SQLITE_DONE) return accounts.Error();
+    return snap;
+  }
+
+  Status ResolveInDoubt(participant::CoordinatorClient&) override { return Status::Ok(); }
+
+ private:
+  // One connection, one writer at a time: SQLite serializes writers anyway, and BEGIN IMMEDIATE
+  // on a shared connection from two threads would nest.
+  std::mutex mu_;
+  sqlite3* db_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Bank>> OpenSqliteBank(const std::string& path,
+                                             const std::map<std::string, int64_t>& seed) {
+  std::error_code ec;
+  const auto dir = std::filesystem::path(path).parent_path();
+  if (!dir.empty()) std::filesystem::create_directories(dir, ec);
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
+      SQLITE_OK) {
+    std::string m = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    return Status::Unavailable("cannot open " + path + ": " + m);
+  }
+  sqlite3_busy_timeout(db, 5000);
+  auto bank = std::make_unique<SqliteBank>(db);
+  TXCOORD_RETURN_IF_ERROR(bank->Init(seed).WithContext(path));
+  return std::unique_ptr<Bank>(std::move(bank));
+}
+
+}  // namespace txcoord::examples::bank
