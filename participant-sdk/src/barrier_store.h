@@ -1,0 +1,56 @@
+// The barrier's algorithm is written once (barrier.cc) against this small interface; SQLite and
+// PostgreSQL implement it over the caller's transaction. Internal to the library.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "txcoord/participant/barrier.h"
+#include "txcoord/status.h"
+
+namespace txcoord::participant::internal {
+
+enum class Op { kFirst, kFinish, kUndo };
+std::string_view OpName(Op op);
+
+// Outcomes stored in the table (see barrier.h).
+inline constexpr std::string_view kDone = "done";
+inline constexpr std::string_view kRefusedOutcome = "refused";
+inline constexpr std::string_view kBlocked = "blocked";
+inline constexpr std::string_view kNull = "null";
+// The origin of both rows a one-phase commit writes.
+inline constexpr std::string_view kOnePhaseOrigin = "one-phase-commit";
+
+struct BarrierRow {
+  std::string origin;
+  std::string outcome;
+  std::string reason;
+};
+
+// One branch's rows in one open transaction. Not thread-safe (neither is the transaction).
+class BarrierStore {
+ public:
+  virtual ~BarrierStore() = default;
+
+  // OK when a transaction is open that the barrier can write in.
+  virtual Status CheckTransaction() = 0;
+  virtual Status Savepoint(std::string_view name) = 0;
+  // ROLLBACK TO and then RELEASE: the savepoint is gone afterwards.
+  virtual Status RollbackTo(std::string_view name) = 0;
+  virtual Status Release(std::string_view name) = 0;
+  // True when the row was inserted, false when a row with the key existed.
+  virtual Result<bool> InsertIfAbsent(Op op, std::string_view origin, std::string_view outcome) = 0;
+  virtual Result<std::optional<BarrierRow>> Read(Op op) = 0;
+  virtual Status SetOutcome(Op op, std::string_view outcome, std::string_view reason) = 0;
+  virtual Status EnsureSchema() = 0;
+  // Whether the last failed statement failed because txcoord_barrier does not exist.
+  virtual bool TableMissing() const = 0;
+  // Calls the business function; exceptions become a Status.
+  virtual Status CallBusiness() = 0;
+};
+
+// The algorithm of barrier.h's table, for ctx's phase, on `store`.
+BarrierResult RunBarrier(BarrierStore& store, const CallbackContext& ctx);
+
+}  // namespace txcoord::participant::internal
