@@ -61,7 +61,8 @@ class BranchEngine final : public Engine {
     digest_ = args.request_digest;
     created_at_ = updated_at_ = now;
     deadline_ = now + milliseconds(args.timeout_ms);
-    for (const v1::Branch& b : req.branches()) AddBranch(b, 0);
+    // Registered by the begin record, which is this engine's record 1 (emitted below).
+    for (const v1::Branch& b : req.branches()) AddBranch(b, 1);
     one_phase_ = !tcc_ && options_.one_phase && branches_.size() == 1;
     state_ = tcc_ ? kActive : kPreparing;
 
@@ -136,6 +137,10 @@ class BranchEngine final : public Engine {
       }
     }
     if (!began) return Status::Corruption(gtid_ + ": no begin record");
+    if (one_phase_ && (tcc_ || branches_.size() != 1)) {
+      return Status::Corruption(gtid_ + ": one-phase " + protocol_ + " transaction with " +
+                                std::to_string(branches_.size()) + " branches");
+    }
     if (ended || s.finished()) {
       state_ = s.state;
       finished_ = true;
@@ -257,6 +262,7 @@ class BranchEngine final : public Engine {
       state_ = std::string(decision_ == v1::OUTCOME_COMMIT ? kCommitted : kAborted);
       return;
     }
+    AbortIfPastDeadline(now, out);  // no prepare goes out past the deadline
     if (!tcc_ && !first_phase_started_ && decision_ == v1::OUTCOME_UNSPECIFIED &&
         durable_ >= begin_seq_) {
       first_phase_started_ = true;
@@ -286,6 +292,8 @@ class BranchEngine final : public Engine {
     }
     b->in_flight = false;
     updated_at_ = now;
+    // A first-phase reply after the deadline comes too late to count (the timer may be late).
+    AbortIfPastDeadline(now, out);
     const bool first_phase = b->phase == kPrepare || (one_phase_ && !decided_or_deciding());
     if (reply.reply_class == ReplyClass::kSuccess) {
       b->done = true;
@@ -308,9 +316,13 @@ class BranchEngine final : public Engine {
     if (reply.reply_class == ReplyClass::kRefused && first_phase) {
       b->state = "failed";
       b->done = true;
-      Decide(now, v1::OUTCOME_ABORT,
-             "branch \"" + b->def.branch_id() + "\" refused " + b->phase + ": " + b->last_error,
-             out);
+      // A refusal while an abort is already decided (another refusal, the deadline, abort())
+      // changes nothing: the decision and its reason stand.
+      if (decision_ == v1::OUTCOME_UNSPECIFIED) {
+        Decide(now, v1::OUTCOME_ABORT,
+               "branch \"" + b->def.branch_id() + "\" refused " + b->phase + ": " + b->last_error,
+               out);
+      }
       SendDue(now, out);
       return;
     }
@@ -332,9 +344,7 @@ class BranchEngine final : public Engine {
 
   void OnTimer(Timestamp now, Effects& out) override {
     if (finished_ || end_seq_ != 0) return;
-    if (decision_ == v1::OUTCOME_UNSPECIFIED && now > deadline_ && !one_phase_) {
-      Decide(now, v1::OUTCOME_ABORT, DeadlineReason(), out);
-    }
+    AbortIfPastDeadline(now, out);
     SendDue(now, out);
   }
 
@@ -347,6 +357,9 @@ class BranchEngine final : public Engine {
     if (decision_ == v1::OUTCOME_UNSPECIFIED && !one_phase_) {
       consider(deadline_ + milliseconds(1));  // strictly past it
     }
+    // Retries wait while a decision is on its way to the log: none is sent before it is
+    // durable, so waking for them would only wake again at once.
+    if (!MaySend()) return at;
     for (const BranchRuntime& b : branches_) {
       if (!b.in_flight && !b.done && b.retry_at) consider(*b.retry_at);
     }
@@ -438,12 +451,16 @@ class BranchEngine final : public Engine {
     b.retry_at = Timestamp::min();
   }
 
+  // Whether any callback may be sent now: phase 2 has started (its decision is durable), or the
+  // first phase runs undecided.
+  bool MaySend() const {
+    return phase2_started_ || (first_phase_started_ && decision_ == v1::OUTCOME_UNSPECIFIED);
+  }
+
   // Sends every branch whose next attempt is due, if its phase may be sent now.
   void SendDue(Timestamp now, Effects& out) {
-    if (finished_ || end_seq_ != 0) return;
-    const bool phase2 = phase2_started_;
+    if (finished_ || end_seq_ != 0 || !MaySend()) return;
     const bool first = first_phase_started_ && decision_ == v1::OUTCOME_UNSPECIFIED;
-    if (!phase2 && !first) return;
     for (BranchRuntime& b : branches_) {
       if (b.in_flight || b.done || !b.retry_at || *b.retry_at > now) continue;
       b.in_flight = true;
@@ -498,10 +515,18 @@ class BranchEngine final : public Engine {
     // View() shows the final state only once the end is durable (OnDurable).
   }
 
+  // Past the deadline an undecided transaction aborts, whichever event notices it first.
+  // A one-phase commit has no deadline: only its participant knows the outcome.
+  void AbortIfPastDeadline(Timestamp now, Effects& out) {
+    if (decision_ == v1::OUTCOME_UNSPECIFIED && !one_phase_ && now > deadline_) {
+      Decide(now, v1::OUTCOME_ABORT, DeadlineReason(), out);
+    }
+  }
+
   std::string DeadlineReason() const {
     std::string reason = "deadline passed while " + state_;
     for (const BranchRuntime& b : branches_) {
-      if (b.done) continue;
+      if (b.done || b.phase.empty()) continue;  // tcc branches and unsent prepares: no reply due
       reason += "; branch \"" + b.def.branch_id() + "\" had not answered " + b.phase;
       if (!b.last_error.empty()) reason += " (last error: " + b.last_error + ")";
       break;
