@@ -1,6 +1,6 @@
 // transfer: moves money between two banks in one distributed transaction (transfer.h).
 //
-//   transfer --coordinator http://127.0.0.1:8470 --protocol 2pc --gtid t-1 \
+//   transfer --coordinator http://127.0.0.1:8470 --protocol 2pc --gtid t-1
 //            --from http://127.0.0.1:7001#alice --to http://127.0.0.1:7003#carol --amount 30
 //
 // Prints one JSON line {"gtid":..,"protocol":..,"state":..,"reason":..}. Exit code 0 when the
