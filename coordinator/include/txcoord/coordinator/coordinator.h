@@ -105,13 +105,13 @@ class Coordinator {
   Status Ping();
 
   struct Counters {
-    int64_t live = 0;        // transactions in memory
-    int64_t begun = 0;       // begins accepted since start
-    int64_t committed = 0;   // reached `committed` since start
-    int64_t aborted = 0;     // reached `aborted` since start
-    int64_t recovered = 0;   // resumed from the log
-    int64_t parked = 0;      // dropped from memory after a failed append
-    int64_t callbacks = 0;   // callbacks sent
+    int64_t live = 0;               // transactions in memory
+    int64_t begun = 0;              // begins accepted since start
+    int64_t committed = 0;          // reached `committed` since start
+    int64_t aborted = 0;            // reached `aborted` since start
+    int64_t recovered = 0;          // resumed from the log
+    int64_t parked = 0;             // dropped from memory after a failed append
+    int64_t callbacks = 0;          // callbacks sent
     int64_t callback_failures = 0;  // replies other than 2xx
   };
   Counters counters() const;

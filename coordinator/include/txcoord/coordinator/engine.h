@@ -67,8 +67,8 @@
 namespace txcoord::coordinator {
 
 struct RetryPolicy {
-  std::chrono::milliseconds initial{100};    // first retry delay ceiling, and the 425 interval
-  std::chrono::milliseconds max{5'000};      // the cap of the backoff
+  std::chrono::milliseconds initial{100};     // first retry delay ceiling, and the 425 interval
+  std::chrono::milliseconds max{5'000};       // the cap of the backoff
   std::chrono::milliseconds callback{5'000};  // one callback's whole budget
 };
 
@@ -79,6 +79,8 @@ struct EngineOptions {
   // A failed attempt is also appended to the log (attempts and last_error) when its number is
   // a power of two, so the stored record shows a stuck branch without growing per retry.
   bool log_failed_attempts = true;
+  // Branches per transaction at most (begin and tcc registrations together).
+  int max_branches = 100;
 };
 
 // A callback the driver should send now.
@@ -165,6 +167,7 @@ Result<std::unique_ptr<Engine>> RecoverEngine(Timestamp now, const LoggedTransac
 
 // The delay before retry number `failures` (1-based) after a transient failure: uniform in
 // [0, min(max, initial * 2^(failures-1))], at least 1 ms.
-std::chrono::milliseconds BackoffDelay(const RetryPolicy& policy, int failures, std::mt19937_64& rng);
+std::chrono::milliseconds BackoffDelay(const RetryPolicy& policy, int failures,
+                                       std::mt19937_64& rng);
 
 }  // namespace txcoord::coordinator

@@ -28,10 +28,10 @@ ReplyClass ClassifyHttpStatus(int http_status);
 struct CallbackRequest {
   std::string url;  // absolute http(s) URL to POST to: {branch url}/{phase}, or a saga step's URL
   std::string gtid;
-  std::string branch_id;  // for saga steps, the step_id
-  std::string phase;      // "prepare", "commit", "abort", ...
-  int attempt = 1;        // Tx-Attempt, 1-based
-  std::string body;       // the serialized JSON Callback body, sent byte for byte
+  std::string branch_id;    // for saga steps, the step_id
+  std::string phase;        // "prepare", "commit", "abort", ...
+  int attempt = 1;          // Tx-Attempt, 1-based
+  std::string body;         // the serialized JSON Callback body, sent byte for byte
   std::string traceparent;  // sent as `traceparent` when not empty
   // Further headers, e.g. {"Tx-One-Phase", "true"}.
   std::vector<std::pair<std::string, std::string>> extra_headers;

@@ -1,0 +1,824 @@
+// The driver: wires engines to the log, the transport and time (coordinator.h).
+#include "txcoord/coordinator/coordinator.h"
+
+#include <openssl/evp.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <queue>
+#include <random>
+#include <set>
+#include <thread>
+#include <unordered_map>
+
+#include "txcoord/schemas/ids.h"
+#include "txcoord/schemas/json.h"
+
+namespace txcoord::coordinator {
+namespace {
+
+using std::chrono::milliseconds;
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+class SystemClockImpl final : public Clock {
+ public:
+  Timestamp Now() override {
+    return std::chrono::time_point_cast<milliseconds>(std::chrono::system_clock::now());
+  }
+};
+
+// A fixed pool of threads running posted tasks in FIFO order. Tasks posted after Stop are
+// dropped: everything they would do is durable already or resumed by the next start.
+class Executor {
+ public:
+  explicit Executor(int threads) {
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
+  }
+  ~Executor() { Stop(); }
+
+  void Post(std::function<void()> task) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopped_) return;
+      tasks_.push_back(std::move(task));
+    }
+    cv_.notify_one();
+  }
+
+  // Drops queued tasks and waits for the running ones.
+  void Stop() {
+    {
+      std::lock_guard lock(mu_);
+      if (stopped_ && threads_.empty()) return;
+      stopped_ = true;
+      tasks_.clear();
+    }
+    cv_.notify_all();
+    for (std::thread& t : threads_) t.join();
+    threads_.clear();
+  }
+
+ private:
+  void Run() {
+    for (;;) {
+      std::function<void()> task;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [this] { return stopped_ || !tasks_.empty(); });
+        if (stopped_) return;
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      }
+      try {
+        task();
+      } catch (const std::exception& e) {
+        spdlog::error("coordinator task failed: {}", e.what());
+      }
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> tasks_;  // GUARDED_BY(mu_)
+  bool stopped_ = false;                     // GUARDED_BY(mu_)
+  std::vector<std::thread> threads_;
+};
+
+std::string Sha256(const std::string& data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  if (EVP_Digest(data.data(), data.size(), digest, &size, EVP_sha256(), nullptr) != 1) {
+    return data;  // cannot happen with the default provider; the raw bytes still compare right
+  }
+  return std::string(reinterpret_cast<const char*>(digest), size);
+}
+
+// The fingerprint of a begin request for idempotent begin: everything but `wait`, which changes
+// how the reply is given, not the transaction.
+std::string RequestDigest(v1::BeginRequest request) {
+  request.set_wait(false);
+  std::string bytes;
+  google::protobuf::io::StringOutputStream stream(&bytes);
+  google::protobuf::io::CodedOutputStream coded(&stream);
+  coded.SetSerializationDeterministic(true);
+  request.SerializeToCodedStream(&coded);
+  coded.Trim();
+  return Sha256(bytes);
+}
+
+std::string NewGtid() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  const auto ms =
+      std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  char text[48];
+  std::snprintf(text, sizeof text, "tx-%012llx-%016llx", static_cast<unsigned long long>(ms),
+                static_cast<unsigned long long>(rng()));
+  return text;
+}
+
+std::string JoinUrl(const std::string& base, const std::string& phase) {
+  if (!base.empty() && base.back() == '/') return base + phase;
+  return base + "/" + phase;
+}
+
+Status CheckUrl(std::string_view what, const std::string& url, const saga::UrlPolicy& policy) {
+  const saga::UrlCheck check = saga::CheckParticipantUrl(what, url, policy);
+  switch (check.verdict) {
+    case saga::UrlVerdict::kOk:
+      return Status::Ok();
+    case saga::UrlVerdict::kMalformed:
+      return Status::InvalidArgument(check.message);
+    case saga::UrlVerdict::kForbidden:
+      return Status::PermissionDenied(check.message);
+  }
+  return Status::InvalidArgument(check.message);
+}
+
+// One live transaction: its engine and the driver's bookkeeping around it.
+struct Live {
+  std::mutex mu;
+  std::condition_variable cv;               // durable progress, finish, park, stop
+  std::unique_ptr<Engine> engine;           // GUARDED_BY(mu)
+  std::vector<v1::LogRecord> pending;       // GUARDED_BY(mu): emitted, not yet handed to the log
+  bool appending = false;                   // GUARDED_BY(mu): a thread is appending for it
+  bool parked = false;                      // GUARDED_BY(mu): dropped after a failed append
+  bool forgotten = false;                   // GUARDED_BY(mu): finished and out of the map
+  Status park_status;                       // GUARDED_BY(mu)
+  std::optional<Timestamp> scheduled_wake;  // GUARDED_BY(mu)
+  SteadyTime wait_until{};                  // deadline + grace, for `wait` replies
+};
+
+struct TimerEntry {
+  Timestamp at;
+  std::weak_ptr<Live> live;
+  bool operator>(const TimerEntry& o) const { return at > o.at; }
+};
+
+}  // namespace
+
+Clock& SystemClock() {
+  static SystemClockImpl clock;
+  return clock;
+}
+
+class Coordinator::Impl {
+ public:
+  Impl(TransactionLog& log, CallbackTransport& transport, Clock& clock, CoordinatorOptions options)
+      : log_(log), transport_(transport), clock_(clock), options_(std::move(options)) {}
+
+  ~Impl() { Stop(); }
+
+  Status Start() {
+    auto recovered = RecoverNow();
+    if (!recovered.ok()) return recovered.status();
+    spdlog::info("recovery: resumed {} unfinished transactions", *recovered);
+    executor_ = std::make_unique<Executor>(std::max(1, options_.event_threads));
+    started_ = true;
+    timer_thread_ = std::thread([this] { TimerLoop(); });
+    recovery_thread_ = std::thread([this] { RecoveryLoop(); });
+    // Replies to callbacks sent during the first pass are posted once the executor exists.
+    std::vector<std::function<void()>> early;
+    {
+      std::lock_guard lock(early_mu_);
+      early.swap(early_tasks_);
+    }
+    for (auto& task : early) executor_->Post(std::move(task));
+    return Status::Ok();
+  }
+
+  void Stop() {
+    if (stopping_.exchange(true)) return;
+    { std::lock_guard lock(timer_mu_); }
+    timer_cv_.notify_all();
+    recovery_cv_.notify_all();
+    if (timer_thread_.joinable()) timer_thread_.join();
+    if (recovery_thread_.joinable()) recovery_thread_.join();
+    // Wake every waiting client: they answer with the state as it is (202), all durable.
+    std::vector<std::shared_ptr<Live>> lives;
+    {
+      std::lock_guard lock(map_mu_);
+      for (auto& [gtid, live] : live_) lives.push_back(live);
+    }
+    for (auto& live : lives) {
+      std::lock_guard lock(live->mu);
+      live->cv.notify_all();
+    }
+    if (executor_) executor_->Stop();
+  }
+
+  // ---- API
+
+  Result<TransactionReply> Begin(v1::BeginRequest request, std::string traceparent) {
+    TXCOORD_RETURN_IF_ERROR(CheckRunning());
+    TXCOORD_RETURN_IF_ERROR(CheckBegin(request));
+    const bool wait = request.wait();
+    const bool client_gtid = !request.gtid().empty();
+    if (!client_gtid) request.set_gtid(NewGtid());
+    BeginArgs args;
+    args.timeout_ms =
+        request.timeout_ms() == 0 ? options_.default_timeout_ms : request.timeout_ms();
+    args.request_digest = client_gtid ? RequestDigest(request) : std::string();
+    args.traceparent = std::move(traceparent);
+    const std::string gtid = request.gtid();
+    args.request = std::move(request);
+
+    std::shared_ptr<Live> live;
+    Effects fx;
+    {
+      std::lock_guard lock(map_mu_);
+      if (auto it = live_.find(gtid); it != live_.end()) {
+        live = it->second;
+      } else {
+        if (static_cast<int>(live_.size()) >= options_.max_live_transactions) {
+          return Status::Unavailable("the coordinator holds " + std::to_string(live_.size()) +
+                                     " transactions in flight, its limit; retry shortly");
+        }
+        live = std::make_shared<Live>();
+        live->engine = BeginEngine(clock_.Now(), args, options_.engine, NextSeed(), fx);
+        live->wait_until =
+            std::chrono::steady_clock::now() + milliseconds(args.timeout_ms) + options_.wait_grace;
+        live_.emplace(gtid, live);
+        ++begun_;
+      }
+    }
+    if (fx.append.empty()) return RepeatedBegin(live, args, wait);
+
+    std::unique_lock lock(live->mu);
+    Process(live, lock, fx);
+    const uint64_t seq = 1;
+    TXCOORD_RETURN_IF_ERROR(WaitDurable(live, lock, seq));
+    if (live->parked) {
+      const Status s = live->park_status;
+      lock.unlock();
+      if (s.code() == StatusCode::kAlreadyExists) return BeginOfLogged(gtid, args, wait);
+      return s;
+    }
+    return ReplyWhen(live, lock, wait);
+  }
+
+  Result<TransactionReply> RegisterBranch(std::string_view gtid, v1::Branch branch) {
+    TXCOORD_RETURN_IF_ERROR(CheckRunning());
+    TXCOORD_RETURN_IF_ERROR(ValidateId("gtid", gtid));
+    TXCOORD_RETURN_IF_ERROR(ValidateId("branch_id", branch.branch_id()));
+    TXCOORD_RETURN_IF_ERROR(
+        CheckUrl("branch \"" + branch.branch_id() + "\" url", branch.url(), options_.url_policy));
+    branch.clear_state();
+    branch.clear_attempts();
+    branch.clear_last_error();
+    return Command(
+        gtid, /*wait=*/false,
+        [&](Engine& e, Effects& fx) { return e.RegisterBranch(clock_.Now(), branch, fx); },
+        /*logged_ok_state=*/"");
+  }
+
+  Result<TransactionReply> Commit(std::string_view gtid, bool wait) {
+    TXCOORD_RETURN_IF_ERROR(CheckRunning());
+    TXCOORD_RETURN_IF_ERROR(ValidateId("gtid", gtid));
+    return Command(
+        gtid, wait, [&](Engine& e, Effects& fx) { return e.Commit(clock_.Now(), fx); },
+        "committed");
+  }
+
+  Result<TransactionReply> Abort(std::string_view gtid, bool wait) {
+    TXCOORD_RETURN_IF_ERROR(CheckRunning());
+    TXCOORD_RETURN_IF_ERROR(ValidateId("gtid", gtid));
+    return Command(
+        gtid, wait, [&](Engine& e, Effects& fx) { return e.Abort(clock_.Now(), "", fx); },
+        "aborted");
+  }
+
+  Result<v1::Transaction> Get(std::string_view gtid) {
+    TXCOORD_RETURN_IF_ERROR(ValidateId("gtid", gtid));
+    if (std::shared_ptr<Live> live = Find(gtid)) {
+      std::lock_guard lock(live->mu);
+      if (!live->parked) return live->engine->View();
+    }
+    auto logged = log_.Read(gtid);
+    if (!logged.ok()) return ForClient(logged.status(), gtid);
+    return FoldRecord(*logged);
+  }
+
+  Result<v1::TransactionList> List(const ListQuery& query) {
+    auto page = log_.List(query);
+    if (!page.ok()) return ForClient(page.status(), "");
+    v1::TransactionList list;
+    for (const TransactionSummary& s : page->transactions) {
+      auto tx = Get(s.gtid);
+      if (tx.ok()) {
+        *list.add_transactions() = std::move(*tx);
+      } else if (tx.status().code() != StatusCode::kNotFound) {  // purged meanwhile: skip
+        return tx.status();
+      }
+    }
+    list.set_next(page->next);
+    return list;
+  }
+
+  Status Ping() { return log_.Ping(); }
+
+  Coordinator::Counters counters() const {
+    Coordinator::Counters c;
+    {
+      std::lock_guard lock(map_mu_);
+      c.live = static_cast<int64_t>(live_.size());
+    }
+    c.begun = begun_;
+    c.committed = committed_;
+    c.aborted = aborted_;
+    c.recovered = recovered_;
+    c.parked = parked_;
+    c.callbacks = callbacks_;
+    c.callback_failures = callback_failures_;
+    return c;
+  }
+
+  Result<int> RecoverNow() {
+    int resumed = 0;
+    std::string after;
+    for (;;) {
+      if (stopping_) break;
+      auto batch = log_.ScanUnfinished(after, 100);
+      if (!batch.ok()) return batch.status().WithContext("recovery scan");
+      if (batch->empty()) break;
+      after = batch->back().summary.gtid;
+      for (const LoggedTransaction& logged : *batch) {
+        if (Resume(logged)) ++resumed;
+      }
+    }
+    return resumed;
+  }
+
+ private:
+  Status CheckRunning() const {
+    if (stopping_) return Status::Unavailable("the coordinator is stopping; retry on another");
+    return Status::Ok();
+  }
+
+  uint64_t NextSeed() {
+    std::lock_guard lock(seed_mu_);
+    return seed_rng_();
+  }
+
+  std::shared_ptr<Live> Find(std::string_view gtid) {
+    std::lock_guard lock(map_mu_);
+    auto it = live_.find(std::string(gtid));
+    return it == live_.end() ? nullptr : it->second;
+  }
+
+  void Forget(const std::shared_ptr<Live>& live, const std::string& gtid) {
+    std::lock_guard lock(map_mu_);
+    auto it = live_.find(gtid);
+    if (it != live_.end() && it->second == live) live_.erase(it);
+  }
+
+  static Status ForClient(const Status& s, std::string_view gtid) {
+    if (s.code() == StatusCode::kNotFound) {
+      return Status::NotFound("transaction " + std::string(gtid) +
+                              " does not exist (never "
+                              "begun, aborted before it was logged, or purged)");
+    }
+    return s;
+  }
+
+  Status CheckBegin(const v1::BeginRequest& r) {
+    if (!r.gtid().empty()) TXCOORD_RETURN_IF_ERROR(ValidateId("gtid", r.gtid()));
+    if (r.protocol() != "2pc" && r.protocol() != "tcc") {
+      if (IsKnownProtocol(r.protocol())) {
+        return Status::InvalidArgument("protocol \"" + r.protocol() +
+                                       "\" is not served by this version yet; use 2pc or tcc");
+      }
+      return Status::InvalidArgument("protocol must be one of 2pc, 3pc, tcc, saga; got \"" +
+                                     PrintableForMessage(r.protocol()) + "\"");
+    }
+    if (r.timeout_ms() < 0 || r.timeout_ms() > options_.max_timeout_ms) {
+      return Status::InvalidArgument(
+          "timeout_ms must be between 1 and " + std::to_string(options_.max_timeout_ms) +
+          " (0 or absent: the default " + std::to_string(options_.default_timeout_ms) + ")");
+    }
+    if (r.steps_size() > 0) {
+      return Status::InvalidArgument("steps are for sagas; a " + r.protocol() +
+                                     " transaction has branches");
+    }
+    if (r.protocol() == "2pc" && r.branches_size() == 0) {
+      return Status::InvalidArgument("a 2pc transaction needs at least one branch");
+    }
+    if (r.branches_size() > options_.engine.max_branches) {
+      return Status::InvalidArgument("at most " + std::to_string(options_.engine.max_branches) +
+                                     " branches per transaction; got " +
+                                     std::to_string(r.branches_size()));
+    }
+    std::set<std::string_view> seen;
+    for (int i = 0; i < r.branches_size(); ++i) {
+      const v1::Branch& b = r.branches(i);
+      TXCOORD_RETURN_IF_ERROR(
+          ValidateId("branches[" + std::to_string(i) + "].branch_id", b.branch_id()));
+      if (!seen.insert(b.branch_id()).second) {
+        return Status::InvalidArgument("branch_id \"" + b.branch_id() + "\" appears twice");
+      }
+      if (b.has_state() || b.has_attempts() || b.has_last_error()) {
+        return Status::InvalidArgument("branch \"" + b.branch_id() +
+                                       "\": state, attempts and last_error are set by the "
+                                       "coordinator, not in a request");
+      }
+    }
+    // URLs last, so that a request that is wrong is 400 even if it also names a forbidden URL.
+    for (const v1::Branch& b : r.branches()) {
+      TXCOORD_RETURN_IF_ERROR(
+          CheckUrl("branch \"" + b.branch_id() + "\" url", b.url(), options_.url_policy));
+    }
+    return Status::Ok();
+  }
+
+  // A begin for a gtid already in memory.
+  Result<TransactionReply> RepeatedBegin(const std::shared_ptr<Live>& live, const BeginArgs& args,
+                                         bool wait) {
+    std::unique_lock lock(live->mu);
+    if (args.request_digest.empty() || live->engine->request_digest() != args.request_digest) {
+      return Status::Conflict("transaction " + args.request.gtid() +
+                              " exists with a different request; a repeated begin must send "
+                              "the same body");
+    }
+    TXCOORD_RETURN_IF_ERROR(WaitDurable(live, lock, 1));
+    if (live->parked) return Status::Unavailable(live->park_status.message());
+    return ReplyWhen(live, lock, wait);
+  }
+
+  // A begin for a gtid whose begin record is in the log but not in memory.
+  Result<TransactionReply> BeginOfLogged(const std::string& gtid, const BeginArgs& args,
+                                         bool wait) {
+    auto logged = log_.Read(gtid);
+    if (!logged.ok()) return logged.status();
+    const v1::LogRecord* begin = nullptr;
+    for (const auto& r : logged->records) {
+      if (r.has_begin()) begin = &r;
+    }
+    if (begin == nullptr || args.request_digest.empty() ||
+        begin->begin().request_digest() != args.request_digest) {
+      return Status::Conflict("transaction " + gtid +
+                              " exists with a different request; a repeated begin must send the "
+                              "same body");
+    }
+    if (!logged->summary.finished()) {
+      KickRecovery();
+      if (std::shared_ptr<Live> live = Find(gtid)) return RepeatedBegin(live, args, wait);
+    }
+    TransactionReply reply;
+    reply.transaction = FoldRecord(*logged);
+    reply.http_status = logged->summary.finished() ? 200 : 202;
+    return reply;
+  }
+
+  // Runs a client command on a live transaction, or answers from the log.
+  template <typename Fn>
+  Result<TransactionReply> Command(std::string_view gtid, bool wait, Fn&& command,
+                                   std::string_view logged_ok_state) {
+    std::shared_ptr<Live> live = Find(gtid);
+    if (!live) {
+      auto logged = log_.Read(gtid);
+      if (!logged.ok()) return ForClient(logged.status(), gtid);
+      const std::string& state = logged->summary.state;
+      if (!logged->summary.finished()) {
+        KickRecovery();
+        return Status::Unavailable("transaction " + std::string(gtid) +
+                                   " is being recovered; retry in a moment");
+      }
+      if (!logged_ok_state.empty() && state == logged_ok_state) {
+        return TransactionReply{FoldRecord(*logged), 200};
+      }
+      return Status::Conflict(
+          "transaction " + std::string(gtid) + " is " + state +
+          (logged->summary.decision == v1::OUTCOME_ABORT && !FoldRecord(*logged).reason().empty()
+               ? " (" + FoldRecord(*logged).reason() + ")"
+               : std::string()));
+    }
+    std::unique_lock lock(live->mu);
+    if (live->parked) return Status::Unavailable(live->park_status.message());
+    if (live->engine->finished()) return ReplyWhen(live, lock, wait);
+    Effects fx;
+    Result<uint64_t> seq = command(*live->engine, fx);
+    Process(live, lock, fx);
+    if (!seq.ok()) return seq.status();
+    TXCOORD_RETURN_IF_ERROR(WaitDurable(live, lock, *seq));
+    if (live->parked) return Status::Unavailable(live->park_status.message());
+    return ReplyWhen(live, lock, wait);
+  }
+
+  // Waits until record `seq` of the engine is durable, the transaction parked, or stopping.
+  // REQUIRES: lock holds live->mu.
+  Status WaitDurable(const std::shared_ptr<Live>& live, std::unique_lock<std::mutex>& lock,
+                     uint64_t seq) {
+    live->cv.wait(lock, [&] {
+      return live->parked || live->engine->durable() >= seq || live->engine->finished() ||
+             stopping_;
+    });
+    if (!live->parked && live->engine->durable() < seq && !live->engine->finished()) {
+      return Status::Unavailable("the coordinator is stopping before the record was durable");
+    }
+    return Status::Ok();
+  }
+
+  // The reply to a command: at once, or with `wait` once terminal or at deadline + grace.
+  Result<TransactionReply> ReplyWhen(const std::shared_ptr<Live>& live,
+                                     std::unique_lock<std::mutex>& lock, bool wait) {
+    if (wait) {
+      live->cv.wait_until(lock, live->wait_until,
+                          [&] { return live->engine->finished() || live->parked || stopping_; });
+    }
+    TransactionReply reply;
+    reply.transaction = live->engine->View();
+    reply.http_status = live->engine->finished() ? 200 : 202;
+    return reply;
+  }
+
+  // Hands an engine's effects to the world. REQUIRES: lock holds live->mu; returns with it held.
+  void Process(const std::shared_ptr<Live>& live, std::unique_lock<std::mutex>& lock, Effects& fx) {
+    std::vector<CallbackRequest> sends;
+    std::vector<Send> sent;
+    Collect(live, fx, sends, sent);
+    const bool drain = !live->appending && !live->pending.empty();
+    if (drain) live->appending = true;
+    lock.unlock();
+    Dispatch(live, std::move(sends), std::move(sent));
+    if (drain) Drain(live);
+    lock.lock();
+  }
+
+  // REQUIRES: live->mu held.
+  void Collect(const std::shared_ptr<Live>& live, Effects& fx, std::vector<CallbackRequest>& sends,
+               std::vector<Send>& sent) {
+    Engine& e = *live->engine;
+    for (v1::LogRecord& r : fx.append) live->pending.push_back(std::move(r));
+    for (Send& s : fx.send) {
+      const v1::Branch* b = e.FindBranch(s.branch_id);
+      if (b == nullptr) continue;
+      v1::Callback body;
+      body.set_gtid(e.gtid());
+      body.set_branch_id(s.branch_id);
+      body.set_phase(s.phase);
+      if (b->has_payload()) *body.mutable_payload() = b->payload();
+      CallbackRequest req;
+      req.url = JoinUrl(b->url(), s.phase);
+      req.gtid = e.gtid();
+      req.branch_id = s.branch_id;
+      req.phase = s.phase;
+      req.attempt = s.attempt;
+      req.body = MessageToJson(body, {.print_defaults = false});
+      req.traceparent = e.traceparent();
+      if (s.one_phase) req.extra_headers.emplace_back("Tx-One-Phase", "true");
+      req.timeout = options_.engine.retry.callback;
+      sends.push_back(std::move(req));
+      sent.push_back(std::move(s));
+    }
+    fx.Clear();
+    if (e.finished()) {
+      if (!live->forgotten) {
+        live->forgotten = true;  // nothing more to drive
+        (e.state() == "committed" ? committed_ : aborted_)++;
+        Forget(live, e.gtid());
+      }
+      live->cv.notify_all();
+      return;
+    }
+    if (auto wake = e.WakeAt()) {
+      if (!live->scheduled_wake || *wake < *live->scheduled_wake) {
+        live->scheduled_wake = *wake;
+        {
+          std::lock_guard tl(timer_mu_);
+          timers_.push(TimerEntry{*wake, live});
+        }
+        timer_cv_.notify_one();
+      }
+    }
+  }
+
+  void Dispatch(const std::shared_ptr<Live>& live, std::vector<CallbackRequest> sends,
+                std::vector<Send> sent) {
+    for (size_t i = 0; i < sends.size(); ++i) {
+      ++callbacks_;
+      std::weak_ptr<Live> weak = live;
+      transport_.Send(std::move(sends[i]),
+                      [this, weak, s = std::move(sent[i])](CallbackReply reply) mutable {
+                        if (reply.reply_class != ReplyClass::kSuccess) ++callback_failures_;
+                        Post([this, weak, s = std::move(s), reply = std::move(reply)] {
+                          std::shared_ptr<Live> live = weak.lock();
+                          if (!live) return;
+                          std::unique_lock lock(live->mu);
+                          if (live->parked) return;
+                          Effects fx;
+                          live->engine->OnReply(clock_.Now(), s, reply, fx);
+                          Process(live, lock, fx);
+                        });
+                      });
+    }
+  }
+
+  void Post(std::function<void()> task) {
+    if (stopping_) return;
+    if (started_) {
+      executor_->Post(std::move(task));
+      return;
+    }
+    std::lock_guard lock(early_mu_);
+    if (started_) {
+      executor_->Post(std::move(task));
+    } else {
+      early_tasks_.push_back(std::move(task));
+    }
+  }
+
+  // Appends the pending records of `live`, one Append at a time, until none are left.
+  // REQUIRES: the caller set live->appending and does not hold live->mu.
+  void Drain(const std::shared_ptr<Live>& live) {
+    std::unique_lock lock(live->mu);
+    while (!live->pending.empty() && !live->parked) {
+      std::vector<v1::LogRecord> batch;
+      batch.swap(live->pending);
+      const uint64_t upto = live->engine->emitted() - live->pending.size();
+      const std::string gtid = live->engine->gtid();
+      lock.unlock();
+      const Status s = log_.Append(std::move(batch));
+      lock.lock();
+      if (!s.ok()) {
+        Park(live, gtid, s);
+        break;
+      }
+      Effects fx;
+      live->engine->OnDurable(clock_.Now(), upto, fx);
+      std::vector<CallbackRequest> sends;
+      std::vector<Send> sent;
+      Collect(live, fx, sends, sent);
+      live->cv.notify_all();
+      if (!sends.empty()) {
+        lock.unlock();
+        Dispatch(live, std::move(sends), std::move(sent));
+        lock.lock();
+      }
+    }
+    live->appending = false;
+    live->cv.notify_all();
+  }
+
+  // Drops a transaction whose append failed; recovery resumes it from what is durable.
+  // REQUIRES: live->mu held.
+  void Park(const std::shared_ptr<Live>& live, const std::string& gtid, const Status& s) {
+    if (live->parked) return;
+    live->parked = true;
+    live->pending.clear();
+    if (s.code() == StatusCode::kAlreadyExists) {
+      live->park_status = s;  // a begin for a gtid in the log: Begin answers from the log
+    } else {
+      ++parked_;
+      spdlog::warn("{}: append failed, transaction parked until the next recovery pass: {}", gtid,
+                   s.ToString());
+      live->park_status = Status::Unavailable("the transaction store failed (" + s.message() +
+                                              "); the transaction is resumed from the log once "
+                                              "it is back; retry, or GET it");
+      KickRecovery();
+    }
+    Forget(live, gtid);
+    live->cv.notify_all();
+  }
+
+  // Loads one unfinished transaction unless this process already drives it.
+  bool Resume(const LoggedTransaction& logged) {
+    const std::string& gtid = logged.summary.gtid;
+    std::shared_ptr<Live> live;
+    Effects fx;
+    {
+      std::lock_guard lock(map_mu_);
+      if (live_.count(gtid) != 0) return false;
+      auto engine = RecoverEngine(clock_.Now(), logged, options_.engine, NextSeed(), fx);
+      if (!engine.ok()) {
+        spdlog::error("{}: cannot resume: {}", gtid, engine.status().ToString());
+        return false;
+      }
+      if ((*engine)->finished()) return false;
+      live = std::make_shared<Live>();
+      live->engine = std::move(*engine);
+      live->wait_until = std::chrono::steady_clock::now() + options_.wait_grace;
+      live_.emplace(gtid, live);
+    }
+    ++recovered_;
+    spdlog::info("{}: resumed from the log in state {}", gtid, live->engine->state());
+    std::unique_lock lock(live->mu);
+    Process(live, lock, fx);
+    return true;
+  }
+
+  void KickRecovery() {
+    {
+      std::lock_guard lock(timer_mu_);
+      recovery_kicked_ = true;
+    }
+    recovery_cv_.notify_all();
+  }
+
+  void RecoveryLoop() {
+    std::unique_lock lock(timer_mu_);
+    while (!stopping_) {
+      recovery_cv_.wait_for(lock, options_.recovery_interval,
+                            [this] { return stopping_.load() || recovery_kicked_; });
+      if (stopping_) break;
+      recovery_kicked_ = false;
+      lock.unlock();
+      // A kick comes right after a failure; give the store a moment.
+      auto resumed = RecoverNow();
+      if (!resumed.ok()) {
+        spdlog::warn("recovery pass failed, retried in {} ms: {}",
+                     options_.recovery_interval.count(), resumed.status().ToString());
+      } else if (*resumed > 0) {
+        spdlog::info("recovery pass resumed {} transactions", *resumed);
+      }
+      lock.lock();
+    }
+  }
+
+  void TimerLoop() {
+    std::unique_lock lock(timer_mu_);
+    while (!stopping_) {
+      if (timers_.empty()) {
+        timer_cv_.wait(lock, [this] { return stopping_.load() || !timers_.empty(); });
+        continue;
+      }
+      const Timestamp now = clock_.Now();
+      const TimerEntry top = timers_.top();
+      if (top.at > now) {
+        timer_cv_.wait_for(lock, std::min<milliseconds>(top.at - now, milliseconds(1000)));
+        continue;
+      }
+      timers_.pop();
+      lock.unlock();
+      if (std::shared_ptr<Live> live = top.live.lock()) {
+        Post([this, live, at = top.at] {
+          std::unique_lock l(live->mu);
+          if (live->parked) return;
+          if (live->scheduled_wake && *live->scheduled_wake <= at) live->scheduled_wake.reset();
+          Effects fx;
+          live->engine->OnTimer(clock_.Now(), fx);
+          Process(live, l, fx);
+        });
+      }
+      lock.lock();
+    }
+  }
+
+  TransactionLog& log_;
+  CallbackTransport& transport_;
+  Clock& clock_;
+  const CoordinatorOptions options_;
+
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> started_{false};
+  std::unique_ptr<Executor> executor_;
+  std::mutex early_mu_;
+  std::vector<std::function<void()>> early_tasks_;  // GUARDED_BY(early_mu_)
+
+  mutable std::mutex map_mu_;
+  std::unordered_map<std::string, std::shared_ptr<Live>> live_;  // GUARDED_BY(map_mu_)
+
+  std::mutex seed_mu_;
+  std::mt19937_64 seed_rng_{std::random_device{}()};  // GUARDED_BY(seed_mu_)
+
+  std::mutex timer_mu_;
+  std::condition_variable timer_cv_;
+  std::condition_variable recovery_cv_;
+  std::priority_queue<TimerEntry, std::vector<TimerEntry>, std::greater<>> timers_;
+  bool recovery_kicked_ = false;  // GUARDED_BY(timer_mu_)
+  std::thread timer_thread_;
+  std::thread recovery_thread_;
+
+  std::atomic<int64_t> begun_{0}, committed_{0}, aborted_{0}, recovered_{0}, parked_{0},
+      callbacks_{0}, callback_failures_{0};
+};
+
+Coordinator::Coordinator(TransactionLog& log, CallbackTransport& transport, Clock& clock,
+                         CoordinatorOptions options)
+    : impl_(std::make_unique<Impl>(log, transport, clock, std::move(options))) {}
+Coordinator::~Coordinator() = default;
+Status Coordinator::Start() { return impl_->Start(); }
+void Coordinator::Stop() { impl_->Stop(); }
+Result<TransactionReply> Coordinator::Begin(v1::BeginRequest request, std::string traceparent) {
+  return impl_->Begin(std::move(request), std::move(traceparent));
+}
+Result<TransactionReply> Coordinator::RegisterBranch(std::string_view gtid, v1::Branch branch) {
+  return impl_->RegisterBranch(gtid, std::move(branch));
+}
+Result<TransactionReply> Coordinator::Commit(std::string_view gtid, bool wait) {
+  return impl_->Commit(gtid, wait);
+}
+Result<TransactionReply> Coordinator::Abort(std::string_view gtid, bool wait) {
+  return impl_->Abort(gtid, wait);
+}
+Result<v1::Transaction> Coordinator::Get(std::string_view gtid) { return impl_->Get(gtid); }
+Result<v1::TransactionList> Coordinator::List(const ListQuery& query) { return impl_->List(query); }
+Status Coordinator::Ping() { return impl_->Ping(); }
+Coordinator::Counters Coordinator::counters() const { return impl_->counters(); }
+Result<int> Coordinator::RecoverNow() { return impl_->RecoverNow(); }
+
+}  // namespace txcoord::coordinator
