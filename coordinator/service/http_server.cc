@@ -71,10 +71,15 @@ class RequestGate {
     if (--in_progress_ == 0) idle_cv_.notify_all();
   }
 
-  // Admits no more requests, and waits until those in progress have left.
-  void CloseAndWait() {
-    std::unique_lock lock(mu_);
+  // Admits no more requests.
+  void Close() {
+    std::lock_guard lock(mu_);
     closed_ = true;
+  }
+
+  // Waits until the requests in progress have left. REQUIRES: Close() was called.
+  void WaitIdle() {
+    std::unique_lock lock(mu_);
     idle_cv_.wait(lock, [this] { return in_progress_ == 0; });
   }
 
@@ -452,10 +457,12 @@ void HttpService::Start(const Poco::Net::ServerSocket& socket) {
   server_->start();
 }
 
-void HttpService::Stop() {
+void HttpService::Stop(const std::function<void()>& before_waiting) {
   if (!server_) return;
-  server_->stop();         // closes the listening socket and the connections not yet picked up
-  gate_->CloseAndWait();   // requests in progress finish and are answered
+  server_->stop();  // closes the listening socket and the connections not yet picked up
+  gate_->Close();
+  if (before_waiting) before_waiting();
+  gate_->WaitIdle();       // requests in progress finish and are answered
   server_->stopAll(true);  // then every connection is shut: idle ones, half-received requests
   pool_.joinAll();
   server_.reset();

@@ -33,6 +33,7 @@
 #include <Poco/ThreadPool.h>
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -76,10 +77,14 @@ class HttpService {
   // Stops accepting, lets the requests in progress finish and be answered, then shuts every
   // connection (idle kept-alive ones, requests still being received) and waits for the pool's
   // threads. Connections accepted but not yet picked up by a thread are closed unanswered; a
-  // request that arrives meanwhile on a kept-alive connection gets 503. Blocks as long as the
-  // slowest request in progress, which for a `wait: true` request is up to its transaction's
-  // timeout plus the coordinator's grace.
-  void Stop();
+  // request that arrives meanwhile on a kept-alive connection gets 503.
+  //
+  // `before_waiting`, when given, runs once no new request is admitted and before waiting for
+  // those in progress. main stops the Coordinator there: that answers `wait: true` requests at
+  // once with their current, durable state (202), where they would otherwise hold the stop for
+  // up to their transaction's timeout; commands already past their start finish their appends.
+  // Blocks as long as the slowest request in progress.
+  void Stop(const std::function<void()>& before_waiting = {});
 
   const HttpMetrics& metrics() const { return metrics_; }
 

@@ -4,9 +4,9 @@
 // log, the HTTP transport to participants, the Coordinator (which recovers unfinished
 // transactions before the service listens), and the HTTP service with the transaction API
 // (http_server.h). Stops cleanly on SIGTERM or SIGINT (shutdown.h), in this order: stop
-// accepting and let requests in progress finish (HttpService::Stop), stop driving transactions
-// (Coordinator::Stop; what is unfinished resumes at the next start), stop the transport, close
-// the log.
+// accepting connections and requests; stop driving transactions (Coordinator::Stop: waiting
+// requests answer with their durable state, what is unfinished resumes at the next start); let
+// the requests in progress finish and be answered; stop the transport; close the log.
 //
 // Exit codes: 0 after a clean stop or --help; 1 when the store or the address is unusable, or a
 // stop did not finish in time; 2 for a bad flag, value or config file; 128 + N when signal N
@@ -44,10 +44,9 @@ namespace {
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
-// How long requests in progress may take to finish after a stop signal. A `wait: true` request
-// waits up to its transaction's timeout (10 s by default) plus the coordinator's grace (2 s),
-// so this leaves room for those; a longer wait is cut off and the process exits 1.
-constexpr std::chrono::seconds kStopGrace{30};
+// How long the stop may take after a stop signal. Waiting requests are woken by the stop, so
+// only a hung store, or callbacks in progress (each bounded by --callback-timeout-ms), use it.
+constexpr std::chrono::seconds kStopGrace{10};
 
 // Flags sit above the config file: a lower number is a higher priority in Poco's
 // LayeredConfiguration, and both are above Poco's own application and system layers.
@@ -178,8 +177,9 @@ int Serve(const ServiceSettings& settings, Secrets secrets, ShutdownSignals& sig
   const int stop_signal = signals.WaitForStop();
   spdlog::info("{} received: finishing requests in progress, then stopping",
                SignalName(stop_signal));
-  http.Stop();
-  coordinator.Stop();
+  // The coordinator stops once no new request is admitted, so that requests waiting for an
+  // outcome answer at once (see HttpService::Stop); it no longer calls participants after.
+  http.Stop([&coordinator] { coordinator.Stop(); });
   transport->Shutdown();
   log->reset();  // closes the store
   spdlog::info("stopped");
