@@ -6,17 +6,24 @@
 #include <Poco/Net/HTTPServerParams.h>
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/Net/StreamSocket.h>
+#include <Poco/Net/TCPServer.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
-#include <istream>
 #include <mutex>
-#include <ostream>
 #include <string_view>
+#include <utility>
+#include <variant>
 
+#include "api_request.h"
+#include "http_reply.h"
+#include "transaction_api.h"
+#include "txcoord/schemas/ids.h"
 #include "txcoord/schemas/json.h"
 #include "txcoord/v1/api.pb.h"
 
@@ -35,61 +42,11 @@ constexpr int kMaxKeepAliveRequests = 10000;
 // Bounds reading one request and writing its reply: a stalled client frees its thread.
 constexpr int kRequestTimeoutS = 30;
 constexpr int kThreadIdleS = 60;
-// Unread request bodies up to this size are skipped to keep the connection; see DiscardBody.
-constexpr std::streamsize kMaxDiscardBytes = std::streamsize{64} * 1024;
-constexpr size_t kMaxEchoedPathChars = 200;
+// What the acceptor reads and drops from a refused connection before closing it; see
+// OverloadFilter.
+constexpr size_t kMaxRefusedDrainBytes = 16 * 1024;
 
-// Poco parses the next request of a kept-alive connection right where the handler stopped
-// reading, so a body the handler ignores would be taken for the next request line. Read it
-// away, or close the connection after the reply when it is too large to bother.
-void DiscardBody(HTTPServerRequest& request, HTTPServerResponse& response) {
-  // A request with neither length nor chunking has no body (RFC 9112 §6.3); Poco would wait for
-  // the peer to close, so do not read it.
-  if (!request.getChunkedTransferEncoding() &&
-      !(request.hasContentLength() && request.getContentLength64() > 0)) {
-    return;
-  }
-  std::istream& body = request.stream();
-  body.ignore(kMaxDiscardBytes);
-  if (body.peek() != std::char_traits<char>::eof()) response.setKeepAlive(false);
-}
-
-bool WantsProtobuf(const HTTPServerRequest& request) {
-  return request.get("Accept", "").find("application/x-protobuf") != std::string::npos;
-}
-
-void SendBody(HTTPServerResponse& response, HTTPResponse::HTTPStatus status,
-              std::string_view content_type, const std::string& body) {
-  response.setStatusAndReason(status);
-  response.setContentType(std::string(content_type));
-  response.setContentLength64(static_cast<Poco::Int64>(body.size()));
-  response.set("Cache-Control", "no-store");
-  // Flushed here, not left to Poco, which flushes only when it destroys the response, after
-  // the handler: by then HttpService::Stop may have shut the connection (see RequestGate).
-  // For HEAD, Poco's stream drops the body and sends only the headers.
-  std::ostream& out = response.send();
-  out.write(body.data(), static_cast<std::streamsize>(body.size()));
-  out.flush();
-}
-
-// The contract's error reply, JSON or (on request) binary protobuf.
-void SendError(HTTPServerRequest& request, HTTPServerResponse& response,
-               HTTPResponse::HTTPStatus status, std::string_view code, std::string message) {
-  DiscardBody(request, response);
-  v1::ErrorReply reply;
-  reply.mutable_error()->set_code(std::string(code));
-  reply.mutable_error()->set_message(std::move(message));
-  if (WantsProtobuf(request)) {
-    SendBody(response, status, "application/x-protobuf", reply.SerializeAsString());
-  } else {
-    SendBody(response, status, "application/json", MessageToJson(reply));
-  }
-}
-
-std::string RequestPath(const HTTPServerRequest& request) {
-  const std::string& uri = request.getURI();
-  return uri.substr(0, uri.find('?'));
-}
+constexpr std::string_view kMetricsType = "text/plain; version=0.0.4; charset=utf-8";
 
 }  // namespace
 
@@ -114,11 +71,21 @@ class RequestGate {
     if (--in_progress_ == 0) idle_cv_.notify_all();
   }
 
-  // Admits no more requests, and waits until those in progress have left.
-  void CloseAndWait() {
-    std::unique_lock lock(mu_);
+  // Admits no more requests.
+  void Close() {
+    std::lock_guard lock(mu_);
     closed_ = true;
+  }
+
+  // Waits until the requests in progress have left. REQUIRES: Close() was called.
+  void WaitIdle() {
+    std::unique_lock lock(mu_);
     idle_cv_.wait(lock, [this] { return in_progress_ == 0; });
+  }
+
+  int in_progress() {
+    std::lock_guard lock(mu_);
+    return in_progress_;
   }
 
  private:
@@ -129,6 +96,90 @@ class RequestGate {
 };
 
 namespace {
+
+// Counts /v1/ requests in progress against a limit. Lock-free: it is taken on every request.
+class InFlightLimit {
+ public:
+  explicit InFlightLimit(int limit) : limit_(limit) {}
+
+  bool TryAcquire() {
+    if (in_flight_.fetch_add(1, std::memory_order_acq_rel) < limit_) return true;
+    in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+    return false;
+  }
+  void Release() { in_flight_.fetch_sub(1, std::memory_order_acq_rel); }
+
+ private:
+  const int limit_;
+  std::atomic<int> in_flight_{0};
+};
+
+// Refuses, in the acceptor thread, a connection that Poco's dispatcher would otherwise close
+// without a word: it drops a connection when its queue already holds max_queued ones (all
+// threads busy, since an idle thread would have taken them). The filter runs just before that
+// check, and the acceptor is the only thread that adds to the queue, so "queue full now" means
+// "would be dropped" (the queue can only shrink in between, which at worst refuses one early).
+//
+// The refused client gets a canned 503 with the contract's body and Connection: close. It is
+// written without blocking (a new socket's send buffer is empty); then the write side is shut
+// and what the client already sent is read away, so that closing does not turn into a reset
+// that could discard the 503 at the client. Bytes the client sends after the close still cause
+// a reset; a client that reads the reply it was sent still sees it.
+class OverloadFilter final : public Poco::Net::TCPServerConnectionFilter {
+ public:
+  OverloadFilter(const Poco::Net::TCPServer& server, int max_queued, HttpMetrics& metrics)
+      : server_(server), max_queued_(max_queued), metrics_(metrics), reply_(CannedReply()) {}
+
+  bool accept(const Poco::Net::StreamSocket& socket) override {
+    if (server_.queuedConnections() < max_queued_) return true;
+    metrics_.CountRejected();
+    const int fd = socket.impl()->sockfd();
+    // Best effort: whatever fails here, the connection is closed, as Poco would have done.
+    if (::send(fd, reply_.data(), reply_.size(), MSG_DONTWAIT | MSG_NOSIGNAL) > 0) {
+      ::shutdown(fd, SHUT_WR);
+    }
+    char sink[4096];
+    for (size_t drained = 0; drained < kMaxRefusedDrainBytes;) {
+      const ssize_t n = ::recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+      if (n <= 0) break;
+      drained += static_cast<size_t>(n);
+    }
+    if (!warned_.exchange(true)) {
+      spdlog::warn(
+          "overloaded: all connection threads are busy and {} connections wait; new "
+          "connections get 503 (see txcoord_http_rejected_total; raise --max-threads or "
+          "--max-queued if this persists)",
+          max_queued_);
+    }
+    return false;
+  }
+
+ private:
+  static std::string CannedReply() {
+    v1::ErrorReply error;
+    error.mutable_error()->set_code("UNAVAILABLE");
+    error.mutable_error()->set_message(
+        "the coordinator is overloaded: every connection thread is busy and the queue of "
+        "waiting connections is full; retry shortly");
+    const std::string body = MessageToJson(error);
+    return "HTTP/1.1 503 Service Unavailable\r\n"
+           "Content-Type: application/json\r\n"
+           "Content-Length: " +
+           std::to_string(body.size()) +
+           "\r\n"
+           "Retry-After: 1\r\n"
+           "Cache-Control: no-store\r\n"
+           "Connection: close\r\n"
+           "\r\n" +
+           body;
+  }
+
+  const Poco::Net::TCPServer& server_;
+  const int max_queued_;
+  HttpMetrics& metrics_;
+  const std::string reply_;
+  std::atomic<bool> warned_{false};  // the first refusal is logged, not every one
+};
 
 // Shared by the handlers; logs the store's health when it changes rather than on every probe,
 // since a load balancer may ask every second.
@@ -149,11 +200,12 @@ class HealthLog {
 };
 
 // A handler that catches what Poco would otherwise turn into a bare 500 without the contract's
-// body, and what a vanished client throws while the reply is written. While it exists, the
-// request it serves counts as in progress at `gate` (when given).
+// body, and what a vanished client throws while the reply is written; it counts the reply in
+// the metrics. While it exists, the request it serves counts as in progress at `gate` (when
+// given).
 class ContractHandler : public Poco::Net::HTTPRequestHandler {
  public:
-  explicit ContractHandler(RequestGate* gate) : gate_(gate) {}
+  ContractHandler(RequestGate* gate, HttpMetrics& metrics) : gate_(gate), metrics_(metrics) {}
   ~ContractHandler() override {
     if (gate_ != nullptr) gate_->Leave();
   }
@@ -163,15 +215,18 @@ class ContractHandler : public Poco::Net::HTTPRequestHandler {
       Handle(request, response);
     } catch (const std::exception& e) {
       if (response.sent()) return;  // the client went away mid-reply; nothing left to tell it
-      spdlog::error("{} {}: {}", request.getMethod(), RequestPath(request), e.what());
-      response.setKeepAlive(false);
+      spdlog::error("{} {}: {}", request.getMethod(), PrintableForMessage(RequestPath(request)),
+                    e.what());
       try {
-        SendError(request, response, HTTPResponse::HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
-                  "the coordinator failed to answer; retry, and see its log if this repeats");
+        SendError(request, response,
+                  {HTTPResponse::HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
+                   "the coordinator failed to answer; retry, and see its log if this repeats",
+                   /*allow=*/"", /*close_connection=*/true});
       } catch (const std::exception&) {
-        // The connection is broken; Poco closes it.
+        return;  // the connection is broken; Poco closes it
       }
     }
+    if (response.sent()) metrics_.CountReply(response.getStatus());
   }
 
  protected:
@@ -179,50 +234,92 @@ class ContractHandler : public Poco::Net::HTTPRequestHandler {
 
  private:
   RequestGate* const gate_;
+  HttpMetrics& metrics_;
 };
 
 class HealthzHandler final : public ContractHandler {
  public:
-  HealthzHandler(RequestGate* gate, coordinator::TransactionLog& log, HealthLog& health_log)
-      : ContractHandler(gate), log_(log), health_log_(health_log) {}
+  HealthzHandler(RequestGate* gate, HttpMetrics& metrics, coordinator::Coordinator& coordinator,
+                 HealthLog& health_log)
+      : ContractHandler(gate, metrics), coordinator_(coordinator), health_log_(health_log) {}
 
  private:
   void Handle(HTTPServerRequest& request, HTTPServerResponse& response) override {
-    const Status status = log_.Ping();
+    const Status status = coordinator_.Ping();
     health_log_.Report(status);
     if (!status.ok()) {
       // The details (paths, hosts) stay in the log: /healthz needs no token.
-      SendError(request, response, HTTPResponse::HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
-                "the transaction store is unreachable; see the coordinator's log");
+      SendError(request, response,
+                {HTTPResponse::HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
+                 "the transaction store is unreachable; see the coordinator's log"});
       return;
     }
     DiscardBody(request, response);
     // Not a schema message, so always JSON.
-    SendBody(response, HTTPResponse::HTTP_OK, "application/json", R"({"status":"ok"})");
+    SendBody(response, HTTPResponse::HTTP_OK, kJsonType, R"({"status":"ok"})");
   }
 
-  coordinator::TransactionLog& log_;
+  coordinator::Coordinator& coordinator_;
   HealthLog& health_log_;
 };
 
-struct ErrorAnswer {
-  HTTPResponse::HTTPStatus status;
-  std::string_view code;
-  std::string message;
-  std::string allow = {};  // the Allow header of a 405
-  bool close_connection = false;
+class MetricsHandler final : public ContractHandler {
+ public:
+  MetricsHandler(RequestGate* gate, HttpMetrics& metrics, coordinator::Coordinator& coordinator,
+                 coordinator::TransactionLog& log)
+      : ContractHandler(gate, metrics),
+        gate_(*gate),
+        http_metrics_(metrics),
+        coordinator_(coordinator),
+        log_(log) {}
+
+ private:
+  void Handle(HTTPServerRequest& request, HTTPServerResponse& response) override {
+    DiscardBody(request, response);
+    MetricsSnapshot snapshot;
+    snapshot.coordinator = coordinator_.counters();
+    snapshot.log = log_.Stats();
+    snapshot.requests_in_progress = gate_.in_progress();
+    SendBody(response, HTTPResponse::HTTP_OK, kMetricsType, RenderMetrics(snapshot, http_metrics_));
+  }
+
+  RequestGate& gate_;
+  HttpMetrics& http_metrics_;
+  coordinator::Coordinator& coordinator_;
+  coordinator::TransactionLog& log_;
+};
+
+class ApiHandler final : public ContractHandler {
+ public:
+  // Holds one slot of `in_flight`, taken by the router, until destroyed.
+  ApiHandler(RequestGate* gate, HttpMetrics& metrics, InFlightLimit& in_flight,
+             coordinator::Coordinator& coordinator, const ApiOptions& options, ApiRoute route)
+      : ContractHandler(gate, metrics),
+        in_flight_(in_flight),
+        coordinator_(coordinator),
+        options_(options),
+        route_(std::move(route)) {}
+  ~ApiHandler() override { in_flight_.Release(); }
+
+ private:
+  void Handle(HTTPServerRequest& request, HTTPServerResponse& response) override {
+    ServeApi(coordinator_, options_, route_, request, response);
+  }
+
+  InFlightLimit& in_flight_;
+  coordinator::Coordinator& coordinator_;
+  const ApiOptions& options_;
+  const ApiRoute route_;
 };
 
 class ErrorHandler final : public ContractHandler {
  public:
-  ErrorHandler(RequestGate* gate, ErrorAnswer answer)
-      : ContractHandler(gate), answer_(std::move(answer)) {}
+  ErrorHandler(RequestGate* gate, HttpMetrics& metrics, ErrorAnswer answer)
+      : ContractHandler(gate, metrics), answer_(std::move(answer)) {}
 
  private:
   void Handle(HTTPServerRequest& request, HTTPServerResponse& response) override {
-    if (!answer_.allow.empty()) response.set("Allow", answer_.allow);
-    if (answer_.close_connection) response.setKeepAlive(false);
-    SendError(request, response, answer_.status, answer_.code, answer_.message);
+    SendError(request, response, answer_);
   }
 
   const ErrorAnswer answer_;
@@ -230,34 +327,74 @@ class ErrorHandler final : public ContractHandler {
 
 class Router final : public Poco::Net::HTTPRequestHandlerFactory {
  public:
-  Router(coordinator::TransactionLog& log, RequestGate& gate) : log_(log), gate_(gate) {}
+  Router(coordinator::Coordinator& coordinator, coordinator::TransactionLog& log,
+         const ApiTokens& tokens, RequestGate& gate, HttpMetrics& metrics,
+         const HttpServerOptions& options)
+      : coordinator_(coordinator),
+        log_(log),
+        tokens_(tokens),
+        gate_(gate),
+        metrics_(metrics),
+        in_flight_(std::min(options.max_in_flight, options.max_threads)),
+        api_options_{.max_body_bytes = options.max_body_bytes} {}
 
   Poco::Net::HTTPRequestHandler* createRequestHandler(const HTTPServerRequest& request) override {
     if (!gate_.Enter()) {
       // Stopping: answered without doing anything, so cutting it off costs nothing either.
-      return new ErrorHandler(nullptr, {HTTPResponse::HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
-                                        "the coordinator is shutting down; retry shortly",
-                                        /*allow=*/"", /*close_connection=*/true});
+      return new ErrorHandler(nullptr, metrics_,
+                              {HTTPResponse::HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
+                               "the coordinator is shutting down; retry shortly",
+                               /*allow=*/"", /*close_connection=*/true});
     }
     const std::string path = RequestPath(request);
     const std::string& method = request.getMethod();
-    if (path == "/healthz") {
-      if (method == HTTPRequest::HTTP_GET || method == HTTPRequest::HTTP_HEAD) {
-        return new HealthzHandler(&gate_, log_, health_log_);
+    const bool get = method == HTTPRequest::HTTP_GET || method == HTTPRequest::HTTP_HEAD;
+    if (path == "/healthz" || path == "/metrics") {
+      if (!get) {
+        return Error({HTTPResponse::HTTP_METHOD_NOT_ALLOWED, "INVALID_ARGUMENT",
+                      "method " + PrintableForMessage(method, 20) + " is not allowed on " + path +
+                          "; use GET",
+                      "GET, HEAD"});
       }
-      return new ErrorHandler(
-          &gate_, {HTTPResponse::HTTP_METHOD_NOT_ALLOWED, "INVALID_ARGUMENT",
-                   "method " + method + " is not allowed on /healthz; use GET", "GET, HEAD"});
+      if (path == "/healthz")
+        return new HealthzHandler(&gate_, metrics_, coordinator_, health_log_);
+      return new MetricsHandler(&gate_, metrics_, coordinator_, log_);
     }
-    const std::string shown = path.substr(0, kMaxEchoedPathChars);
-    return new ErrorHandler(
-        &gate_, {HTTPResponse::HTTP_NOT_FOUND, "NOT_FOUND",
-                 "no endpoint " + method + " " + shown + "; this coordinator serves GET /healthz"});
+    if (IsApiPath(path)) {
+      if (!tokens_.Verify(request.get("Authorization", ""))) {
+        return Error({HTTPResponse::HTTP_UNAUTHORIZED, "UNAUTHENTICATED",
+                      "this coordinator needs an API token: send the header "
+                      "\"Authorization: Bearer <token>\" with a token from its --token-file"});
+      }
+      auto route = MatchApiRoute(method, path);
+      if (auto* error = std::get_if<ErrorAnswer>(&route)) return Error(std::move(*error));
+      if (!in_flight_.TryAcquire()) {
+        metrics_.CountRejected();
+        return Error({HTTPResponse::HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
+                      "the coordinator is overloaded: too many requests in progress; retry "
+                      "shortly"});
+      }
+      return new ApiHandler(&gate_, metrics_, in_flight_, coordinator_, api_options_,
+                            std::get<ApiRoute>(std::move(route)));
+    }
+    return Error({HTTPResponse::HTTP_NOT_FOUND, "NOT_FOUND",
+                  "no endpoint " + PrintableForMessage(method, 20) + " " +
+                      PrintableForMessage(path) +
+                      "; this coordinator serves /v1/transactions, /healthz and /metrics"});
   }
 
  private:
+  ContractHandler* Error(ErrorAnswer answer) {
+    return new ErrorHandler(&gate_, metrics_, std::move(answer));
+  }
+
+  coordinator::Coordinator& coordinator_;
   coordinator::TransactionLog& log_;
+  const ApiTokens& tokens_;
   RequestGate& gate_;
+  HttpMetrics& metrics_;
+  InFlightLimit in_flight_;
+  const ApiOptions api_options_;
   HealthLog health_log_;
 };
 
@@ -292,8 +429,11 @@ Result<Poco::Net::ServerSocket> ListenOn(const Poco::Net::SocketAddress& address
   }
 }
 
-HttpService::HttpService(coordinator::TransactionLog& log, const HttpServerOptions& options)
-    : log_(log),
+HttpService::HttpService(coordinator::Coordinator& coordinator, coordinator::TransactionLog& log,
+                         ApiTokens tokens, const HttpServerOptions& options)
+    : coordinator_(coordinator),
+      log_(log),
+      tokens_(std::move(tokens)),
       options_(options),
       gate_(std::make_unique<RequestGate>()),
       pool_(/*minCapacity=*/std::min(2, options.max_threads),
@@ -311,15 +451,18 @@ void HttpService::Start(const Poco::Net::ServerSocket& socket) {
   params->setMaxKeepAliveRequests(kMaxKeepAliveRequests);
   params->setTimeout(Poco::Timespan(kRequestTimeoutS, 0));
   params->setSoftwareVersion(options_.software_version);
-  server_ =
-      std::make_unique<Poco::Net::HTTPServer>(new Router(log_, *gate_), pool_, socket, params);
+  server_ = std::make_unique<Poco::Net::HTTPServer>(
+      new Router(coordinator_, log_, tokens_, *gate_, metrics_, options_), pool_, socket, params);
+  server_->setConnectionFilter(new OverloadFilter(*server_, options_.max_queued, metrics_));
   server_->start();
 }
 
-void HttpService::Stop() {
+void HttpService::Stop(const std::function<void()>& before_waiting) {
   if (!server_) return;
-  server_->stop();         // closes the listening socket and the connections not yet picked up
-  gate_->CloseAndWait();   // requests in progress finish and are answered
+  server_->stop();  // closes the listening socket and the connections not yet picked up
+  gate_->Close();
+  if (before_waiting) before_waiting();
+  gate_->WaitIdle();       // requests in progress finish and are answered
   server_->stopAll(true);  // then every connection is shut: idle ones, half-received requests
   pool_.joinAll();
   server_.reset();

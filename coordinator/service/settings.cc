@@ -11,7 +11,10 @@
 #include <charconv>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <variant>
+
+#include "txcoord/saga/definition.h"
 
 namespace txcoord::service {
 namespace {
@@ -37,21 +40,44 @@ constexpr FlagSpec kFlags[] = {
      "works); flags override it",
      false, false},
     {"allow-url", "PREFIX",
-     "participant URLs must start with PREFIX; repeatable, comma-separated in a config file "
-     "(default: loopback only; enforced once the /v1/ API is served)",
+     "participant URLs must start with PREFIX, else the request gets 403; repeatable, "
+     "comma-separated in a config file (default: loopback only, http(s)://127.0.0.1:, "
+     "localhost: and [::1]:)",
      true},
     {"token-file", "FILE",
-     "API tokens required on /v1/ requests (checked readable now; used once the /v1/ API is "
-     "served)"},
+     "API tokens, one per line (blank lines and # comments ignored); when set, every /v1/ "
+     "request needs \"Authorization: Bearer TOKEN\" (default: no token needed)"},
     {"callback-secret-file", "FILE",
-     "secret that signs callbacks to participants (checked readable now; used once the /v1/ "
-     "API is served)"},
+     "secret that signs callbacks to participants (Tx-Signature): the file's content without "
+     "its trailing newline (default: callbacks are not signed)"},
     {"log-format", "text|json", "stderr log lines as text or as JSON objects (default text)"},
     {"max-threads", "N",
-     "HTTP connections served at once, 1..1024; a kept-alive connection holds one (default 32)"},
+     "HTTP connections served at once, 1..1024; a kept-alive connection holds one until it "
+     "idles out after 15 s, so allow one per client connection (default 128)"},
     {"max-queued", "N",
-     "accepted connections waiting for a thread, 1..65536; further ones are closed unanswered "
-     "(default 128)"},
+     "accepted connections waiting for a thread, 1..65536; further ones get 503 (default 128)"},
+    {"max-in-flight", "N",
+     "/v1/ requests handled at once, 1..1024; further ones get 503 at once (default: "
+     "max-threads minus an eighth, which keeps threads for /healthz and /metrics)"},
+    {"max-body-bytes", "N",
+     "largest request body, 1024..67108864; larger ones get 413 (default 1048576)"},
+    {"max-live-transactions", "N",
+     "unfinished transactions held at once, 1..10000000; further begins get 503 "
+     "(default 100000)"},
+    {"default-timeout-ms", "MS",
+     "first-phase timeout of a transaction whose begin gives no timeout_ms, 1..86400000 "
+     "(default 10000)"},
+    {"callback-timeout-ms", "MS",
+     "budget of one callback to a participant: connect, send, reply, 1..600000 (default 5000)"},
+    {"retry-initial-ms", "MS",
+     "first retry delay ceiling of a failed callback, and the interval after a 425, "
+     "1..600000 (default 100)"},
+    {"retry-max-ms", "MS",
+     "cap of the exponential backoff between callback retries, retry-initial-ms..86400000 "
+     "(default 5000)"},
+    {"recovery-interval-ms", "MS",
+     "how often the log is searched for unfinished transactions no thread drives, "
+     "10..86400000 (default 5000)"},
     {"version", nullptr, "print the version and exit", false, false},
     {"help", nullptr, "print this help and exit", false, false},
 };
@@ -73,14 +99,6 @@ std::string ConfigKeyList() {
   return keys;
 }
 
-// Loopback only, as the contract requires by default.
-const std::vector<std::string>& DefaultAllowUrlPrefixes() {
-  static const std::vector<std::string> prefixes = {
-      "http://127.0.0.1:",  "http://localhost:",  "http://[::1]:",
-      "https://127.0.0.1:", "https://localhost:", "https://[::1]:"};
-  return prefixes;
-}
-
 Result<int> ParseIntInRange(std::string_view flag, std::string_view text, int min, int max) {
   int value = 0;
   const char* end = text.data() + text.size();
@@ -93,8 +111,8 @@ Result<int> ParseIntInRange(std::string_view flag, std::string_view text, int mi
   return value;
 }
 
-// The files themselves are read by the transaction API; checking now means a typo in a path
-// stops the service at start rather than on the first request that needs the file.
+// Checked here so that a typo in a path is reported with the other settings; main reads the
+// files (ApiTokens::Load, ReadCallbackSecret).
 Status CheckReadableFile(std::string_view flag, const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) {
@@ -129,8 +147,9 @@ void DefineFlags(Poco::Util::OptionSet& options) {
 std::string HelpText() {
   std::string text =
       "usage: txcoord [--listen HOST:PORT] [--store URI] [--config FILE] [flags]\n"
-      "Runs the txcoord transaction coordinator. Serves GET /healthz; the /v1/ transaction API\n"
-      "comes in a later version. Stops cleanly on SIGTERM or SIGINT.\n"
+      "Runs the txcoord transaction coordinator: the /v1/transactions API, GET /healthz\n"
+      "and GET /metrics. Resumes unfinished transactions from the store at start.\n"
+      "Stops cleanly on SIGTERM or SIGINT: stops accepting, lets requests in progress finish.\n"
       "\n"
       "flags (also --flag=VALUE):\n";
   for (const FlagSpec& flag : kFlags) {
@@ -217,7 +236,8 @@ Result<ServiceSettings> ResolveSettings(const Poco::Util::AbstractConfiguration&
 
   settings.allow_url_prefixes =
       allow_urls_from_flags.empty() ? SplitCommaList(get("allow-url", "")) : allow_urls_from_flags;
-  if (settings.allow_url_prefixes.empty()) settings.allow_url_prefixes = DefaultAllowUrlPrefixes();
+  if (settings.allow_url_prefixes.empty())
+    settings.allow_url_prefixes = saga::UrlPolicy{}.allowed_prefixes;
   for (const std::string& prefix : settings.allow_url_prefixes) {
     if (!prefix.starts_with("http://") && !prefix.starts_with("https://")) {
       return Status::InvalidArgument("--allow-url \"" + prefix +
@@ -244,13 +264,62 @@ Result<ServiceSettings> ResolveSettings(const Poco::Util::AbstractConfiguration&
     return Status::InvalidArgument("--log-format \"" + log_format + "\" is neither text nor json");
   }
 
-  auto max_threads = ParseIntInRange("max-threads", get("max-threads", "32"), 1, 1024);
-  if (!max_threads.ok()) return max_threads.status();
-  settings.max_threads = *max_threads;
-  auto max_queued = ParseIntInRange("max-queued", get("max-queued", "128"), 1, 65536);
-  if (!max_queued.ok()) return max_queued.status();
-  settings.max_queued = *max_queued;
+  // Each numeric flag: its name, default, range, and where it goes.
+  struct IntFlag {
+    const char* name;
+    const char* fallback;
+    int min;
+    int max;
+    int* value;
+  };
+  int max_body_bytes = 0;
+  const IntFlag int_flags[] = {
+      {"max-threads", "128", 1, 1024, &settings.max_threads},
+      {"max-queued", "128", 1, 65536, &settings.max_queued},
+      {"max-body-bytes", "1048576", 1024, 64 * 1024 * 1024, &max_body_bytes},
+      {"max-live-transactions", "100000", 1, 10'000'000, &settings.max_live_transactions},
+      {"default-timeout-ms", "10000", 1, 86'400'000, &settings.default_timeout_ms},
+      {"callback-timeout-ms", "5000", 1, 600'000, &settings.callback_timeout_ms},
+      {"retry-initial-ms", "100", 1, 600'000, &settings.retry_initial_ms},
+      {"retry-max-ms", "5000", 1, 86'400'000, &settings.retry_max_ms},
+      {"recovery-interval-ms", "5000", 10, 86'400'000, &settings.recovery_interval_ms},
+  };
+  for (const IntFlag& flag : int_flags) {
+    auto value = ParseIntInRange(flag.name, get(flag.name, flag.fallback), flag.min, flag.max);
+    if (!value.ok()) return value.status();
+    *flag.value = *value;
+  }
+  settings.max_body_bytes = static_cast<size_t>(max_body_bytes);
+  if (settings.retry_max_ms < settings.retry_initial_ms) {
+    return Status::InvalidArgument("--retry-max-ms " + std::to_string(settings.retry_max_ms) +
+                                   " is below --retry-initial-ms " +
+                                   std::to_string(settings.retry_initial_ms) +
+                                   "; the cap must be at least the first delay");
+  }
+  // An eighth of the threads stays free for /healthz and /metrics when the API is saturated.
+  const std::string in_flight_default =
+      std::to_string(std::max(1, settings.max_threads - settings.max_threads / 8));
+  auto max_in_flight =
+      ParseIntInRange("max-in-flight", get("max-in-flight", in_flight_default), 1, 1024);
+  if (!max_in_flight.ok()) return max_in_flight.status();
+  settings.max_in_flight = *max_in_flight;
   return settings;
+}
+
+Result<std::string> ReadCallbackSecret(const std::string& path) {
+  std::error_code ec;
+  std::ifstream in(path, std::ios::binary);
+  if (!std::filesystem::is_regular_file(path, ec) || !in) {
+    return Status::InvalidArgument("cannot read --callback-secret-file " + path);
+  }
+  std::string secret((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) return Status::InvalidArgument("cannot read --callback-secret-file " + path);
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  if (secret.empty()) {
+    return Status::InvalidArgument("--callback-secret-file " + path +
+                                   " is empty; put the secret shared with the participants in it");
+  }
+  return secret;
 }
 
 Result<Poco::Net::SocketAddress> ParseListenAddress(std::string_view text) {

@@ -29,15 +29,25 @@ struct ServiceSettings {
   Poco::Net::SocketAddress listen;  // port 0: the kernel picks one
   std::string store_uri;            // as given; may hold a password, so log RedactStoreUri()
   coordinator::LogConfig store;
-  // Participant URLs must start with one of these. Stored for the transaction API, which is
-  // not served yet.
+  // Participant URLs must start with one of these (saga::UrlPolicy's loopback-only list when
+  // none is given).
   std::vector<std::string> allow_url_prefixes;
-  // Paths only, checked to be readable at start; the transaction API (later) reads them.
+  // Paths only, checked to be readable; main reads them (ApiTokens::Load, ReadCallbackSecret).
   std::string token_file;
   std::string callback_secret_file;
   LogFormat log_format = LogFormat::kText;
-  int max_threads = 32;  // connections served at once (a kept-alive connection holds one)
-  int max_queued = 128;  // accepted connections waiting for a thread; more are dropped
+  // HTTP (http_server.h).
+  int max_threads = 128;    // connections served at once (a kept-alive connection holds one)
+  int max_queued = 128;     // accepted connections waiting for a thread; more get 503
+  int max_in_flight = 112;  // /v1/ requests handled at once; more get 503
+  size_t max_body_bytes = 1024 * 1024;
+  // The coordinator (coordinator.h).
+  int max_live_transactions = 100'000;
+  int default_timeout_ms = 10'000;
+  int callback_timeout_ms = 5'000;
+  int retry_initial_ms = 100;
+  int retry_max_ms = 5'000;
+  int recovery_interval_ms = 5'000;
 };
 
 // Adds every flag to `options`. Flags take their value as `--flag VALUE` or `--flag=VALUE`.
@@ -62,6 +72,10 @@ Result<Poco::Util::AbstractConfiguration::Ptr> LoadConfigFile(const std::string&
 // `allow_urls_from_flags`, when not empty, replaces the file's allow-url list.
 Result<ServiceSettings> ResolveSettings(const Poco::Util::AbstractConfiguration& config,
                                         const std::vector<std::string>& allow_urls_from_flags);
+
+// The callback secret: the file's content without trailing newlines. Errors
+// (kInvalidArgument): unreadable, or empty.
+Result<std::string> ReadCallbackSecret(const std::string& path);
 
 // "HOST:PORT" or "[IPV6]:PORT" → a socket address. Names are resolved.
 Result<Poco::Net::SocketAddress> ParseListenAddress(std::string_view text);

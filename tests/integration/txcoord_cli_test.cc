@@ -253,7 +253,7 @@ TEST_F(TxcoordCliTest, UnknownPathIsNotFoundWithTheContractErrorBody) {
   auto port = StartServing(txcoord, {"--listen", "127.0.0.1:0", StoreFlag()});
   ASSERT_TRUE(port.has_value());
 
-  for (const std::string path : {"/nope", "/healthz/", "/v1/transactions?limit=1"}) {
+  for (const std::string path : {"/nope", "/healthz/", "/v2/transactions?limit=1", "/v1"}) {
     const HttpReply reply = Http(*port, "GET", path);
     EXPECT_EQ(reply.status, 404) << path;
     EXPECT_EQ(reply.content_type, "application/json") << path;
@@ -303,8 +303,11 @@ TEST_F(TxcoordCliTest, ErrorReplyIsBinaryProtobufWhenAccepted) {
 TEST_F(TxcoordCliTest, HelpListsEveryFlagAndExitsZero) {
   const Finished run = Run({"--help"});
   ASSERT_EQ(run.exit_code, 0) << run.err;
-  for (const char* flag : {"--listen", "--store", "--config", "--allow-url", "--token-file",
-                           "--callback-secret-file", "--log-format"}) {
+  for (const char* flag :
+       {"--listen", "--store", "--config", "--allow-url", "--token-file", "--callback-secret-file",
+        "--log-format", "--max-threads", "--max-queued", "--max-in-flight", "--max-body-bytes",
+        "--max-live-transactions", "--default-timeout-ms", "--callback-timeout-ms",
+        "--retry-initial-ms", "--retry-max-ms", "--recovery-interval-ms"}) {
     EXPECT_NE(run.out.find(flag), std::string::npos) << flag << " missing from:\n" << run.out;
   }
   EXPECT_EQ(run.err, "");
@@ -346,8 +349,13 @@ INSTANTIATE_TEST_SUITE_P(
         BadCommandLine{"UnknownStoreScheme", {"--store", "mysql://db"}, "mysql://db"},
         BadCommandLine{"UnknownLogFormat", {"--log-format", "xml"}, "xml"},
         BadCommandLine{"StrayArgument", {"--listen=127.0.0.1:0", "stray"}, "stray"},
-        BadCommandLine{
-            "MissingTokenFile", {"--token-file", "/nonexistent/tokens"}, "/nonexistent"}),
+        BadCommandLine{"MissingTokenFile", {"--token-file", "/nonexistent/tokens"}, "/nonexistent"},
+        BadCommandLine{"ZeroInFlight", {"--max-in-flight", "0"}, "--max-in-flight"},
+        BadCommandLine{"TinyBodyLimit", {"--max-body-bytes", "10"}, "--max-body-bytes"},
+        BadCommandLine{"BackoffCapBelowStart",
+                       {"--retry-initial-ms", "500", "--retry-max-ms", "100"},
+                       "--retry-max-ms"},
+        BadCommandLine{"RelativeAllowUrl", {"--allow-url", "127.0.0.1:"}, "127.0.0.1:"}),
     [](const ::testing::TestParamInfo<BadCommandLine>& info) { return info.param.name; });
 
 TEST_F(TxcoordCliTest, DamagedStoreExitsOneWithOneLineNamingIt) {

@@ -1,0 +1,214 @@
+#include "api_request.h"
+
+#include <Poco/Exception.h>
+#include <Poco/URI.h>
+
+#include <charconv>
+#include <cstdint>
+#include <set>
+#include <vector>
+
+#include "txcoord/schemas/ids.h"
+#include "txcoord/schemas/json.h"
+
+namespace txcoord::service {
+namespace {
+
+using Poco::Net::HTTPResponse;
+
+constexpr std::string_view kCollection = "/v1/transactions";
+constexpr int kMaxListLimit = 1000;
+// About 100 years: larger values are certainly mistakes, and now - n must not overflow.
+constexpr int64_t kMaxOlderThanMs = int64_t{100} * 365 * 24 * 3600 * 1000;
+constexpr size_t kMaxStateLength = 32;
+constexpr size_t kMaxTraceparentLength = 512;
+
+ErrorAnswer NotFound(std::string_view method, std::string_view path) {
+  return {HTTPResponse::HTTP_NOT_FOUND, "NOT_FOUND",
+          "no endpoint " + std::string(method) + " " + PrintableForMessage(path) +
+              "; the API is POST/GET /v1/transactions, GET /v1/transactions/{gtid} and POST "
+              "/v1/transactions/{gtid}/branches, /commit or /abort"};
+}
+
+ErrorAnswer MethodNotAllowed(std::string_view method, std::string_view path,
+                             std::string_view allow) {
+  return {HTTPResponse::HTTP_METHOD_NOT_ALLOWED, "INVALID_ARGUMENT",
+          "method " + PrintableForMessage(method, 20) + " is not allowed on " +
+              PrintableForMessage(path) + "; use " + std::string(allow),
+          std::string(allow)};
+}
+
+bool IsGet(std::string_view method) { return method == "GET" || method == "HEAD"; }
+
+std::vector<std::string_view> Split(std::string_view text, char separator) {
+  std::vector<std::string_view> parts;
+  while (true) {
+    const size_t at = text.find(separator);
+    parts.push_back(text.substr(0, at));
+    if (at == std::string_view::npos) return parts;
+    text.remove_prefix(at + 1);
+  }
+}
+
+Result<std::string> Decoded(std::string_view what, std::string_view encoded) {
+  std::string decoded;
+  try {
+    Poco::URI::decode(std::string(encoded), decoded);
+  } catch (const Poco::Exception&) {
+    return Status::InvalidArgument(std::string(what) + " \"" + PrintableForMessage(encoded, 40) +
+                                   "\" is not correctly percent-encoded");
+  }
+  return decoded;
+}
+
+Result<int64_t> ParseNonNegative(std::string_view name, std::string_view text, int64_t max) {
+  int64_t value = 0;
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (text.empty() || ec != std::errc() || ptr != end || value < 0 || value > max) {
+    return Status::InvalidArgument(std::string(name) + " \"" + PrintableForMessage(text, 40) +
+                                   "\" is not a whole number from 0 to " + std::to_string(max));
+  }
+  return value;
+}
+
+bool IsLowerHex(std::string_view text) {
+  for (const char c : text) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+bool AllZeros(std::string_view text) { return text.find_first_not_of('0') == std::string::npos; }
+
+}  // namespace
+
+bool IsApiPath(std::string_view path) { return path == "/v1" || path.starts_with("/v1/"); }
+
+std::variant<ApiRoute, ErrorAnswer> MatchApiRoute(std::string_view method, std::string_view path) {
+  if (path == kCollection) {
+    if (method == "POST") return ApiRoute{Endpoint::kBegin, ""};
+    if (IsGet(method)) return ApiRoute{Endpoint::kList, ""};
+    return MethodNotAllowed(method, path, "GET, HEAD, POST");
+  }
+  if (!path.starts_with(kCollection) || path[kCollection.size()] != '/') {
+    return NotFound(method, path);
+  }
+  const std::vector<std::string_view> rest = Split(path.substr(kCollection.size() + 1), '/');
+  if (rest.size() > 2) return NotFound(method, path);
+  auto gtid = Decoded("gtid in the path", rest[0]);
+  if (!gtid.ok()) return ErrorAnswerFor(gtid.status());
+  if (Status valid = ValidateId("gtid in the path", *gtid); !valid.ok()) {
+    return ErrorAnswerFor(valid);
+  }
+  if (rest.size() == 1) {
+    if (IsGet(method)) return ApiRoute{Endpoint::kGet, std::move(gtid).value()};
+    return MethodNotAllowed(method, path, "GET, HEAD");
+  }
+  Endpoint endpoint;
+  if (rest[1] == "branches") {
+    endpoint = Endpoint::kRegisterBranch;
+  } else if (rest[1] == "commit") {
+    endpoint = Endpoint::kCommit;
+  } else if (rest[1] == "abort") {
+    endpoint = Endpoint::kAbort;
+  } else {
+    return NotFound(method, path);
+  }
+  if (method != "POST") return MethodNotAllowed(method, path, "POST");
+  return ApiRoute{endpoint, std::move(gtid).value()};
+}
+
+Result<coordinator::ListQuery> ParseListQuery(std::string_view query, coordinator::Timestamp now) {
+  coordinator::ListQuery list;
+  std::set<std::string, std::less<>> seen;
+  if (query.empty()) return list;
+  for (const std::string_view pair : Split(query, '&')) {
+    if (pair.empty()) continue;  // "a=1&&b=2", a trailing '&'
+    const size_t equals = pair.find('=');
+    auto name = Decoded("query parameter", pair.substr(0, equals));
+    if (!name.ok()) return name.status();
+    auto value = Decoded("query parameter " + PrintableForMessage(*name, 40),
+                         equals == std::string_view::npos ? "" : pair.substr(equals + 1));
+    if (!value.ok()) return value.status();
+    if (!seen.insert(*name).second) {
+      return Status::InvalidArgument("query parameter " + PrintableForMessage(*name, 40) +
+                                     " is given twice");
+    }
+    if (*name == "state") {
+      if (value->empty() || value->size() > kMaxStateLength ||
+          value->find_first_not_of("abcdefghijklmnopqrstuvwxyz-") != std::string::npos) {
+        return Status::InvalidArgument("state \"" + PrintableForMessage(*value, 40) +
+                                       "\" is not a transaction state such as committed, "
+                                       "aborted, active or preparing");
+      }
+      list.state = std::move(value).value();
+    } else if (*name == "older_than_ms") {
+      auto ms = ParseNonNegative("older_than_ms", *value, kMaxOlderThanMs);
+      if (!ms.ok()) return ms.status();
+      list.created_before = now - std::chrono::milliseconds(*ms);
+    } else if (*name == "limit") {
+      auto limit = ParseNonNegative("limit", *value, kMaxListLimit);
+      if (!limit.ok() || *limit < 1) {
+        return Status::InvalidArgument("limit \"" + PrintableForMessage(*value, 40) +
+                                       "\" is not a whole number from 1 to " +
+                                       std::to_string(kMaxListLimit));
+      }
+      list.limit = static_cast<int>(*limit);
+    } else if (*name == "after") {
+      // Empty means the first page, as the `next` of a last page is empty.
+      if (!value->empty()) TXCOORD_RETURN_IF_ERROR(ValidateId("after", *value));
+      list.after = std::move(value).value();
+    } else {
+      return Status::InvalidArgument("unknown query parameter \"" + PrintableForMessage(*name, 40) +
+                                     "\"; use state, older_than_ms, limit and after");
+    }
+  }
+  return list;
+}
+
+bool IsValidTraceparent(std::string_view traceparent) {
+  // version "-" trace-id "-" parent-id "-" flags
+  constexpr size_t kLength = 2 + 1 + 32 + 1 + 16 + 1 + 2;
+  if (traceparent.size() < kLength || traceparent.size() > kMaxTraceparentLength) return false;
+  const std::string_view version = traceparent.substr(0, 2);
+  const std::string_view trace_id = traceparent.substr(3, 32);
+  const std::string_view parent_id = traceparent.substr(36, 16);
+  const std::string_view flags = traceparent.substr(53, 2);
+  if (traceparent[2] != '-' || traceparent[35] != '-' || traceparent[52] != '-') return false;
+  if (!IsLowerHex(version) || !IsLowerHex(trace_id) || !IsLowerHex(parent_id) ||
+      !IsLowerHex(flags)) {
+    return false;
+  }
+  if (version == "ff" || AllZeros(trace_id) || AllZeros(parent_id)) return false;
+  if (traceparent.size() == kLength) return true;
+  // Later versions may append fields; version 00 may not. The rest goes into a header as is, so
+  // it must be printable ASCII.
+  if (version == "00" || traceparent[kLength] != '-') return false;
+  for (const char c : traceparent.substr(kLength)) {
+    if (c < 0x21 || c > 0x7e) return false;
+  }
+  return true;
+}
+
+Status DecodeBody(std::string_view body, bool protobuf, bool empty_allowed,
+                  google::protobuf::Message* message) {
+  const std::string& type = message->GetDescriptor()->name();
+  if (body.empty()) {
+    if (empty_allowed) return Status::Ok();
+    return Status::InvalidArgument("the request has no body; send a JSON " + type + " object");
+  }
+  if (protobuf) {
+    if (!message->ParseFromArray(body.data(), static_cast<int>(body.size()))) {
+      return Status::InvalidArgument("the body is not a binary protobuf txcoord.v1." + type +
+                                     " (Content-Type: application/x-protobuf)");
+    }
+    return Status::Ok();
+  }
+  if (Status status = JsonToMessage(body, message); !status.ok()) {
+    return status.WithContext("the body is not a valid " + type);
+  }
+  return Status::Ok();
+}
+
+}  // namespace txcoord::service
