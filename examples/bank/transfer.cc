@@ -27,7 +27,11 @@ v1::Branch MakeBranch(const std::string& id, const std::string& url, const std::
   return b;
 }
 
-bool Retryable(const Status& s) { return s.code() == StatusCode::kUnavailable; }
+// Unavailable: nothing happened; unknown outcome: the reply was lost. Both are safe to repeat,
+// since every call carries the gtid and is idempotent.
+bool Retryable(const Status& s) {
+  return s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kUnknownOutcome;
+}
 
 // Retries `call` while it fails with a retryable error and time is left.
 template <typename Fn>

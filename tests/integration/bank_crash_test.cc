@@ -52,6 +52,11 @@ int EnvInt(const char* name, int fallback) {
   return v != nullptr && *v != '\0' ? std::atoi(v) : fallback;
 }
 
+uint64_t Seed() {
+  const char* v = std::getenv("TXCOORD_SEED");
+  return v != nullptr && *v != '\0' ? std::strtoull(v, nullptr, 10) : std::random_device{}();
+}
+
 int FreePort() {
   Poco::Net::ServerSocket socket(Poco::Net::SocketAddress("127.0.0.1", 0));
   return socket.address().port();
@@ -145,7 +150,7 @@ BankState ReadBank(int port) {
 class BankCrashTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    seed_ = static_cast<uint64_t>(EnvInt("TXCOORD_SEED", static_cast<int>(std::random_device{}())));
+    seed_ = Seed();
     std::cout << "seed " << seed_ << " (TXCOORD_SEED to replay)" << std::endl;
     dir_ = std::filesystem::temp_directory_path() /
            ("txcoord-bank-crash-" + std::to_string(getpid()) + "-" + GetParam());
@@ -234,7 +239,6 @@ TEST_P(BankCrashTest, MoneyIsConservedAndEveryTransferIsAllOrNothing) {
   }
 
   std::atomic<int> next{0};
-  std::atomic<bool> load_done{false};
   std::mutex results_mu;
   std::map<std::string, std::string> seen;  // gtid -> the state the client saw
   std::vector<std::string> errors;
@@ -262,15 +266,17 @@ TEST_P(BankCrashTest, MoneyIsConservedAndEveryTransferIsAllOrNothing) {
     });
   }
 
-  // The killer: random pauses, the coordinator more often than the banks, until both counts are
-  // reached and the load is done.
-  std::thread killer([&] {
+  // The killer, on this thread: TxcoordProcess gives its children PR_SET_PDEATHSIG, which the
+  // kernel fires when the forking *thread* exits, so restarts must come from a thread that
+  // outlives them. Random pauses, the coordinator more often than the banks, until both counts
+  // are reached and every transfer has started.
+  {
     std::mt19937_64 krng(seed_ ^ 0x9e3779b97f4a7c15ULL);
     int killed_coordinator = 0, killed_banks = 0;
     while (killed_coordinator < coordinator_kills || killed_banks < bank_kills ||
            (next < transfers && killed_coordinator < coordinator_kills * 4)) {
       std::this_thread::sleep_for(milliseconds(50 + krng() % 400));
-      if (krng() % 4 != 0 || killed_banks >= bank_kills) {
+      if (killed_banks >= bank_kills || krng() % 4 != 0) {
         coordinator_->Kill();
         coordinator_->Start();
         ++killed_coordinator;
@@ -280,18 +286,13 @@ TEST_P(BankCrashTest, MoneyIsConservedAndEveryTransferIsAllOrNothing) {
         bank->Start();
         ++killed_banks;
       }
-      if (next >= transfers && killed_coordinator >= coordinator_kills &&
-          killed_banks >= bank_kills) {
-        break;
-      }
+      if (HasFatalFailure()) break;
     }
     std::cout << "killed the coordinator " << killed_coordinator << " times and banks "
               << killed_banks << " times" << std::endl;
-  });
-  killer.join();
+  }
   const auto last_restart = std::chrono::steady_clock::now();
   for (auto& t : clients) t.join();
-  load_done = true;
   ASSERT_TRUE(errors.empty()) << errors.size() << " transfers failed, first: " << errors.front();
 
   // Every transaction terminal within 30 s of the last restart, and as the client saw it.
@@ -300,6 +301,7 @@ TEST_P(BankCrashTest, MoneyIsConservedAndEveryTransferIsAllOrNothing) {
   auto client = participant::CoordinatorClient::Create(options);
   ASSERT_TRUE(client.ok());
   std::map<std::string, std::string> final_state;
+  std::string last_seen;  // why the last transaction checked was not terminal
   const bool all_terminal = testing::PollUntil(
       std::chrono::duration_cast<milliseconds>(seconds(30) -
                                                (std::chrono::steady_clock::now() - last_restart)),
@@ -309,12 +311,14 @@ TEST_P(BankCrashTest, MoneyIsConservedAndEveryTransferIsAllOrNothing) {
           auto tx = (*client)->Get(t.gtid);
           if (tx.ok() && (tx->state() == "committed" || tx->state() == "aborted")) {
             final_state[t.gtid] = tx->state();
+          } else {
+            last_seen = t.gtid + ": " + (tx.ok() ? tx->state() : tx.status().ToString());
           }
         }
         return final_state.size() == plan.size();
       });
   ASSERT_TRUE(all_terminal) << final_state.size() << " of " << plan.size()
-                            << " terminal 30 s after the last restart";
+                            << " terminal 30 s after the last restart; " << last_seen;
   int committed = 0;
   for (const auto& t : plan) {
     EXPECT_EQ(seen[t.gtid], final_state[t.gtid]) << t.gtid;
@@ -325,18 +329,24 @@ TEST_P(BankCrashTest, MoneyIsConservedAndEveryTransferIsAllOrNothing) {
   EXPECT_LT(committed, static_cast<int>(plan.size()));
 
   // The banks settle: holds resolved, prepared transactions resolved.
+  std::string left;
   ASSERT_TRUE(testing::PollUntil(seconds(30), milliseconds(200), [&] {
-    int64_t held = 0;
-    for (int port : bank_ports_) {
-      const BankState s = ReadBank(port);
-      if (s.total < 0) return false;
-      held += s.held;
+    left.clear();
+    for (size_t i = 0; i < bank_ports_.size(); ++i) {
+      const BankState s = ReadBank(bank_ports_[i]);
+      if (s.total < 0) {
+        left += " bank " + std::to_string(i) + " unreachable;";
+      } else if (s.held != 0) {
+        left += " bank " + std::to_string(i) + " holds " + std::to_string(s.held) + ";";
+      }
     }
     pqxx::connection conn(pg_conninfo_);
     pqxx::nontransaction tx(conn);
-    const auto prepared = tx.exec("SELECT count(*) FROM pg_prepared_xacts")[0][0].as<int>();
-    return held == 0 && prepared == 0;
-  })) << "holds or prepared transactions left behind";
+    for (const auto& row : tx.exec("SELECT gid FROM pg_prepared_xacts")) {
+      left += " prepared " + row[0].as<std::string>() + ";";
+    }
+    return left.empty();
+  })) << "left behind:" << left;
 
   EXPECT_EQ(TotalBalance(), initial_total) << "money was created or destroyed";
   std::map<std::string, std::multiset<std::string>> applied;  // gtid -> branches, all banks
