@@ -187,7 +187,9 @@ BarrierResult Barrier::RunInTransaction(sqlite3* db, const CallbackContext& ctx,
   }
   if (sqlite3_get_autocommit(db) == 0) {
     return {BarrierResult::Path::kFailed,
-            PhaseResult::Failed("RunInTransaction called inside an open transaction; use Run")};
+            PhaseResult::Failed(
+                "RunInTransaction called while the connection is in a transaction: call Run "
+                "inside it, and do not share one connection between threads without a lock")};
   }
   char* err = nullptr;
   int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, &err);

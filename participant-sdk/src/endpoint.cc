@@ -367,7 +367,14 @@ class CallbackHandler final : public GatedHandler {
     ctx.payload = callback.payload();
     if (!callback.has_payload()) ctx.payload.set_null_value(google::protobuf::NULL_VALUE);
     const std::optional<std::string_view> raw = internal::RawMember(body, "payload");
-    ctx.payload_json = raw ? std::string(*raw) : "null";
+    if (raw) {
+      ctx.payload_json = std::string(*raw);
+    } else if (callback.has_payload()) {
+      // The member's name was written with escapes; the printed value is the next best thing.
+      ctx.payload_json = MessageToJson(callback.payload(), JsonOptions{.print_defaults = false});
+    } else {
+      ctx.payload_json = "null";
+    }
     return ctx;
   }
 

@@ -199,6 +199,14 @@ TEST_F(EndpointTest, TheCallbackReachesTheHandlerWhole) {
   EXPECT_TRUE(second.traceparent.empty());
   EXPECT_EQ(second.payload_json, "null");
   EXPECT_TRUE(second.payload.has_null_value());
+
+  // A member name written with an escape still yields the payload, printed from the value.
+  const Reply escaped =
+      Send(*session_, "POST", "/bank/commit",
+           R"({"gtid":"order-44","branch_id":"debit","phase":"commit","pay\u006coad":{"a":[1,2]}})",
+           CallbackHeaders("order-44", "debit", "commit"));
+  ASSERT_EQ(escaped.status, 200) << escaped.body;
+  EXPECT_EQ(bank_.calls().at(2).payload_json, R"({"a":[1,2]})");
 }
 
 TEST_F(EndpointTest, PhaseResultsBecomeTheContractsReplies) {

@@ -46,7 +46,7 @@ struct CoordinatorClientOptions {
   // The coordinator's base URL, http://host:port (https is not supported yet).
   std::string url = "http://127.0.0.1:8470";
   // When not empty, sent as `Authorization: Bearer <token>` (contract section 1).
-  std::string bearer_token;
+  std::string bearer_token = {};
   std::chrono::milliseconds connect_timeout{2000};
   // Bound on each send and each wait for reply bytes, for calls without `wait`.
   std::chrono::milliseconds timeout{10000};

@@ -79,10 +79,10 @@ struct CallbackServerOptions {
   size_t max_body_bytes = 1024 * 1024;
   // When not empty, every callback must be signed with one of these (rotation: list old and
   // new); see signature.h. Application routes are not checked.
-  std::vector<std::string> callback_secrets;
+  std::vector<std::string> callback_secrets = {};
   int64_t max_skew_seconds = kDefaultMaxSkewSeconds;
   // Unix seconds for the skew check; the system clock when empty (tests inject one).
-  std::function<int64_t()> clock;
+  std::function<int64_t()> clock = {};
   // An idle kept-alive connection is closed after this long (it holds a thread meanwhile).
   std::chrono::seconds keep_alive_timeout{15};
   // Bounds receiving one request and sending its reply.

@@ -67,9 +67,9 @@ namespace txcoord::participant {
 struct PgPreparedOptions {
   // libpq connection string of the participant's own database. PostgreSQL must allow prepared
   // transactions (max_prepared_transactions > 0; Open checks).
-  std::string conninfo;
+  std::string conninfo = {};
   // Names this participant in its xids; unique per PostgreSQL cluster. [A-Za-z0-9._:-]{1,32}.
-  std::string xid_prefix;
+  std::string xid_prefix = {};
   // Bounds every wait for a lock: the branch's advisory lock and the rows the work touches (which
   // another prepared branch may hold until its outcome arrives). Past it: 503.
   std::chrono::milliseconds lock_timeout{5000};
