@@ -27,6 +27,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -57,9 +58,29 @@ uint64_t Seed() {
   return v != nullptr && *v != '\0' ? std::strtoull(v, nullptr, 10) : std::random_device{}();
 }
 
+// A free port below the kernel's ephemeral range. The processes here are restarted on their
+// port, and while one is down a client's outgoing connection may be given that very port from
+// the ephemeral range (or connect to itself), so that the restart would find it in use.
 int FreePort() {
-  Poco::Net::ServerSocket socket(Poco::Net::SocketAddress("127.0.0.1", 0));
-  return socket.address().port();
+  static std::mutex mu;
+  static std::mt19937 rng{std::random_device{}()};
+  int low = 32768;
+  if (FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+    if (std::fscanf(f, "%d", &low) != 1) low = 32768;
+    std::fclose(f);
+  }
+  std::lock_guard lock(mu);
+  for (int i = 0; i < 1000; ++i) {
+    const int port =
+        10000 + static_cast<int>(rng() % static_cast<unsigned>(std::max(1, low - 10000)));
+    try {
+      Poco::Net::ServerSocket socket(
+          Poco::Net::SocketAddress("127.0.0.1", static_cast<Poco::UInt16>(port)));
+      return port;
+    } catch (const std::exception&) {
+    }
+  }
+  throw std::runtime_error("no free port below the ephemeral range");
 }
 
 // GET http://127.0.0.1:port/path → body, or "" on any failure.
@@ -330,23 +351,27 @@ TEST_P(BankCrashTest, MoneyIsConservedAndEveryTransferIsAllOrNothing) {
 
   // The banks settle: holds resolved, prepared transactions resolved.
   std::string left;
-  ASSERT_TRUE(testing::PollUntil(seconds(30), milliseconds(200), [&] {
-    left.clear();
-    for (size_t i = 0; i < bank_ports_.size(); ++i) {
-      const BankState s = ReadBank(bank_ports_[i]);
-      if (s.total < 0) {
-        left += " bank " + std::to_string(i) + " unreachable;";
-      } else if (s.held != 0) {
-        left += " bank " + std::to_string(i) + " holds " + std::to_string(s.held) + ";";
-      }
-    }
-    pqxx::connection conn(pg_conninfo_);
-    pqxx::nontransaction tx(conn);
-    for (const auto& row : tx.exec("SELECT gid FROM pg_prepared_xacts")) {
-      left += " prepared " + row[0].as<std::string>() + ";";
-    }
-    return left.empty();
-  })) << "left behind:" << left;
+  ASSERT_TRUE(testing::PollUntil(
+      seconds(30), milliseconds(200),
+      [&] {
+        left.clear();
+        for (size_t i = 0; i < bank_ports_.size(); ++i) {
+          const BankState s = ReadBank(bank_ports_[i]);
+          if (s.total < 0) {
+            left += " bank " + std::to_string(i) + " unreachable;";
+          } else if (s.held != 0) {
+            left += " bank " + std::to_string(i) + " holds " + std::to_string(s.held) + ";";
+          }
+        }
+        pqxx::connection conn(pg_conninfo_);
+        pqxx::nontransaction tx(conn);
+        for (const auto& row :
+             tx.exec("SELECT gid FROM pg_prepared_xacts WHERE database = current_database()")) {
+          left += " prepared " + row[0].as<std::string>() + ";";
+        }
+        return left.empty();
+      }))
+      << "left behind:" << left;
 
   EXPECT_EQ(TotalBalance(), initial_total) << "money was created or destroyed";
   std::map<std::string, std::multiset<std::string>> applied;  // gtid -> branches, all banks
