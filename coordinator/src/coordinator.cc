@@ -530,6 +530,9 @@ class Coordinator::Impl {
       live->cv.wait_until(lock, live->wait_until,
                           [&] { return live->engine->finished() || live->parked || stopping_; });
     }
+    if (live->parked && !live->engine->finished()) {
+      return Status::Unavailable(live->park_status.message());
+    }
     TransactionReply reply;
     reply.transaction = live->engine->View();
     reply.http_status = live->engine->finished() ? 200 : 202;
@@ -719,7 +722,11 @@ class Coordinator::Impl {
     recovery_cv_.notify_all();
   }
 
+  // Passes run every recovery_interval, and sooner when kicked after a failure, but never
+  // closer together than a tenth of the interval: a store that stays down must not turn
+  // park-resume-park into a busy loop.
   void RecoveryLoop() {
+    const milliseconds min_gap = std::max(milliseconds(10), options_.recovery_interval / 10);
     std::unique_lock lock(timer_mu_);
     while (!stopping_) {
       recovery_cv_.wait_for(lock, options_.recovery_interval,
@@ -727,7 +734,6 @@ class Coordinator::Impl {
       if (stopping_) break;
       recovery_kicked_ = false;
       lock.unlock();
-      // A kick comes right after a failure; give the store a moment.
       auto resumed = RecoverNow();
       if (!resumed.ok()) {
         spdlog::warn("recovery pass failed, retried in {} ms: {}",
@@ -736,6 +742,7 @@ class Coordinator::Impl {
         spdlog::info("recovery pass resumed {} transactions", *resumed);
       }
       lock.lock();
+      recovery_cv_.wait_for(lock, min_gap, [this] { return stopping_.load(); });
     }
   }
 

@@ -333,7 +333,7 @@ TEST_F(CoordinatorTest, AFailedAppendParksTheTransactionAndRecoveryFinishesIt) {
   auto calls = transport_.CallsOf("t6");
   EXPECT_EQ(std::count(calls.begin(), calls.end(), "b0:abort"), 1);
   EXPECT_EQ(std::count(calls.begin(), calls.end(), "b1:abort"), 1);
-  EXPECT_EQ(coordinator_->counters().parked, 1);
+  EXPECT_GE(coordinator_->counters().parked, 1);  // more if a pass ran while still down
 }
 
 TEST_F(CoordinatorTest, ARestartResumesDecidedTransactionsAndAbortsUndecidedOnes) {

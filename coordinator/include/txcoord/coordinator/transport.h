@@ -2,7 +2,9 @@
 // classifying the reply. The engines never see HTTP; they see a CallbackReply.
 //
 // Thread-safety: Send may be called from any thread concurrently. `done` runs on a transport
-// thread, never inside Send, exactly once per Send, also when the transport shuts down.
+// thread, never inside Send, exactly once per Send, also when the transport shuts down. `done`
+// must not throw (an exception from it is swallowed) and must not call Shutdown or destroy the
+// transport (both wait for the transport's threads, one of which is running `done`).
 #pragma once
 
 #include <chrono>
@@ -35,7 +37,9 @@ struct CallbackRequest {
   std::string traceparent;  // sent as `traceparent` when not empty
   // Further headers, e.g. {"Tx-One-Phase", "true"}.
   std::vector<std::pair<std::string, std::string>> extra_headers;
-  // Whole-call budget: connect, send, and read the reply. Past it the call is kTransient.
+  // Whole-call budget: connect, send, and read the reply. Past it the call is kTransient
+  // "no reply within N ms". It starts when a transport thread takes the call, not while the call
+  // waits in the queue.
   std::chrono::milliseconds timeout{5000};
 };
 
@@ -52,24 +56,29 @@ class CallbackTransport {
   virtual ~CallbackTransport() = default;
   virtual void Send(CallbackRequest request, std::function<void(CallbackReply)> done) = 0;
   // Stops sending. Calls not yet started complete with kTransient ("coordinator stopping");
-  // blocks until calls in progress returned (each is bounded by its timeout).
+  // blocks until calls in progress returned (each is bounded by its timeout). A Send after
+  // Shutdown completes the same way, on a transport thread. Idempotent.
   virtual void Shutdown() = 0;
 };
 
 struct HttpTransportOptions {
-  // Calls in progress at once. More wait in a FIFO queue.
+  // Calls in progress at once (at least 1). More wait in a FIFO queue.
   int threads = 64;
-  // Kept-alive connections kept per participant host:port.
+  // Kept-alive connections kept per participant host:port; 0 closes each after its call.
   int max_idle_per_host = 64;
-  // When not empty, every callback carries Tx-Timestamp and Tx-Signature (contract section 4).
+  // When not empty, every callback carries Tx-Timestamp and Tx-Signature (contract section 4),
+  // signed over the request-target exactly as on the request line (path, and query if any).
   std::string callback_secret;
   // A reply body is read up to this many bytes; the rest is discarded.
   size_t max_reply_bytes = 64 * 1024;
 };
 
 // Callbacks over HTTP/1.1 with Poco: a pool of kept-alive connections per participant, a per-call
-// timeout, and signing. HTTPS URLs are refused with kTransient "https callbacks not configured"
-// until TLS is configured (issue 7).
+// timeout, and signing. HTTPS URLs are refused with kTransient "https callbacks are not
+// configured" until TLS is configured (issue 7). The destructor calls Shutdown.
+//
+// The process must ignore SIGPIPE (txcoord's main does): writing to a connection the participant
+// has reset would otherwise kill it.
 std::unique_ptr<CallbackTransport> NewHttpTransport(const HttpTransportOptions& options);
 
 }  // namespace txcoord::coordinator
