@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "api_client.h"
+#include "txcoord/participant/signature.h"
 #include "txcoord/schemas/json.h"
 #include "txcoord/testing/poll.h"
 #include "txcoord/v1/api.pb.h"
@@ -156,6 +157,25 @@ TEST_F(TxcoordApiTest, GeneratedGtidAndAnInvalidTraceparentIsNotPassedOn) {
   for (const FakeParticipant::Call& call : bank.Calls()) {
     EXPECT_EQ(call.gtid, transaction.gtid());
     EXPECT_EQ(call.traceparent, "") << call.path;
+  }
+}
+
+TEST_F(TxcoordApiTest, CallbackSecretFileSignsEveryCallback) {
+  FakeParticipant bank;
+  // The trailing newline an editor leaves is not part of the secret.
+  std::ofstream(Path("secret")) << "s3cret-shared\n";
+  StartTxcoord({"--callback-secret-file", Path("secret")});
+  ASSERT_EQ(Post("/v1/transactions", BeginBody("signed-1", "2pc", {bank.Url("a")}, true)).status,
+            200);
+  const std::vector<FakeParticipant::Call> calls = bank.Calls();
+  ASSERT_FALSE(calls.empty());
+  const int64_t now =
+      std::chrono::duration_cast<seconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  for (const FakeParticipant::Call& call : calls) {
+    const Status verified = participant::VerifyCallback("s3cret-shared", call.timestamp,
+                                                        call.signature, call.path, call.body, now);
+    EXPECT_TRUE(verified.ok()) << call.path << ": " << verified.ToString();
   }
 }
 
