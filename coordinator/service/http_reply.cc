@@ -30,12 +30,11 @@ bool HasBody(const HTTPServerRequest& request) {
          (request.hasContentLength() && request.getContentLength64() > 0);
 }
 
-void DiscardBodyUpTo(HTTPServerRequest& request, HTTPServerResponse& response,
-                     std::streamsize max_bytes) {
-  if (!HasBody(request)) return;
-  std::istream& body = request.stream();
+void DiscardBodyUpTo(Exchange& exchange, std::streamsize max_bytes) {
+  if (!HasBody(exchange.request)) return;
+  std::istream& body = exchange.request.stream();
   body.ignore(max_bytes);
-  if (body.peek() != std::char_traits<char>::eof()) response.setKeepAlive(false);
+  if (body.peek() != std::char_traits<char>::eof()) exchange.response.setKeepAlive(false);
 }
 
 bool MediaTypeIs(const std::string& header, std::string_view type) {
@@ -119,12 +118,11 @@ Result<std::string> ReadBody(HTTPServerRequest& request, std::size_t max_bytes) 
   return body;
 }
 
-void DiscardBody(HTTPServerRequest& request, HTTPServerResponse& response) {
-  DiscardBodyUpTo(request, response, kMaxDiscardBytes);
-}
+void DiscardBody(Exchange& exchange) { DiscardBodyUpTo(exchange, kMaxDiscardBytes); }
 
-void SendBody(HTTPServerResponse& response, HTTPResponse::HTTPStatus status,
-              std::string_view content_type, const std::string& body) {
+void SendBody(Exchange& exchange, HTTPResponse::HTTPStatus status, std::string_view content_type,
+              const std::string& body) {
+  HTTPServerResponse& response = exchange.response;
   response.setStatusAndReason(status);
   response.setContentType(std::string(content_type));
   response.setContentLength64(static_cast<Poco::Int64>(body.size()));
@@ -132,27 +130,31 @@ void SendBody(HTTPServerResponse& response, HTTPResponse::HTTPStatus status,
   // Flushed here, not left to Poco, which flushes only when it destroys the response, after
   // the handler: by then HttpService::Stop may have shut the connection (see RequestGate).
   // For HEAD, Poco's stream drops the body and sends only the headers.
+  if (exchange.before_reply) {
+    auto before_reply = std::move(exchange.before_reply);
+    exchange.before_reply = nullptr;
+    before_reply(status);
+  }
   std::ostream& out = response.send();
   out.write(body.data(), static_cast<std::streamsize>(body.size()));
   out.flush();
 }
 
-void SendMessage(const HTTPServerRequest& request, HTTPServerResponse& response,
-                 HTTPResponse::HTTPStatus status, const google::protobuf::Message& message) {
-  if (WantsProtobuf(request)) {
-    SendBody(response, status, kProtobufType, message.SerializeAsString());
+void SendMessage(Exchange& exchange, HTTPResponse::HTTPStatus status,
+                 const google::protobuf::Message& message) {
+  if (WantsProtobuf(exchange.request)) {
+    SendBody(exchange, status, kProtobufType, message.SerializeAsString());
   } else {
-    SendBody(response, status, kJsonType, MessageToJson(message));
+    SendBody(exchange, status, kJsonType, MessageToJson(message));
   }
 }
 
-void SendError(HTTPServerRequest& request, HTTPServerResponse& response,
-               const ErrorAnswer& answer) {
+void SendError(Exchange& exchange, const ErrorAnswer& answer) {
+  HTTPServerResponse& response = exchange.response;
   if (answer.close_connection) response.setKeepAlive(false);
-  DiscardBodyUpTo(request, response,
-                  answer.status == HTTPResponse::HTTP_REQUEST_ENTITY_TOO_LARGE
-                      ? kMaxDiscardTooLargeBytes
-                      : kMaxDiscardBytes);
+  DiscardBodyUpTo(exchange, answer.status == HTTPResponse::HTTP_REQUEST_ENTITY_TOO_LARGE
+                                ? kMaxDiscardTooLargeBytes
+                                : kMaxDiscardBytes);
   if (!answer.allow.empty()) response.set("Allow", answer.allow);
   if (answer.status == HTTPResponse::HTTP_SERVICE_UNAVAILABLE) response.set("Retry-After", "1");
   if (answer.status == HTTPResponse::HTTP_UNAUTHORIZED) {
@@ -161,7 +163,7 @@ void SendError(HTTPServerRequest& request, HTTPServerResponse& response,
   v1::ErrorReply reply;
   reply.mutable_error()->set_code(std::string(answer.code));
   reply.mutable_error()->set_message(answer.message);
-  SendMessage(request, response, answer.status, reply);
+  SendMessage(exchange, answer.status, reply);
 }
 
 }  // namespace txcoord::service

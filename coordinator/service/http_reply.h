@@ -11,6 +11,7 @@
 #include <google/protobuf/message.h>
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -20,6 +21,16 @@ namespace txcoord::service {
 
 inline constexpr std::string_view kJsonType = "application/json";
 inline constexpr std::string_view kProtobufType = "application/x-protobuf";
+
+// One request and its response, as the handlers see them.
+struct Exchange {
+  Poco::Net::HTTPServerRequest& request;
+  Poco::Net::HTTPServerResponse& response;
+  // When set, runs once, with the reply's status, just before the reply is flushed: the last
+  // moment before the client can see it and send its next request. Bookkeeping done here (the
+  // metrics, the in-flight count) is therefore never behind what a client has seen.
+  std::function<void(int status)> before_reply = {};
+};
 
 // An error reply, decided before it is written.
 struct ErrorAnswer {
@@ -55,23 +66,20 @@ Result<std::string> ReadBody(Poco::Net::HTTPServerRequest& request, std::size_t 
 // Poco parses the next request of a kept-alive connection right where the handler stopped
 // reading, so a body the handler ignores would be taken for the next request line. Reads it
 // away, or closes the connection after the reply when it is too large to bother.
-void DiscardBody(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response);
+void DiscardBody(Exchange& exchange);
 
 // Writes the reply and flushes it at once, so that the reply is on the wire before the handler
-// returns (see RequestGate in http_server.cc).
-void SendBody(Poco::Net::HTTPServerResponse& response, Poco::Net::HTTPResponse::HTTPStatus status,
+// returns (see RequestGate in http_server.cc). Runs `exchange.before_reply` first.
+void SendBody(Exchange& exchange, Poco::Net::HTTPResponse::HTTPStatus status,
               std::string_view content_type, const std::string& body);
 
 // Writes `message` as JSON, or as binary protobuf when the client asked for it.
-void SendMessage(const Poco::Net::HTTPServerRequest& request,
-                 Poco::Net::HTTPServerResponse& response,
-                 Poco::Net::HTTPResponse::HTTPStatus status,
+void SendMessage(Exchange& exchange, Poco::Net::HTTPResponse::HTTPStatus status,
                  const google::protobuf::Message& message);
 
 // The contract's error reply, JSON or (on request) binary ErrorReply. Skips an unread body
 // first; adds Retry-After: 1 to a 503, which always means "retry", and WWW-Authenticate to a
 // 401.
-void SendError(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response,
-               const ErrorAnswer& answer);
+void SendError(Exchange& exchange, const ErrorAnswer& answer);
 
 }  // namespace txcoord::service

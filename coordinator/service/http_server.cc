@@ -200,9 +200,9 @@ class HealthLog {
 };
 
 // A handler that catches what Poco would otherwise turn into a bare 500 without the contract's
-// body, and what a vanished client throws while the reply is written; it counts the reply in
-// the metrics. While it exists, the request it serves counts as in progress at `gate` (when
-// given).
+// body, and what a vanished client throws while the reply is written. It counts the reply in
+// the metrics just before the reply is flushed (Exchange::before_reply). While it exists, the
+// request it serves counts as in progress at `gate` (when given).
 class ContractHandler : public Poco::Net::HTTPRequestHandler {
  public:
   ContractHandler(RequestGate* gate, HttpMetrics& metrics) : gate_(gate), metrics_(metrics) {}
@@ -211,26 +211,31 @@ class ContractHandler : public Poco::Net::HTTPRequestHandler {
   }
 
   void handleRequest(HTTPServerRequest& request, HTTPServerResponse& response) final {
+    Exchange exchange{request, response, [this](int status) {
+                        metrics_.CountReply(status);
+                        BeforeReply();
+                      }};
     try {
-      Handle(request, response);
+      Handle(exchange);
     } catch (const std::exception& e) {
       if (response.sent()) return;  // the client went away mid-reply; nothing left to tell it
       spdlog::error("{} {}: {}", request.getMethod(), PrintableForMessage(RequestPath(request)),
                     e.what());
       try {
-        SendError(request, response,
+        SendError(exchange,
                   {HTTPResponse::HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
                    "the coordinator failed to answer; retry, and see its log if this repeats",
                    /*allow=*/"", /*close_connection=*/true});
       } catch (const std::exception&) {
-        return;  // the connection is broken; Poco closes it
+        // The connection is broken; Poco closes it.
       }
     }
-    if (response.sent()) metrics_.CountReply(response.getStatus());
   }
 
  protected:
-  virtual void Handle(HTTPServerRequest& request, HTTPServerResponse& response) = 0;
+  virtual void Handle(Exchange& exchange) = 0;
+  // Runs once the reply is decided, just before it is flushed; at most once per request.
+  virtual void BeforeReply() {}
 
  private:
   RequestGate* const gate_;
@@ -244,19 +249,18 @@ class HealthzHandler final : public ContractHandler {
       : ContractHandler(gate, metrics), coordinator_(coordinator), health_log_(health_log) {}
 
  private:
-  void Handle(HTTPServerRequest& request, HTTPServerResponse& response) override {
+  void Handle(Exchange& exchange) override {
     const Status status = coordinator_.Ping();
     health_log_.Report(status);
     if (!status.ok()) {
       // The details (paths, hosts) stay in the log: /healthz needs no token.
-      SendError(request, response,
-                {HTTPResponse::HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
-                 "the transaction store is unreachable; see the coordinator's log"});
+      SendError(exchange, {HTTPResponse::HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
+                           "the transaction store is unreachable; see the coordinator's log"});
       return;
     }
-    DiscardBody(request, response);
+    DiscardBody(exchange);
     // Not a schema message, so always JSON.
-    SendBody(response, HTTPResponse::HTTP_OK, kJsonType, R"({"status":"ok"})");
+    SendBody(exchange, HTTPResponse::HTTP_OK, kJsonType, R"({"status":"ok"})");
   }
 
   coordinator::Coordinator& coordinator_;
@@ -274,13 +278,13 @@ class MetricsHandler final : public ContractHandler {
         log_(log) {}
 
  private:
-  void Handle(HTTPServerRequest& request, HTTPServerResponse& response) override {
-    DiscardBody(request, response);
+  void Handle(Exchange& exchange) override {
+    DiscardBody(exchange);
     MetricsSnapshot snapshot;
     snapshot.coordinator = coordinator_.counters();
     snapshot.log = log_.Stats();
     snapshot.requests_in_progress = gate_.in_progress();
-    SendBody(response, HTTPResponse::HTTP_OK, kMetricsType, RenderMetrics(snapshot, http_metrics_));
+    SendBody(exchange, HTTPResponse::HTTP_OK, kMetricsType, RenderMetrics(snapshot, http_metrics_));
   }
 
   RequestGate& gate_;
@@ -291,7 +295,8 @@ class MetricsHandler final : public ContractHandler {
 
 class ApiHandler final : public ContractHandler {
  public:
-  // Holds one slot of `in_flight`, taken by the router, until destroyed.
+  // Holds one slot of `in_flight`, taken by the router, until its reply is about to leave (so
+  // that a client's next request never meets its own finished one), or until destroyed.
   ApiHandler(RequestGate* gate, HttpMetrics& metrics, InFlightLimit& in_flight,
              coordinator::Coordinator& coordinator, const ApiOptions& options, ApiRoute route)
       : ContractHandler(gate, metrics),
@@ -299,13 +304,17 @@ class ApiHandler final : public ContractHandler {
         coordinator_(coordinator),
         options_(options),
         route_(std::move(route)) {}
-  ~ApiHandler() override { in_flight_.Release(); }
+  ~ApiHandler() override { BeforeReply(); }
 
  private:
-  void Handle(HTTPServerRequest& request, HTTPServerResponse& response) override {
-    ServeApi(coordinator_, options_, route_, request, response);
+  void Handle(Exchange& exchange) override { ServeApi(coordinator_, options_, route_, exchange); }
+
+  void BeforeReply() override {
+    if (!released_) in_flight_.Release();
+    released_ = true;
   }
 
+  bool released_ = false;
   InFlightLimit& in_flight_;
   coordinator::Coordinator& coordinator_;
   const ApiOptions& options_;
@@ -318,9 +327,7 @@ class ErrorHandler final : public ContractHandler {
       : ContractHandler(gate, metrics), answer_(std::move(answer)) {}
 
  private:
-  void Handle(HTTPServerRequest& request, HTTPServerResponse& response) override {
-    SendError(request, response, answer_);
-  }
+  void Handle(Exchange& exchange) override { SendError(exchange, answer_); }
 
   const ErrorAnswer answer_;
 };

@@ -17,13 +17,14 @@ constexpr std::string_view kGtidHeader = "Tx-Gtid";
 
 // Reads and decodes the body into `message`; on failure the error is answered and false
 // returned.
-bool ReadMessage(const ApiOptions& options, bool empty_allowed, HTTPServerRequest& request,
-                 HTTPServerResponse& response, google::protobuf::Message* message) {
-  auto body = ReadBody(request, options.max_body_bytes);
-  Status status =
-      body.ok() ? DecodeBody(*body, SendsProtobuf(request), empty_allowed, message) : body.status();
+bool ReadMessage(const ApiOptions& options, bool empty_allowed, Exchange& exchange,
+                 google::protobuf::Message* message) {
+  auto body = ReadBody(exchange.request, options.max_body_bytes);
+  Status status = body.ok()
+                      ? DecodeBody(*body, SendsProtobuf(exchange.request), empty_allowed, message)
+                      : body.status();
   if (status.ok()) return true;
-  SendError(request, response, ErrorAnswerFor(status));
+  SendError(exchange, ErrorAnswerFor(status));
   return false;
 }
 
@@ -32,102 +33,95 @@ HTTPResponse::HTTPStatus AsHttpStatus(int status) {
 }
 
 // The reply to begin, commit and abort.
-void SendTransactionReply(HTTPServerRequest& request, HTTPServerResponse& response,
-                          const Result<coordinator::TransactionReply>& reply) {
+void SendTransactionReply(Exchange& exchange, const Result<coordinator::TransactionReply>& reply) {
   if (!reply.ok()) {
-    SendError(request, response, ErrorAnswerFor(reply.status()));
+    SendError(exchange, ErrorAnswerFor(reply.status()));
     return;
   }
   const std::string& gtid = reply->transaction.gtid();
-  if (IsValidId(gtid)) response.set(std::string(kGtidHeader), gtid);
-  SendMessage(request, response, AsHttpStatus(reply->http_status), reply->transaction);
+  if (IsValidId(gtid)) exchange.response.set(std::string(kGtidHeader), gtid);
+  SendMessage(exchange, AsHttpStatus(reply->http_status), reply->transaction);
 }
 
-void Begin(coordinator::Coordinator& coordinator, const ApiOptions& options,
-           HTTPServerRequest& request, HTTPServerResponse& response) {
+void Begin(coordinator::Coordinator& coordinator, const ApiOptions& options, Exchange& exchange) {
   v1::BeginRequest begin;
-  if (!ReadMessage(options, /*empty_allowed=*/false, request, response, &begin)) return;
-  std::string traceparent = request.get("traceparent", "");
+  if (!ReadMessage(options, /*empty_allowed=*/false, exchange, &begin)) return;
+  std::string traceparent = exchange.request.get("traceparent", "");
   if (!IsValidTraceparent(traceparent)) traceparent.clear();
-  SendTransactionReply(request, response,
-                       coordinator.Begin(std::move(begin), std::move(traceparent)));
+  SendTransactionReply(exchange, coordinator.Begin(std::move(begin), std::move(traceparent)));
 }
 
 void RegisterBranch(coordinator::Coordinator& coordinator, const ApiOptions& options,
-                    const std::string& gtid, HTTPServerRequest& request,
-                    HTTPServerResponse& response) {
+                    const std::string& gtid, Exchange& exchange) {
   v1::Branch branch;
-  if (!ReadMessage(options, /*empty_allowed=*/false, request, response, &branch)) return;
+  if (!ReadMessage(options, /*empty_allowed=*/false, exchange, &branch)) return;
   auto reply = coordinator.RegisterBranch(gtid, std::move(branch));
   if (reply.ok()) reply->http_status = HTTPResponse::HTTP_CREATED;
-  SendTransactionReply(request, response, reply);
+  SendTransactionReply(exchange, reply);
 }
 
 void Complete(coordinator::Coordinator& coordinator, const ApiOptions& options, bool commit,
-              const std::string& gtid, HTTPServerRequest& request, HTTPServerResponse& response) {
+              const std::string& gtid, Exchange& exchange) {
   v1::CompleteRequest complete;
-  if (!ReadMessage(options, /*empty_allowed=*/true, request, response, &complete)) return;
-  SendTransactionReply(request, response,
-                       commit ? coordinator.Commit(gtid, complete.wait())
-                              : coordinator.Abort(gtid, complete.wait()));
+  if (!ReadMessage(options, /*empty_allowed=*/true, exchange, &complete)) return;
+  SendTransactionReply(exchange, commit ? coordinator.Commit(gtid, complete.wait())
+                                        : coordinator.Abort(gtid, complete.wait()));
 }
 
-void Get(coordinator::Coordinator& coordinator, const std::string& gtid, HTTPServerRequest& request,
-         HTTPServerResponse& response) {
-  DiscardBody(request, response);
+void Get(coordinator::Coordinator& coordinator, const std::string& gtid, Exchange& exchange) {
+  DiscardBody(exchange);
   auto transaction = coordinator.Get(gtid);
   if (!transaction.ok()) {
-    SendError(request, response, ErrorAnswerFor(transaction.status()));
+    SendError(exchange, ErrorAnswerFor(transaction.status()));
     return;
   }
-  SendMessage(request, response, HTTPResponse::HTTP_OK, *transaction);
+  SendMessage(exchange, HTTPResponse::HTTP_OK, *transaction);
 }
 
-void List(coordinator::Coordinator& coordinator, HTTPServerRequest& request,
-          HTTPServerResponse& response) {
-  DiscardBody(request, response);
-  const std::string& uri = request.getURI();
+void List(coordinator::Coordinator& coordinator, Exchange& exchange) {
+  DiscardBody(exchange);
+  const std::string& uri = exchange.request.getURI();
   const size_t question = uri.find('?');
   const std::string_view query = question == std::string::npos
                                      ? std::string_view()
                                      : std::string_view(uri).substr(question + 1);
   auto list_query = ParseListQuery(query, coordinator::SystemClock().Now());
   if (!list_query.ok()) {
-    SendError(request, response, ErrorAnswerFor(list_query.status()));
+    SendError(exchange, ErrorAnswerFor(list_query.status()));
     return;
   }
   auto page = coordinator.List(*list_query);
   if (!page.ok()) {
-    SendError(request, response, ErrorAnswerFor(page.status()));
+    SendError(exchange, ErrorAnswerFor(page.status()));
     return;
   }
-  SendMessage(request, response, HTTPResponse::HTTP_OK, *page);
+  SendMessage(exchange, HTTPResponse::HTTP_OK, *page);
 }
 
 }  // namespace
 
 void ServeApi(coordinator::Coordinator& coordinator, const ApiOptions& options,
-              const ApiRoute& route, HTTPServerRequest& request, HTTPServerResponse& response) {
+              const ApiRoute& route, Exchange& exchange) {
   // The path's gtid is valid (MatchApiRoute checked it), so it is safe in a header.
-  if (!route.gtid.empty()) response.set(std::string(kGtidHeader), route.gtid);
+  if (!route.gtid.empty()) exchange.response.set(std::string(kGtidHeader), route.gtid);
   switch (route.endpoint) {
     case Endpoint::kBegin:
-      Begin(coordinator, options, request, response);
+      Begin(coordinator, options, exchange);
       return;
     case Endpoint::kList:
-      List(coordinator, request, response);
+      List(coordinator, exchange);
       return;
     case Endpoint::kGet:
-      Get(coordinator, route.gtid, request, response);
+      Get(coordinator, route.gtid, exchange);
       return;
     case Endpoint::kRegisterBranch:
-      RegisterBranch(coordinator, options, route.gtid, request, response);
+      RegisterBranch(coordinator, options, route.gtid, exchange);
       return;
     case Endpoint::kCommit:
-      Complete(coordinator, options, /*commit=*/true, route.gtid, request, response);
+      Complete(coordinator, options, /*commit=*/true, route.gtid, exchange);
       return;
     case Endpoint::kAbort:
-      Complete(coordinator, options, /*commit=*/false, route.gtid, request, response);
+      Complete(coordinator, options, /*commit=*/false, route.gtid, exchange);
       return;
   }
 }

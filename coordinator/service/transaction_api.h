@@ -12,12 +12,10 @@
 // thread-safe and nothing else is shared.
 #pragma once
 
-#include <Poco/Net/HTTPServerRequest.h>
-#include <Poco/Net/HTTPServerResponse.h>
-
 #include <cstddef>
 
 #include "api_request.h"
+#include "http_reply.h"
 #include "txcoord/coordinator/coordinator.h"
 
 namespace txcoord::service {
@@ -30,7 +28,6 @@ struct ApiOptions {
 // thread until the transaction is terminal or its deadline plus the coordinator's grace has
 // passed. Exceptions (a client that went away) propagate to the caller.
 void ServeApi(coordinator::Coordinator& coordinator, const ApiOptions& options,
-              const ApiRoute& route, Poco::Net::HTTPServerRequest& request,
-              Poco::Net::HTTPServerResponse& response);
+              const ApiRoute& route, Exchange& exchange);
 
 }  // namespace txcoord::service

@@ -100,6 +100,8 @@ class ParticipantHandler final : public Poco::Net::HTTPRequestHandler {
     call.phase = request.get("Tx-Phase", "");
     call.gtid = request.get("Tx-Gtid", "");
     call.traceparent = request.get("traceparent", "");
+    call.timestamp = request.get("Tx-Timestamp", "");
+    call.signature = request.get("Tx-Signature", "");
     Poco::StreamCopier::copyToString(request.stream(), call.body);
     if (participant_.delay().count() > 0) std::this_thread::sleep_for(participant_.delay());
     participant_.Record(std::move(call));

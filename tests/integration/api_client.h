@@ -62,6 +62,8 @@ class FakeParticipant {
     std::string phase;        // Tx-Phase
     std::string gtid;         // Tx-Gtid
     std::string traceparent;  // empty when absent
+    std::string timestamp;    // Tx-Timestamp, empty when absent
+    std::string signature;    // Tx-Signature, empty when absent
     std::string body;
   };
 
