@@ -43,12 +43,23 @@ class ScriptedParticipant {
   }
   ~ScriptedParticipant() {
     stopping_ = true;
-    socket_.close();
+    // close() does not wake a thread blocked in accept(); a connection does.
+    try {
+      Poco::Net::StreamSocket wake(socket_.address());
+    } catch (const std::exception&) {
+    }
     acceptor_.join();
+    socket_.close();
     std::vector<std::thread> connections;
     {
       std::lock_guard lock(mu_);
-      for (auto& s : open_) s.shutdown();
+      for (auto& s : open_) {
+        try {
+          s.shutdown();
+        } catch (const std::exception&) {
+          // closed already (a scripted death)
+        }
+      }
       connections.swap(connections_);
     }
     for (auto& t : connections) t.join();
