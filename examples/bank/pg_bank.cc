@@ -225,12 +225,19 @@ Result<std::unique_ptr<Bank>> OpenPgBank(const std::string& conninfo, const std:
   try {
     pqxx::connection conn(conninfo);
     pqxx::work tx(conn);
+    // Nothing here may wait for a lock a prepared transaction holds: after a crash, those are
+    // resolved only once this bank is up. So the DDL runs only when the tables are missing (even
+    // CREATE INDEX IF NOT EXISTS locks its table first), and a seed account is inserted only when
+    // no committed row has its id (an INSERT ... ON CONFLICT would wait for the prepared
+    // transaction that updated that row).
     tx.exec("SELECT pg_advisory_xact_lock(4711)");  // two banks starting at once
-    tx.exec(kSchema);
+    if (!tx.exec("SELECT to_regclass('ledger') IS NOT NULL")[0][0].as<bool>()) tx.exec(kSchema);
     TXCOORD_RETURN_IF_ERROR(Barrier::EnsureSchema(tx));
     for (const auto& [account, balance] : seed) {
-      tx.exec_params("INSERT INTO accounts (id, balance) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                     account, balance);
+      tx.exec_params(
+          "INSERT INTO accounts (id, balance) SELECT $1, $2 "
+          "WHERE NOT EXISTS (SELECT 1 FROM accounts WHERE id = $1)",
+          account, balance);
     }
     tx.commit();
   } catch (const std::exception& e) {
