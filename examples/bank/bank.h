@@ -15,6 +15,7 @@
 // same local transaction, so tests can check all-or-nothing per transaction.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -63,6 +64,9 @@ class Bank {
   // Resolves branches left in doubt by a crash (PostgreSQL prepared transactions); a no-op for
   // SQLite, whose holds wait for the coordinator's phase 2.
   virtual Status ResolveInDoubt(participant::CoordinatorClient& coordinator) = 0;
+  // Deletes barrier rows older than `retention` (participant/barrier.h, "Retention"); returns
+  // how many.
+  virtual Result<int64_t> PurgeBarrier(std::chrono::seconds retention) = 0;
 };
 
 // Creates the tables and the accounts in `seed` that do not exist yet (an existing account keeps

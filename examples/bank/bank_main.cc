@@ -163,11 +163,24 @@ int Run(const Flags& flags) {
       }
     });
   }
+  // Barrier rows are needed only while a callback for their branch may still arrive; a week is
+  // far beyond any deadline plus retries. Purged hourly.
+  std::thread purger([&] {
+    for (;;) {
+      auto purged = b.PurgeBarrier(std::chrono::hours(24 * 7));
+      if (!purged.ok()) std::cerr << "bank: barrier purge: " << purged.status().message() << "\n";
+      for (int i = 0; i < 36000 && !stopping; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      if (stopping) return;
+    }
+  });
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   stopping = true;
   server.Stop();
   if (resolver.joinable()) resolver.join();
+  purger.join();
   return 0;
 }
 

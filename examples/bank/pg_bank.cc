@@ -121,6 +121,20 @@ class PgTccHandler final : public participant::BranchHandler {
     }
   }
 
+  Result<int64_t> Purge(std::chrono::seconds retention) {
+    std::lock_guard lock(mu_);
+    if (Status s = Connect(); !s.ok()) return s;
+    try {
+      pqxx::work tx(*conn_);
+      auto purged = participant::PurgeBarrier(tx, retention);
+      if (purged.ok()) tx.commit();
+      return purged;
+    } catch (const std::exception& e) {
+      conn_.reset();
+      return Status::Unavailable(std::string("postgresql: ") + e.what());
+    }
+  }
+
   Result<Snapshot> Read(bool with_ledger) {
     std::lock_guard lock(mu_);
     if (Status s = Connect(); !s.ok()) return s;
@@ -201,6 +215,9 @@ class PgBank final : public Bank {
   }
 
   Result<Snapshot> Read(bool with_ledger) override { return tcc_.Read(with_ledger); }
+  Result<int64_t> PurgeBarrier(std::chrono::seconds retention) override {
+    return tcc_.Purge(retention);
+  }
 
   Status ResolveInDoubt(participant::CoordinatorClient& coordinator) override {
     auto report = adapter_->ResolveInDoubt(coordinator);

@@ -204,6 +204,11 @@ class SqliteBank final : public Bank, public participant::BranchHandler {
 
   Status ResolveInDoubt(participant::CoordinatorClient&) override { return Status::Ok(); }
 
+  Result<int64_t> PurgeBarrier(std::chrono::seconds retention) override {
+    std::lock_guard lock(mu_);
+    return participant::PurgeBarrier(db_, retention);
+  }
+
  private:
   // One connection, one writer at a time: SQLite serializes writers anyway, and BEGIN IMMEDIATE
   // on a shared connection from two threads would nest.
