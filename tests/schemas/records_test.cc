@@ -134,6 +134,7 @@ std::vector<std::pair<std::string, std::unique_ptr<Message>>> FullMessages() {
   b->set_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
   // A digest is raw bytes: a zero byte and bytes that are not UTF-8 must survive (base64 in JSON).
   b->set_request_digest(std::string("\x00\xff\xfe\x80 digest", 11));
+  b->set_one_phase(true);
   add("LogRecord.begin", r);
 
   r = record("active");
