@@ -1,6 +1,7 @@
 // Command-line helpers (flags.h).
 #include "flags.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <string>
@@ -8,21 +9,38 @@
 namespace txcoord::bench {
 
 bool FlagReader::Next() {
-  if (++i_ >= argc_) return false;
-  arg_ = argv_[i_];
-  name_ = arg_;
-  inline_value_.reset();
-  if (const size_t eq = arg_.find('='); arg_.starts_with("--") && eq != std::string_view::npos) {
-    name_ = arg_.substr(0, eq);
-    inline_value_ = arg_.substr(eq + 1);
+  while (status_.ok() && ++i_ < argc_) {
+    const std::string_view arg = argv_[i_];
+    name_ = arg;
+    value_ = {};
+    std::optional<std::string_view> inline_value;
+    if (const size_t eq = arg.find('='); arg.starts_with("--") && eq != std::string_view::npos) {
+      name_ = arg.substr(0, eq);
+      inline_value = arg.substr(eq + 1);
+    }
+    const bool is_help = arg == "-h" || name_ == "--help";
+    const bool is_json = takes_json_ && name_ == "--json";
+    if (is_help || is_json) {
+      if (inline_value) {
+        status_ = Status::InvalidArgument(std::string(name_) + " takes no value");
+      } else {
+        (is_help ? help_ : json_) = true;
+      }
+      continue;
+    }
+    if (std::find(valued_.begin(), valued_.end(), name_) == valued_.end()) {
+      status_ = Status::InvalidArgument("unknown flag " + std::string(arg));
+    } else if (inline_value) {
+      value_ = *inline_value;
+      return true;
+    } else if (i_ + 1 < argc_) {
+      value_ = argv_[++i_];
+      return true;
+    } else {
+      status_ = Status::InvalidArgument(std::string(name_) + " needs a value");
+    }
   }
-  return true;
-}
-
-Result<std::string_view> FlagReader::Value() {
-  if (inline_value_) return *inline_value_;
-  if (i_ + 1 >= argc_) return Status::InvalidArgument(std::string(name_) + " needs a value");
-  return std::string_view(argv_[++i_]);
+  return false;
 }
 
 Result<double> ParseSeconds(std::string_view flag, std::string_view text, double min) {
@@ -34,6 +52,17 @@ Result<double> ParseSeconds(std::string_view flag, std::string_view text, double
     return Status::InvalidArgument(std::string(flag) + range + std::string(text) + "\"");
   }
   return v;
+}
+
+Result<int> ParseCount(std::string_view flag, std::string_view text, int min, int max) {
+  int n = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc() || end != text.data() + text.size() || n < min || n > max) {
+    return Status::InvalidArgument(std::string(flag) + " wants a whole number from " +
+                                   std::to_string(min) + " to " + std::to_string(max) + ", got \"" +
+                                   std::string(text) + "\"");
+  }
+  return n;
 }
 
 Result<std::vector<int>> ParseCounts(std::string_view flag, std::string_view text, int max) {

@@ -8,12 +8,15 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <latch>
 #include <pqxx/pqxx>
 #include <thread>
 #include <utility>
+
+#include "json_line.h"
 
 namespace txcoord::bench {
 namespace {
@@ -199,6 +202,33 @@ Result<LoopResult> MeasurePgSingleCommit(const std::string& conninfo, double war
   } catch (const std::exception& e) {
     return Status::Unavailable(std::string("PostgreSQL commit floor: ") + e.what());
   }
+}
+
+void PrintFloorHeader() {
+  std::printf("%-7s %-18s %10s %9s %9s %8s %11s\n", "kind", "name", "ops/s", "p50_us", "p99_us",
+              "cpu_self", "cpu_machine");
+  std::fflush(stdout);
+}
+
+void PrintFloor(const Floor& f, bool json, std::string_view bench) {
+  if (json) {
+    JsonLine(bench)
+        .Str("kind", "floor")
+        .Str("name", f.name)
+        .Num("ops_per_s", f.loop.ops_per_s())
+        .Num("p50_us", f.loop.percentile_us(0.50))
+        .Num("p99_us", f.loop.percentile_us(0.99))
+        .Int("ops", f.loop.ops())
+        .Int("errors", f.loop.errors)
+        .Num("cpu_self", f.loop.cpu_self_cores, 2)
+        .Num("cpu_machine", f.loop.cpu_machine_cores, 2)
+        .Print();
+    return;
+  }
+  std::printf("%-7s %-18s %10.0f %9.0f %9.0f %8.2f %11.2f\n", "floor", f.name.c_str(),
+              f.loop.ops_per_s(), f.loop.percentile_us(0.50), f.loop.percentile_us(0.99),
+              f.loop.cpu_self_cores, f.loop.cpu_machine_cores);
+  std::fflush(stdout);
 }
 
 }  // namespace txcoord::bench

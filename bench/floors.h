@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "txcoord/status.h"
@@ -80,6 +81,15 @@ enum class SyncPattern {
 // system are on the same path as theirs. kUnavailable when the file cannot be written.
 Result<LoopResult> MeasureFdatasync(const std::filesystem::path& file, SyncPattern pattern,
                                     double warmup_s, double measure_s);
+
+// A floor as measured, and how the programs print it: a row of the text table (under
+// PrintFloorHeader) or one --json line {"bench":<bench>,"kind":"floor","name":...}.
+struct Floor {
+  std::string name;
+  LoopResult loop;
+};
+void PrintFloorHeader();
+void PrintFloor(const Floor& floor, bool json, std::string_view bench);
 
 // One client on `conninfo` (the database must allow CREATE TABLE): BEGIN, INSERT one small row,
 // COMMIT, repeat, with synchronous_commit on. Each COMMIT waits for its own WAL flush, so this is

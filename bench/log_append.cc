@@ -88,58 +88,50 @@ struct Options {
 Result<Options> ParseFlags(int argc, char** argv) {
   Options o;
   bool pg_given = false;
-  FlagReader flags(argc, argv);
+  FlagReader flags(argc, argv, {"--backend", "--writers", "--seconds", "--warmup", "--dir", "--pg"},
+                   /*json=*/true);
   while (flags.Next()) {
     const std::string_view name = flags.name();
-    if (flags.arg() == "--help" || flags.arg() == "-h") {
-      o.help = true;
-      continue;
-    }
-    if (flags.arg() == "--json") {
+    const std::string_view value = flags.value();
+    if (name == "--json") {
       o.json = true;
-      continue;
-    }
-    constexpr std::string_view kValued[] = {"--backend", "--writers", "--seconds",
-                                            "--warmup",  "--dir",     "--pg"};
-    if (std::find(std::begin(kValued), std::end(kValued), name) == std::end(kValued)) {
-      return Status::InvalidArgument("unknown flag " + std::string(flags.arg()));
-    }
-    auto value = flags.Value();
-    if (!value.ok()) return value.status();
-    if (name == "--backend") {
-      if (*value == "sqlite") {
+    } else if (name == "--backend") {
+      if (value == "sqlite") {
         o.postgres = false;
-      } else if (*value == "postgresql") {
+      } else if (value == "postgresql") {
         o.sqlite = false;
-      } else if (*value != "all") {
+      } else if (value != "all") {
         return Status::InvalidArgument("--backend wants sqlite, postgresql or all, got \"" +
-                                       std::string(*value) + "\"");
+                                       std::string(value) + "\"");
       }
     } else if (name == "--writers") {
       // 1024 threads is far past anything the log is sized for; more is surely a typo.
-      auto w = ParseCounts(name, *value, 1024);
+      auto w = ParseCounts(name, value, 1024);
       if (!w.ok()) return w.status();
       o.writers = std::move(w).value();
     } else if (name == "--seconds") {
-      auto s = ParseSeconds(name, *value, 0.1);
+      auto s = ParseSeconds(name, value, 0.1);
       if (!s.ok()) return s.status();
       o.seconds = *s;
     } else if (name == "--warmup") {
-      auto s = ParseSeconds(name, *value, 0.0);
+      auto s = ParseSeconds(name, value, 0.0);
       if (!s.ok()) return s.status();
       o.warmup_seconds = *s;
     } else if (name == "--dir") {
-      if (value->empty()) return Status::InvalidArgument("--dir needs a directory");
-      o.dir = std::string(*value);
+      if (value.empty()) return Status::InvalidArgument("--dir needs a directory");
+      o.dir = std::string(value);
     } else if (name == "--pg") {
-      if (value->empty()) return Status::InvalidArgument("--pg needs a connection string");
-      o.pg_conninfo = std::string(*value);
+      if (value.empty()) return Status::InvalidArgument("--pg needs a connection string");
+      o.pg_conninfo = std::string(value);
       pg_given = true;
     }
   }
+  if (!flags.status().ok()) return flags.status();
   if (pg_given && !o.postgres) {
     return Status::InvalidArgument("--pg is only used with --backend postgresql or all");
   }
+  o.help = flags.help();
+  o.json = flags.json();
   return o;
 }
 
@@ -342,11 +334,6 @@ Machine DescribeMachine(const fs::path& work_dir, const PgServer* pg) {
 
 // ---- Output ----------------------------------------------------------------------------------
 
-struct Floor {
-  std::string name;
-  LoopResult loop;
-};
-
 // Which floor a backend's log is compared with, and the issue's target for it.
 struct Target {
   std::string_view floor;
@@ -411,30 +398,11 @@ class Report {
       std::printf("postgresql  not used (--backend sqlite)\n");
     }
     std::printf("\nfloors: one client, no concurrency\n");
-    std::printf("%-7s %-18s %10s %9s %9s %8s %11s\n", "kind", "name", "ops/s", "p50_us", "p99_us",
-                "cpu_self", "cpu_machine");
-    std::fflush(stdout);
+    PrintFloorHeader();
   }
 
   void AddFloor(Floor f) {
-    if (o_.json) {
-      JsonLine("log_append")
-          .Str("kind", "floor")
-          .Str("name", f.name)
-          .Num("ops_per_s", f.loop.ops_per_s())
-          .Num("p50_us", f.loop.percentile_us(0.50))
-          .Num("p99_us", f.loop.percentile_us(0.99))
-          .Int("ops", f.loop.ops())
-          .Int("errors", f.loop.errors)
-          .Num("cpu_self", f.loop.cpu_self_cores, 2)
-          .Num("cpu_machine", f.loop.cpu_machine_cores, 2)
-          .Print();
-    } else {
-      std::printf("%-7s %-18s %10.0f %9.0f %9.0f %8.2f %11.2f\n", "floor", f.name.c_str(),
-                  f.loop.ops_per_s(), f.loop.percentile_us(0.50), f.loop.percentile_us(0.99),
-                  f.loop.cpu_self_cores, f.loop.cpu_machine_cores);
-      std::fflush(stdout);
-    }
+    PrintFloor(f, o_.json, "log_append");
     PrintErrors(f.name, f.loop);
     floors_.push_back(std::move(f));
   }
@@ -651,14 +619,6 @@ int Run(const Options& o) {
 }  // namespace txcoord::bench
 
 int main(int argc, char** argv) {
-  auto options = txcoord::bench::ParseFlags(argc, argv);
-  if (!options.ok()) {
-    std::fprintf(stderr, "log_append: %s; see --help\n", options.status().message().c_str());
-    return 2;
-  }
-  if (options->help) {
-    std::fputs(txcoord::bench::kUsage, stdout);
-    return 0;
-  }
-  return txcoord::bench::Run(*options);
+  using namespace txcoord::bench;
+  return BenchMain("log_append", kUsage, ParseFlags(argc, argv), Run);
 }

@@ -67,34 +67,26 @@ struct Flags {
 
 Result<Flags> ParseFlags(int argc, char** argv) {
   Flags f;
-  FlagReader flags(argc, argv);
+  FlagReader flags(argc, argv, {"--listen", "--prepare-reply", "--max-threads"}, /*json=*/false);
   while (flags.Next()) {
-    if (flags.arg() == "--help" || flags.arg() == "-h") {
-      f.help = true;
-      continue;
-    }
     const std::string_view name = flags.name();
-    if (name != "--listen" && name != "--prepare-reply" && name != "--max-threads") {
-      return Status::InvalidArgument("unknown flag " + std::string(flags.arg()));
-    }
-    auto value = flags.Value();
-    if (!value.ok()) return value.status();
+    const std::string_view value = flags.value();
     if (name == "--listen") {
-      f.listen = std::string(*value);
+      f.listen = std::string(value);
     } else if (name == "--prepare-reply") {
-      if (*value != "200" && *value != "425") {
+      if (value != "200" && value != "425") {
         return Status::InvalidArgument("--prepare-reply wants 200 or 425, got \"" +
-                                       std::string(*value) + "\"");
+                                       std::string(value) + "\"");
       }
-      f.prepare_in_progress = *value == "425";
-    } else {
-      auto n = ParseCounts(name, *value, 4096);
-      if (!n.ok() || n->size() != 1) {
-        return Status::InvalidArgument("--max-threads wants one count from 1 to 4096");
-      }
-      f.max_threads = n->front();
+      f.prepare_in_progress = value == "425";
+    } else if (name == "--max-threads") {
+      auto n = ParseCount(name, value, 1, 4096);
+      if (!n.ok()) return n.status();
+      f.max_threads = *n;
     }
   }
+  if (!flags.status().ok()) return flags.status();
+  f.help = flags.help();
   return f;
 }
 
@@ -137,14 +129,6 @@ int Run(const Flags& f) {
 }  // namespace txcoord::bench
 
 int main(int argc, char** argv) {
-  auto flags = txcoord::bench::ParseFlags(argc, argv);
-  if (!flags.ok()) {
-    std::cerr << "null_participant: " << flags.status().message() << "; see --help" << std::endl;
-    return 2;
-  }
-  if (flags->help) {
-    std::cout << txcoord::bench::kUsage;
-    return 0;
-  }
-  return txcoord::bench::Run(*flags);
+  using namespace txcoord::bench;
+  return BenchMain("null_participant", kUsage, ParseFlags(argc, argv), Run);
 }
