@@ -15,35 +15,27 @@
 // A program, not a test: it prints figures and asserts nothing about them. Exit status: 0 when
 // every run completed with no failed append, whether or not a target was met; 1 when the
 // benchmark itself failed; 2 on a bad command line. See README.md for how to read the output.
-#include <fcntl.h>
 #include <sqlite3.h>
-#include <sys/resource.h>
-#include <sys/statfs.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <functional>
-#include <latch>
 #include <memory>
 #include <optional>
 #include <pqxx/pqxx>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <utility>
 #include <vector>
 
+#include "flags.h"
+#include "floors.h"
+#include "json_line.h"
 #include "log_test_util.h"
+#include "machine.h"
 #include "txcoord/coordinator/log.h"
 #include "txcoord/testing/postgres_server.h"
 
@@ -51,7 +43,6 @@ namespace txcoord::bench {
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 
 // The issue's targets, at kTargetWriters concurrent writers.
 constexpr int kTargetWriters = 64;
@@ -94,329 +85,54 @@ struct Options {
   bool help = false;
 };
 
-Result<double> ParseSeconds(std::string_view flag, std::string_view text, double min) {
-  double v = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || end != text.data() + text.size() || !(v >= min) || v > 3600) {
-    char range[64];
-    std::snprintf(range, sizeof range, " wants seconds from %g to 3600, got \"", min);
-    return Status::InvalidArgument(std::string(flag) + range + std::string(text) + "\"");
-  }
-  return v;
-}
-
-Result<std::vector<int>> ParseWriters(std::string_view text) {
-  std::vector<int> out;
-  while (!text.empty()) {
-    const size_t comma = text.find(',');
-    const std::string_view item = text.substr(0, comma);
-    int n = 0;
-    const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), n);
-    // 1024 threads is far past anything the log is sized for; more is surely a typo.
-    if (ec != std::errc() || end != item.data() + item.size() || n < 1 || n > 1024) {
-      return Status::InvalidArgument(
-          "--writers wants comma-separated counts from 1 to 1024, "
-          "got \"" +
-          std::string(item) + "\"");
-    }
-    out.push_back(n);
-    text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
-  }
-  if (out.empty()) return Status::InvalidArgument("--writers needs at least one count");
-  return out;
-}
-
 Result<Options> ParseFlags(int argc, char** argv) {
   Options o;
   bool pg_given = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      o.help = true;
-      continue;
-    }
-    if (arg == "--json") {
+  FlagReader flags(argc, argv, {"--backend", "--writers", "--seconds", "--warmup", "--dir", "--pg"},
+                   /*json=*/true);
+  while (flags.Next()) {
+    const std::string_view name = flags.name();
+    const std::string_view value = flags.value();
+    if (name == "--json") {
       o.json = true;
-      continue;
-    }
-    // Valued flags, as "--flag value" or "--flag=value".
-    std::string_view name = arg;
-    std::optional<std::string_view> value;
-    if (const size_t eq = arg.find('='); arg.starts_with("--") && eq != std::string_view::npos) {
-      name = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
-    }
-    constexpr std::string_view kValued[] = {"--backend", "--writers", "--seconds",
-                                            "--warmup",  "--dir",     "--pg"};
-    if (std::find(std::begin(kValued), std::end(kValued), name) == std::end(kValued)) {
-      return Status::InvalidArgument("unknown flag " + std::string(arg));
-    }
-    if (!value) {
-      if (i + 1 >= argc) return Status::InvalidArgument(std::string(name) + " needs a value");
-      value = argv[++i];
-    }
-    if (name == "--backend") {
-      if (*value == "sqlite") {
+    } else if (name == "--backend") {
+      if (value == "sqlite") {
         o.postgres = false;
-      } else if (*value == "postgresql") {
+      } else if (value == "postgresql") {
         o.sqlite = false;
-      } else if (*value != "all") {
+      } else if (value != "all") {
         return Status::InvalidArgument("--backend wants sqlite, postgresql or all, got \"" +
-                                       std::string(*value) + "\"");
+                                       std::string(value) + "\"");
       }
     } else if (name == "--writers") {
-      auto w = ParseWriters(*value);
+      // 1024 threads is far past anything the log is sized for; more is surely a typo.
+      auto w = ParseCounts(name, value, 1024);
       if (!w.ok()) return w.status();
       o.writers = std::move(w).value();
     } else if (name == "--seconds") {
-      auto s = ParseSeconds(name, *value, 0.1);
+      auto s = ParseSeconds(name, value, 0.1);
       if (!s.ok()) return s.status();
       o.seconds = *s;
     } else if (name == "--warmup") {
-      auto s = ParseSeconds(name, *value, 0.0);
+      auto s = ParseSeconds(name, value, 0.0);
       if (!s.ok()) return s.status();
       o.warmup_seconds = *s;
     } else if (name == "--dir") {
-      if (value->empty()) return Status::InvalidArgument("--dir needs a directory");
-      o.dir = std::string(*value);
+      if (value.empty()) return Status::InvalidArgument("--dir needs a directory");
+      o.dir = std::string(value);
     } else if (name == "--pg") {
-      if (value->empty()) return Status::InvalidArgument("--pg needs a connection string");
-      o.pg_conninfo = std::string(*value);
+      if (value.empty()) return Status::InvalidArgument("--pg needs a connection string");
+      o.pg_conninfo = std::string(value);
       pg_given = true;
     }
   }
+  if (!flags.status().ok()) return flags.status();
   if (pg_given && !o.postgres) {
     return Status::InvalidArgument("--pg is only used with --backend postgresql or all");
   }
+  o.help = flags.help();
+  o.json = flags.json();
   return o;
-}
-
-// ---- Closed-loop measurement -------------------------------------------------------------------
-
-constexpr size_t kMaxErrorSamples = 5;
-
-// CPU time used so far, to tell a CPU-bound run from one that waits on the disk: by this
-// process (all threads), and by the whole machine (which includes a PostgreSQL server and
-// anything else running here; the machine is shared).
-struct CpuTimes {
-  double self_s = 0;
-  double machine_busy_s = 0;
-};
-
-CpuTimes SampleCpu() {
-  CpuTimes t;
-  rusage ru{};
-  if (getrusage(RUSAGE_SELF, &ru) == 0) {
-    const auto seconds = [](const timeval& tv) {
-      return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
-    };
-    t.self_s = seconds(ru.ru_utime) + seconds(ru.ru_stime);
-  }
-  // "cpu  user nice system idle iowait irq softirq steal ...", in clock ticks. Busy is all but
-  // idle, iowait and steal (time the hypervisor gave to another guest).
-  std::ifstream in("/proc/stat");
-  std::string cpu;
-  long long user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0;
-  if (in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq && cpu == "cpu") {
-    t.machine_busy_s = static_cast<double>(user + nice + system + irq + softirq) /
-                       static_cast<double>(sysconf(_SC_CLK_TCK));
-  }
-  return t;
-}
-
-// What one closed-loop run measured.
-struct LoopResult {
-  double window_s = 0;
-  std::vector<int64_t> latencies_ns;  // successful ops that completed in the window, sorted
-  int64_t errors = 0;                 // failed ops over the whole run, warm-up included
-  std::vector<std::string> first_errors;
-  double cpu_self_cores = 0;     // CPUs kept busy by this process during the window
-  double cpu_machine_cores = 0;  // CPUs busy machine-wide during the window
-
-  int64_t ops() const { return static_cast<int64_t>(latencies_ns.size()); }
-  double ops_per_s() const { return window_s > 0 ? static_cast<double>(ops()) / window_s : 0; }
-  // Nearest-rank percentile, in microseconds; 0 when nothing completed.
-  double percentile_us(double p) const {
-    if (latencies_ns.empty()) return 0;
-    const auto n = latencies_ns.size();
-    size_t rank = static_cast<size_t>(std::ceil(p * static_cast<double>(n)));
-    rank = std::clamp<size_t>(rank, 1, n);
-    return static_cast<double>(latencies_ns[rank - 1]) / 1000.0;
-  }
-};
-
-using Op = std::function<Status(int thread, int64_t seq)>;
-
-// Runs `op` on `threads` threads in a closed loop: each calls it again as soon as it returns, so
-// the offered load is exactly `threads` operations in flight. The first `warmup_s` is not
-// counted (connections, caches and the first group formations settle); then the window: every
-// successful op that *completes* inside it counts, with its latency. Ops still in flight at the
-// end finish but are not counted. Completion-in-window is the usual closed-loop rule: it counts
-// each op once and makes ops/s = completions / window length exact.
-//
-// `at_window_start` and `at_window_end` run on the calling thread at those instants, so that a
-// counter (the log's Stats) can be read over exactly the measured window.
-LoopResult RunClosedLoop(int threads, double warmup_s, double measure_s, const Op& op,
-                         const std::function<void()>& at_window_start = nullptr,
-                         const std::function<void()>& at_window_end = nullptr) {
-  struct PerThread {
-    std::vector<int64_t> latencies_ns;
-    int64_t errors = 0;
-    std::vector<std::string> first_errors;
-  };
-  std::vector<PerThread> per_thread(threads);
-  // Written before `go` is released, read by the workers after: the latch orders them.
-  Clock::time_point window_start;
-  Clock::time_point window_end;
-  std::latch ready(threads);
-  std::latch go(1);
-
-  std::vector<std::jthread> workers;
-  workers.reserve(threads);
-  for (int t = 0; t < threads; ++t) {
-    workers.emplace_back([&, t] {
-      PerThread& mine = per_thread[t];
-      mine.latencies_ns.reserve(1 << 14);  // no reallocation inside a timed op for most runs
-      ready.count_down();
-      go.wait();
-      for (int64_t seq = 0;; ++seq) {
-        const Clock::time_point t0 = Clock::now();
-        if (t0 >= window_end) break;
-        const Status s = op(t, seq);
-        const Clock::time_point t1 = Clock::now();
-        if (!s.ok()) {
-          ++mine.errors;
-          if (mine.first_errors.size() < kMaxErrorSamples)
-            mine.first_errors.push_back(s.ToString());
-          continue;
-        }
-        if (t1 >= window_start && t1 < window_end) {
-          mine.latencies_ns.push_back(
-              std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count());
-        }
-      }
-    });
-  }
-  ready.wait();  // every thread exists, so thread creation is not in the warm-up
-  const auto to_clock = [](double s) {
-    return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
-  };
-  window_start = Clock::now() + to_clock(warmup_s);
-  window_end = window_start + to_clock(measure_s);
-  go.count_down();
-  std::this_thread::sleep_until(window_start);
-  const CpuTimes cpu_start = SampleCpu();
-  const Clock::time_point cpu_start_at = Clock::now();
-  if (at_window_start) at_window_start();
-  std::this_thread::sleep_until(window_end);
-  const CpuTimes cpu_end = SampleCpu();
-  // The sampling thread may wake late on a busy machine: divide by the time actually sampled.
-  const double cpu_s = std::chrono::duration<double>(Clock::now() - cpu_start_at).count();
-  if (at_window_end) at_window_end();
-  workers.clear();  // joins
-
-  LoopResult r;
-  r.window_s = measure_s;
-  r.cpu_self_cores = (cpu_end.self_s - cpu_start.self_s) / cpu_s;
-  r.cpu_machine_cores = (cpu_end.machine_busy_s - cpu_start.machine_busy_s) / cpu_s;
-  for (PerThread& p : per_thread) {
-    r.latencies_ns.insert(r.latencies_ns.end(), p.latencies_ns.begin(), p.latencies_ns.end());
-    r.errors += p.errors;
-    for (auto& e : p.first_errors) {
-      if (r.first_errors.size() < kMaxErrorSamples) r.first_errors.push_back(std::move(e));
-    }
-  }
-  std::sort(r.latencies_ns.begin(), r.latencies_ns.end());
-  return r;
-}
-
-// ---- Floors ----------------------------------------------------------------------------------
-
-constexpr size_t kSyncBlockBytes = 4096;
-
-enum class SyncPattern {
-  // Rewrite the same, already allocated 4 KiB: fdatasync flushes data only, no file-system
-  // metadata. The cheapest durable write the disk offers, hence the strict floor.
-  kOverwrite,
-  // Write 4 KiB at a growing offset: each fdatasync must also make the new file size durable
-  // (a journal commit on a journaling file system). What a log that grows its file pays;
-  // informational.
-  kAppend,
-};
-
-// One thread: pwrite 4 KiB, fdatasync, repeat. Buffered I/O like SQLite's WAL and PostgreSQL's,
-// not O_DIRECT, so the page cache and the file system are on the same path as the logs'.
-Result<LoopResult> MeasureFdatasync(const fs::path& file, SyncPattern pattern, const Options& o) {
-  const int fd = open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    return Status::Unavailable("cannot create " + file.string() + ": " + std::strerror(errno));
-  }
-  std::vector<char> block(kSyncBlockBytes, 'x');
-  const auto write_and_sync = [&](off_t offset, int64_t seq) -> Status {
-    // A different block every time, so that no layer can skip the write as unchanged.
-    std::memcpy(block.data(), &seq, sizeof seq);
-    const ssize_t n = pwrite(fd, block.data(), block.size(), offset);
-    if (n != static_cast<ssize_t>(block.size())) {
-      return Status::Unavailable("pwrite " + file.string() + ": " +
-                                 (n < 0 ? std::strerror(errno) : "short write"));
-    }
-    if (fdatasync(fd) != 0) {
-      return Status::Unavailable("fdatasync " + file.string() + ": " + std::strerror(errno));
-    }
-    return Status::Ok();
-  };
-  if (pattern == SyncPattern::kOverwrite) {
-    // Allocate the block and fix the file size before the loop, so that the loop changes data
-    // only.
-    if (Status s = write_and_sync(0, -1); !s.ok()) {
-      close(fd);
-      return s;
-    }
-  }
-  LoopResult r = RunClosedLoop(1, o.warmup_seconds, o.seconds, [&](int, int64_t seq) {
-    const off_t offset =
-        pattern == SyncPattern::kOverwrite ? 0 : static_cast<off_t>(seq * kSyncBlockBytes);
-    return write_and_sync(offset, seq);
-  });
-  close(fd);
-  std::error_code ec;
-  fs::remove(file, ec);
-  return r;
-}
-
-// The log's own rule for its sessions (postgres_log.cc): commits wait for the WAL flush.
-void RequireSynchronousCommit(pqxx::connection& c) {
-  pqxx::nontransaction n(c);
-  if (n.exec1("SHOW synchronous_commit")[0].as<std::string>() == "off") {
-    n.exec0("SET synchronous_commit TO on");
-  }
-}
-
-// One client: BEGIN, INSERT one small row, COMMIT, repeat. Each COMMIT waits for its own WAL
-// flush, so this is what the server offers a log that commits once per append.
-Result<LoopResult> MeasurePgSingleCommit(const std::string& conninfo, const Options& o) {
-  try {
-    pqxx::connection c(conninfo);
-    RequireSynchronousCommit(c);
-    {
-      pqxx::nontransaction n(c);
-      n.exec0("CREATE TABLE floor_commit (id BIGINT PRIMARY KEY, payload TEXT NOT NULL)");
-    }
-    // A small row, in the order of an encoded `begin` record with two branches.
-    const std::string payload(160, 'p');
-    return RunClosedLoop(1, o.warmup_seconds, o.seconds, [&](int, int64_t seq) -> Status {
-      try {
-        pqxx::work w(c);
-        w.exec_params("INSERT INTO floor_commit (id, payload) VALUES ($1, $2)", seq, payload);
-        w.commit();
-        return Status::Ok();
-      } catch (const std::exception& e) {
-        return Status::Unavailable(std::string("insert + commit: ") + e.what());
-      }
-    });
-  } catch (const std::exception& e) {
-    return Status::Unavailable(std::string("PostgreSQL commit floor: ") + e.what());
-  }
 }
 
 // ---- PostgreSQL server -------------------------------------------------------------------------
@@ -602,231 +318,21 @@ Result<LogRun> MeasurePostgresLog(PgServer& pg, int writers, const Options& o) {
 
 // ---- Machine facts ---------------------------------------------------------------------------
 
-struct Mount {
-  std::string device;
-  std::string mount_point;
-  std::string fs_type;
-  std::string options;
-};
-
-// /proc/mounts escapes space, tab, newline and backslash as \ooo.
-std::string UnescapeMountField(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      const std::string oct(s.substr(i + 1, 3));
-      if (oct.find_first_not_of("01234567") == std::string::npos) {
-        out += static_cast<char>(std::stoi(oct, nullptr, 8));
-        i += 3;
-        continue;
-      }
-    }
-    out += s[i];
-  }
-  return out;
-}
-
-// The mount that holds `path`: the last listed mount point that is the longest prefix of it
-// (later mounts shadow earlier ones on the same point).
-std::optional<Mount> MountOf(const fs::path& path) {
-  std::error_code ec;
-  const fs::path canonical = fs::canonical(path, ec);
-  if (ec) return std::nullopt;
-  std::ifstream in("/proc/mounts");
-  std::optional<Mount> best;
-  std::string line;
-  while (std::getline(in, line)) {
-    char device[512], point[1024], type[64], options[1024];
-    if (std::sscanf(line.c_str(), "%511s %1023s %63s %1023s", device, point, type, options) != 4) {
-      continue;
-    }
-    const fs::path mount_point = UnescapeMountField(point);
-    const auto [m, p] =
-        std::mismatch(mount_point.begin(), mount_point.end(), canonical.begin(), canonical.end());
-    if (m != mount_point.end()) continue;  // not a prefix, component by component
-    if (!best || mount_point.string().size() >= best->mount_point.size()) {
-      best = Mount{UnescapeMountField(device), mount_point.string(), type, options};
-    }
-  }
-  return best;
-}
-
-// statfs's f_type, for when /proc/mounts is not readable.
-std::string FsTypeFromStatfs(const fs::path& path) {
-  struct statfs st {};
-  if (statfs(path.c_str(), &st) != 0) return "unknown";
-  switch (static_cast<unsigned long>(st.f_type)) {
-    case 0xEF53:
-      return "ext2/3/4";
-    case 0x58465342:
-      return "xfs";
-    case 0x9123683E:
-      return "btrfs";
-    case 0x01021994:
-      return "tmpfs";
-    case 0x794C7630:
-      return "overlayfs";
-    case 0x2FC12FC1:
-      return "zfs";
-    case 0xF2F52010:
-      return "f2fs";
-    case 0x6969:
-      return "nfs";
-    case 0x65735546:
-      return "fuse";
-    default: {
-      char hex[32];
-      std::snprintf(hex, sizeof hex, "0x%lx", static_cast<unsigned long>(st.f_type));
-      return hex;
-    }
-  }
-}
-
-std::string ReadFirstLine(const fs::path& file) {
-  std::ifstream in(file);
-  std::string line;
-  std::getline(in, line);
-  return line;
-}
-
-// The block device's write cache mode ("write back": fdatasync must send a cache flush; "write
-// through": the device says it has none), which explains much of the fdatasync rate.
-std::string WriteCacheOf(const std::string& device) {
-  if (!device.starts_with("/dev/")) return "unknown";
-  std::error_code ec;
-  const fs::path dev = fs::canonical(fs::path("/sys/class/block") / device.substr(5), ec);
-  if (ec) return "unknown";
-  for (const fs::path& dir : {dev, dev.parent_path()}) {  // a partition's queue is its disk's
-    std::string mode = ReadFirstLine(dir / "queue" / "write_cache");
-    if (!mode.empty()) return mode;
-  }
-  return "unknown";
-}
-
-struct Storage {
-  std::string path;
-  std::string fs_type;
-  std::string device;
-  std::string mount_options;
-  std::string write_cache;
-};
-
-Storage DescribeStorage(const fs::path& path) {
-  Storage s;
-  s.path = path.string();
-  if (auto m = MountOf(path)) {
-    s.fs_type = m->fs_type;
-    s.device = m->device;
-    s.mount_options = m->options;
-    s.write_cache = WriteCacheOf(m->device);
-  } else {
-    s.fs_type = FsTypeFromStatfs(path);
-    s.device = "unknown";
-    s.mount_options = "unknown";
-    s.write_cache = "unknown";
-  }
-  return s;
-}
-
-std::string CpuModel() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.starts_with("model name")) {
-      const size_t colon = line.find(':');
-      if (colon != std::string::npos) return line.substr(line.find_first_not_of(" \t", colon + 1));
-    }
-  }
-  return "unknown";
-}
-
 struct Machine {
-  long nproc = 0;
-  std::string cpu;
-  std::string kernel;
+  Host host;
   Storage work_dir;
   std::optional<Storage> pg_data_dir;  // only for a server started by the rig
 };
 
 Machine DescribeMachine(const fs::path& work_dir, const PgServer* pg) {
   Machine m;
-  m.nproc = sysconf(_SC_NPROCESSORS_ONLN);
-  m.cpu = CpuModel();
-  struct utsname u {};
-  m.kernel = uname(&u) == 0 ? std::string(u.sysname) + " " + u.release : "unknown";
+  m.host = DescribeHost();
   m.work_dir = DescribeStorage(work_dir);
   if (pg != nullptr && pg->started_by_rig()) m.pg_data_dir = DescribeStorage(pg->data_dir());
   return m;
 }
 
 // ---- Output ----------------------------------------------------------------------------------
-
-// One JSON object on one line; keys in insertion order.
-class JsonLine {
- public:
-  JsonLine() { Str("bench", "log_append"); }
-  JsonLine& Str(std::string_view key, std::string_view value) {
-    Key(key);
-    Quote(value);
-    return *this;
-  }
-  JsonLine& Int(std::string_view key, int64_t value) {
-    Key(key);
-    out_ += std::to_string(value);
-    return *this;
-  }
-  // NaN or infinity (a zero floor) is written as null: JSON has no number for it.
-  JsonLine& Num(std::string_view key, double value, int decimals = 1) {
-    Key(key);
-    if (!std::isfinite(value)) {
-      out_ += "null";
-    } else {
-      char buf[64];
-      std::snprintf(buf, sizeof buf, "%.*f", decimals, value);
-      out_ += buf;
-    }
-    return *this;
-  }
-  JsonLine& Bool(std::string_view key, bool value) {
-    Key(key);
-    out_ += value ? "true" : "false";
-    return *this;
-  }
-  void Print() {
-    out_ += "}\n";
-    std::fputs(out_.c_str(), stdout);
-    std::fflush(stdout);
-  }
-
- private:
-  void Key(std::string_view key) {
-    out_ += out_.size() > 1 ? "," : "";
-    Quote(key);
-    out_ += ':';
-  }
-  void Quote(std::string_view s) {
-    out_ += '"';
-    for (const char c : s) {
-      if (c == '"' || c == '\\') {
-        out_ += '\\';
-        out_ += c;
-      } else if (static_cast<unsigned char>(c) < 0x20) {
-        char esc[8];
-        std::snprintf(esc, sizeof esc, "\\u%04x", c);
-        out_ += esc;
-      } else {
-        out_ += c;
-      }
-    }
-    out_ += '"';
-  }
-  std::string out_ = "{";
-};
-
-struct Floor {
-  std::string name;
-  LoopResult loop;
-};
 
 // Which floor a backend's log is compared with, and the issue's target for it.
 struct Target {
@@ -846,11 +352,11 @@ class Report {
 
   void Header(const Machine& m, const PgServer* pg) {
     if (o_.json) {
-      JsonLine j;
+      JsonLine j("log_append");
       j.Str("kind", "machine")
-          .Int("nproc", m.nproc)
-          .Str("cpu", m.cpu)
-          .Str("kernel", m.kernel)
+          .Int("nproc", m.host.nproc)
+          .Str("cpu", m.host.cpu)
+          .Str("kernel", m.host.kernel)
           .Str("dir", m.work_dir.path)
           .Str("fs", m.work_dir.fs_type)
           .Str("device", m.work_dir.device)
@@ -873,7 +379,8 @@ class Report {
         "log_append: durable appends to the transaction log; %.1f s measured per run "
         "after a %.1f s warm-up\n",
         o_.seconds, o_.warmup_seconds);
-    std::printf("machine     %ld CPUs (%s), %s\n", m.nproc, m.cpu.c_str(), m.kernel.c_str());
+    std::printf("machine     %ld CPUs (%s), %s\n", m.host.nproc, m.host.cpu.c_str(),
+                m.host.kernel.c_str());
     std::printf("dir         %s: %s on %s (%s), write cache: %s\n", m.work_dir.path.c_str(),
                 m.work_dir.fs_type.c_str(), m.work_dir.device.c_str(),
                 m.work_dir.mount_options.c_str(), m.work_dir.write_cache.c_str());
@@ -891,30 +398,11 @@ class Report {
       std::printf("postgresql  not used (--backend sqlite)\n");
     }
     std::printf("\nfloors: one client, no concurrency\n");
-    std::printf("%-7s %-18s %10s %9s %9s %8s %11s\n", "kind", "name", "ops/s", "p50_us", "p99_us",
-                "cpu_self", "cpu_machine");
-    std::fflush(stdout);
+    PrintFloorHeader();
   }
 
   void AddFloor(Floor f) {
-    if (o_.json) {
-      JsonLine()
-          .Str("kind", "floor")
-          .Str("name", f.name)
-          .Num("ops_per_s", f.loop.ops_per_s())
-          .Num("p50_us", f.loop.percentile_us(0.50))
-          .Num("p99_us", f.loop.percentile_us(0.99))
-          .Int("ops", f.loop.ops())
-          .Int("errors", f.loop.errors)
-          .Num("cpu_self", f.loop.cpu_self_cores, 2)
-          .Num("cpu_machine", f.loop.cpu_machine_cores, 2)
-          .Print();
-    } else {
-      std::printf("%-7s %-18s %10.0f %9.0f %9.0f %8.2f %11.2f\n", "floor", f.name.c_str(),
-                  f.loop.ops_per_s(), f.loop.percentile_us(0.50), f.loop.percentile_us(0.99),
-                  f.loop.cpu_self_cores, f.loop.cpu_machine_cores);
-      std::fflush(stdout);
-    }
+    PrintFloor(f, o_.json, "log_append");
     PrintErrors(f.name, f.loop);
     floors_.push_back(std::move(f));
   }
@@ -937,7 +425,7 @@ class Report {
     const std::string label =
         std::string(BackendName(run.backend)) + " writers=" + std::to_string(run.writers);
     if (o_.json) {
-      JsonLine j;
+      JsonLine j("log_append");
       j.Str("kind", "log")
           .Str("backend", BackendName(run.backend))
           .Int("writers", run.writers)
@@ -988,7 +476,7 @@ class Report {
       }
       if (run == nullptr) {
         if (o_.json) {
-          JsonLine()
+          JsonLine("log_append")
               .Str("kind", "target")
               .Str("backend", BackendName(b))
               .Int("writers", kTargetWriters)
@@ -1006,7 +494,7 @@ class Report {
       const double ratio = floor > 0 ? run->loop.ops_per_s() / floor : NAN;
       const bool met = ratio >= target.ratio;
       if (o_.json) {
-        JsonLine()
+        JsonLine("log_append")
             .Str("kind", "target")
             .Str("backend", BackendName(b))
             .Int("writers", kTargetWriters)
@@ -1060,36 +548,6 @@ class Report {
 
 // ---- Wiring ----------------------------------------------------------------------------------
 
-// A fresh directory for this run's files, removed when the benchmark ends.
-class WorkDir {
- public:
-  static Result<std::unique_ptr<WorkDir>> Make(const std::string& parent_flag) {
-    std::string parent = parent_flag;
-    if (parent.empty()) {
-      const char* tmp = std::getenv("TMPDIR");
-      parent = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
-    }
-    std::error_code ec;
-    fs::create_directories(parent, ec);
-    if (ec) return Status::Unavailable("cannot create directory " + parent + ": " + ec.message());
-    std::string templ = (fs::path(parent) / "txcoord-bench-XXXXXX").string();
-    if (mkdtemp(templ.data()) == nullptr) {
-      return Status::Unavailable("cannot make a directory in " + parent + ": " +
-                                 std::strerror(errno) + "; pass a writable --dir");
-    }
-    return std::unique_ptr<WorkDir>(new WorkDir(templ));
-  }
-  ~WorkDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  explicit WorkDir(fs::path path) : path_(std::move(path)) {}
-  fs::path path_;
-};
-
 void Progress(const Options& o, const std::string& what) {
   if (o.json) std::fprintf(stderr, "log_append: %s\n", what.c_str());
 }
@@ -1117,18 +575,19 @@ int Run(const Options& o) {
   // Floors first, each alone on the machine, then the logs.
   Progress(o, "floor fdatasync");
   const fs::path sync_file = (*work_dir)->path() / "fdatasync.dat";
-  auto overwrite = MeasureFdatasync(sync_file, SyncPattern::kOverwrite, o);
+  auto overwrite =
+      MeasureFdatasync(sync_file, SyncPattern::kOverwrite, o.warmup_seconds, o.seconds);
   if (!overwrite.ok()) return Fail(overwrite.status());
   report.AddFloor({"fdatasync", std::move(overwrite).value()});
   Progress(o, "floor fdatasync_append");
-  auto append = MeasureFdatasync(sync_file, SyncPattern::kAppend, o);
+  auto append = MeasureFdatasync(sync_file, SyncPattern::kAppend, o.warmup_seconds, o.seconds);
   if (!append.ok()) return Fail(append.status());
   report.AddFloor({"fdatasync_append", std::move(append).value()});
   if (pg) {
     Progress(o, "floor pg_single_commit");
     auto db = pg->CreateDatabase("txcoord_bench_floor");
     if (!db.ok()) return Fail(db.status());
-    auto commit = MeasurePgSingleCommit(pg->ConnInfo(*db), o);
+    auto commit = MeasurePgSingleCommit(pg->ConnInfo(*db), o.warmup_seconds, o.seconds);
     pg->DropDatabase(*db);
     if (!commit.ok()) return Fail(commit.status());
     report.AddFloor({"pg_single_commit", std::move(commit).value()});
@@ -1160,14 +619,6 @@ int Run(const Options& o) {
 }  // namespace txcoord::bench
 
 int main(int argc, char** argv) {
-  auto options = txcoord::bench::ParseFlags(argc, argv);
-  if (!options.ok()) {
-    std::fprintf(stderr, "log_append: %s; see --help\n", options.status().message().c_str());
-    return 2;
-  }
-  if (options->help) {
-    std::fputs(txcoord::bench::kUsage, stdout);
-    return 0;
-  }
-  return txcoord::bench::Run(*options);
+  using namespace txcoord::bench;
+  return BenchMain("log_append", kUsage, ParseFlags(argc, argv), Run);
 }

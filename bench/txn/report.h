@@ -1,0 +1,75 @@
+// bench/txn's output: a readable table, or one JSON object per line (--json), each figure printed
+// as soon as it is measured; then the derived floors and the targets (met / NOT met, never
+// affecting the exit status). See bench/README.md for every column.
+//
+// Not thread-safe; one thread reports.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "machine.h"
+#include "runs.h"
+
+namespace txcoord::bench {
+
+// The targets.
+constexpr int kTargetConcurrency = 64;
+constexpr double kTargetNullTxPerS = 5000;  // 2pc, storage-free participants, SQLite store
+constexpr double kTargetBankTxPerS = 2500;  // 2pc, SQLite bank participants, SQLite store
+constexpr double kTargetP50ToFloor = 2.0;   // 2pc p50 at concurrency 1 / floor
+constexpr int kTargetInFlight = 10'000;
+constexpr double kTargetInFlightRssMb = 150;
+
+struct ReportOptions {
+  bool json = false;
+  double warmup_s = 0;
+  double seconds = 0;
+};
+
+// What a protocol's transfer waits for, one after another, when nothing else runs: durable
+// writes of the coordinator's store, HTTP round trips, and durable writes of the participants'.
+// 2pc is the "2 fsyncs + 4 round trips"; tcc counts the same way: begin, the two
+// registrations and the decision are durable before their replies, and its round trips are
+// begin, 2 registrations, 2 Trys, commit and the Confirm callbacks.
+struct FloorFormula {
+  int store_syncs = 0;
+  int round_trips = 0;
+  int participant_syncs = 0;  // bank set-up: prepare + commit (2pc), 2 Trys + Confirm (tcc)
+};
+FloorFormula FormulaOf(Protocol protocol, Setup setup);
+
+class Report {
+ public:
+  explicit Report(const ReportOptions& options) : o_(options) {}
+
+  void Header(const Host& host, const Storage& work_dir, const Runner& runner);
+  void AddFloors(std::vector<Floor> floors);
+  void RunsHeader();
+  void AddRun(const PointResult& run);
+  void AddInFlight(const InFlightResult& run);
+  // The p50 at concurrency 1 beside its floor, then the targets.
+  void Summary();
+
+  // A transfer or an in-flight begin failed, or a coordinator did not stop cleanly: the figures
+  // are not valid (the benchmark exits 1).
+  bool any_errors() const { return errors_; }
+
+ private:
+  double FloorP50Us(const std::string& name) const;
+  // The floor of a run's transfer, in microseconds; and its formula as text.
+  double FloorUs(const Point& point) const;
+  std::string FloorText(const Point& point) const;
+  const PointResult* FindRun(Setup setup, Store store, Protocol protocol, int concurrency) const;
+  void Target(const std::string& name, const std::string& figure, const std::string& goal,
+              std::optional<bool> met, double value);
+
+  const ReportOptions o_;
+  std::vector<Floor> floors_;
+  std::vector<PointResult> runs_;
+  std::vector<InFlightResult> in_flight_;
+  bool errors_ = false;
+};
+
+}  // namespace txcoord::bench
