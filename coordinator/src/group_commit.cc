@@ -16,8 +16,10 @@ Status GroupCommitter::Submit(std::vector<v1::LogRecord> records) {
   PendingAppend self;
   self.records = std::move(records);
   // Reserved before queueing, so that nothing between becoming leader and leaving the queue can
-  // throw: an exception there would strand the queue.
-  std::vector<PendingAppend*> group;
+  // throw: an exception there would strand the queue. Per thread and reused: a fresh vector of
+  // max_batch pointers for every append showed in profiles. A thread runs one Submit at a time.
+  thread_local std::vector<PendingAppend*> group;
+  group.clear();
   group.reserve(static_cast<size_t>(max_batch_));
 
   std::unique_lock lock(mu_);

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "txcoord/coordinator/memory_log.h"
+#include "txcoord/schemas/json.h"
 #include "txcoord/testing/poll.h"
 
 namespace txcoord::coordinator {
@@ -197,6 +198,24 @@ TEST_F(CoordinatorTest, TwoPhaseCommitWithWaitAnswersCommittedOnceTheEndIsDurabl
     EXPECT_NE(c.body.find("\"gtid\":\"t1\""), std::string::npos) << c.body;
   }
   EXPECT_EQ(transport_.calls()[0].url, "http://127.0.0.1:9/bank0/prepare");
+  // Every body is the contract's Callback, with the branch's payload untouched.
+  for (const auto& c : transport_.calls()) {
+    v1::Callback body;
+    ASSERT_TRUE(JsonToMessage(c.body, &body).ok()) << c.body;
+    EXPECT_EQ(body.gtid(), "t1");
+    EXPECT_EQ(body.branch_id(), c.branch_id);
+    EXPECT_EQ(body.phase(), c.phase);
+    EXPECT_EQ(body.payload().number_value(), c.branch_id == "b0" ? 0 : 1) << c.body;
+  }
+}
+
+TEST_F(CoordinatorTest, ACallbackWithoutPayloadOmitsIt) {
+  auto request = TwoPc("nopayload", 1);
+  request.mutable_branches(0)->clear_payload();
+  ASSERT_TRUE(coordinator_->Begin(request, "").ok());
+  ASSERT_EQ(transport_.calls().size(), 1u);
+  EXPECT_EQ(transport_.calls()[0].body,
+            R"({"gtid":"nopayload","branch_id":"b0","phase":"commit"})");
 }
 
 TEST_F(CoordinatorTest, AVoteNoAbortsEveryBranchAndNamesTheBranchInTheReason) {
