@@ -122,6 +122,7 @@ coordinator::CoordinatorOptions CoordinatorOptionsFrom(const ServiceSettings& se
   options.url_policy.allowed_prefixes = settings.allow_url_prefixes;
   options.default_timeout_ms = settings.default_timeout_ms;
   options.recovery_interval = std::chrono::milliseconds(settings.recovery_interval_ms);
+  options.engine.one_phase = settings.one_phase;
   options.max_live_transactions = settings.max_live_transactions;
   return options;
 }

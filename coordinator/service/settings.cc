@@ -78,6 +78,10 @@ constexpr FlagSpec kFlags[] = {
     {"recovery-interval-ms", "MS",
      "how often the log is searched for unfinished transactions no thread drives, "
      "10..86400000 (default 5000)"},
+    {"one-phase", "on|off",
+     "skip prepare for a 2pc transaction with a single branch (commit with Tx-One-Phase: true, "
+     "docs/contract-additions.md); off for participants that do not know that header "
+     "(default on)"},
     {"version", nullptr, "print the version and exit", false, false},
     {"help", nullptr, "print this help and exit", false, false},
 };
@@ -262,6 +266,13 @@ Result<ServiceSettings> ResolveSettings(const Poco::Util::AbstractConfiguration&
     settings.log_format = LogFormat::kJson;
   } else {
     return Status::InvalidArgument("--log-format \"" + log_format + "\" is neither text nor json");
+  }
+
+  const std::string one_phase = get("one-phase", "on");
+  if (one_phase == "on" || one_phase == "off") {
+    settings.one_phase = one_phase == "on";
+  } else {
+    return Status::InvalidArgument("--one-phase \"" + one_phase + "\" is neither on nor off");
   }
 
   // Each numeric flag: its name, default, range, and where it goes.

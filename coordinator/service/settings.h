@@ -48,6 +48,8 @@ struct ServiceSettings {
   int retry_initial_ms = 100;
   int retry_max_ms = 5'000;
   int recovery_interval_ms = 5'000;
+  // Single-branch 2pc without prepare (Tx-One-Phase); off for participants that predate it.
+  bool one_phase = true;
 };
 
 // Adds every flag to `options`. Flags take their value as `--flag VALUE` or `--flag=VALUE`.

@@ -246,6 +246,17 @@ TEST_F(CoordinatorTest, OnePhaseSendsASingleCommitMarkedOnePhase) {
   EXPECT_EQ(calls[0].extra_headers[0].first, "Tx-One-Phase");
 }
 
+TEST_F(CoordinatorTest, WithOnePhaseOffASingleBranchIsPreparedFirst) {
+  Close();
+  options_.engine.one_phase = false;
+  Open();
+  auto reply = coordinator_->Begin(TwoPc("t3b", 1), "");
+  ASSERT_TRUE(reply.ok());
+  EXPECT_EQ(reply->transaction.state(), "committed");
+  EXPECT_EQ(transport_.CallsOf("t3b"), (std::vector<std::string>{"b0:prepare", "b0:commit"}));
+  for (const auto& c : transport_.calls()) EXPECT_TRUE(c.extra_headers.empty());
+}
+
 TEST_F(CoordinatorTest, RepeatedBeginIsIdempotentAndADifferentBodyConflicts) {
   ASSERT_TRUE(coordinator_->Begin(TwoPc("t4"), "").ok());
   auto again = coordinator_->Begin(TwoPc("t4"), "");

@@ -307,7 +307,7 @@ TEST_F(TxcoordCliTest, HelpListsEveryFlagAndExitsZero) {
        {"--listen", "--store", "--config", "--allow-url", "--token-file", "--callback-secret-file",
         "--log-format", "--max-threads", "--max-queued", "--max-in-flight", "--max-body-bytes",
         "--max-live-transactions", "--default-timeout-ms", "--callback-timeout-ms",
-        "--retry-initial-ms", "--retry-max-ms", "--recovery-interval-ms"}) {
+        "--retry-initial-ms", "--retry-max-ms", "--recovery-interval-ms", "--one-phase"}) {
     EXPECT_NE(run.out.find(flag), std::string::npos) << flag << " missing from:\n" << run.out;
   }
   EXPECT_EQ(run.err, "");
@@ -348,6 +348,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCommandLine{"PortOutOfRange", {"--listen", "127.0.0.1:70000"}, "127.0.0.1:70000"},
         BadCommandLine{"UnknownStoreScheme", {"--store", "mysql://db"}, "mysql://db"},
         BadCommandLine{"UnknownLogFormat", {"--log-format", "xml"}, "xml"},
+        BadCommandLine{"OnePhaseNeitherOnNorOff", {"--one-phase", "maybe"}, "maybe"},
         BadCommandLine{"StrayArgument", {"--listen=127.0.0.1:0", "stray"}, "stray"},
         BadCommandLine{"MissingTokenFile", {"--token-file", "/nonexistent/tokens"}, "/nonexistent"},
         BadCommandLine{"ZeroInFlight", {"--max-in-flight", "0"}, "--max-in-flight"},
