@@ -272,13 +272,14 @@ class PostgresSource final : public OutboxSource {
     });
   }
 
-  Result<bool> CheckChanged() override {
+  Result<ChangeCheck> CheckChanged() override {
     if (conn_ == nullptr) return NotConnected();
-    return Guard("receive notifications", [&]() -> Result<bool> {
+    return Guard("receive notifications", [&]() -> Result<ChangeCheck> {
       conn_->get_notifs();
-      const bool changed = notified_;
+      ChangeCheck check;
+      check.changed = notified_;
       notified_ = false;
-      return changed;
+      return check;
     });
   }
 

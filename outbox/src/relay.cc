@@ -509,8 +509,9 @@ class Relay::Pump {
   }
 
   bool MaybeRetention(Clock::time_point now) {
-    if (options_.retention.count() <= 0 || now < next_retention_) return true;
+    if (now < next_retention_) return true;
     next_retention_ = now + options_.retention_interval;
+    if (options_.retention.count() <= 0) return true;
     constexpr int kBatch = 1000;
     constexpr int kMaxBatches = 20;  // the rest next time: the relay's work comes first
     for (int i = 0; i < kMaxBatches; ++i) {
@@ -677,7 +678,8 @@ class Relay::Pump {
       if (!sent_order_.empty()) {
         deadline = std::min(deadline, sent_order_.front().first + options_.publish_timeout);
       }
-      deadline = std::min({deadline, next_sweep_, next_stats_, next_retention_});
+      deadline =
+          std::min({deadline, next_sweep_, next_stats_, next_retention_, next_change_check_});
       if (draining_) deadline = std::min(deadline, drain_deadline_);
       WaitUntil(deadline, true);
     } else if (source_->change_fd() >= 0) {
@@ -691,8 +693,11 @@ class Relay::Pump {
       auto changed = source_->CheckChanged();
       if (!changed.ok()) {
         OnSourceFailure(changed.status());
-      } else if (*changed) {
-        want_read_ = true;
+      } else {
+        if (changed->changed) want_read_ = true;
+        if (changed->recheck_after.count() > 0) {
+          next_change_check_ = after + changed->recheck_after;
+        }
       }
     }
   }

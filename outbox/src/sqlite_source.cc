@@ -16,6 +16,8 @@ namespace txcoord::outbox {
 namespace {
 
 constexpr int kBusyTimeoutMs = 5000;
+// How long after a file event a commit may take to become visible (its sync included).
+constexpr std::chrono::milliseconds kCommitSettle{100};
 
 class Statement {
  public:
@@ -288,18 +290,25 @@ class SqliteSource final : public OutboxSource {
     return stats;
   }
 
-  Result<bool> CheckChanged() override {
+  Result<ChangeCheck> CheckChanged() override {
     if (db_ == nullptr) return NotConnected();
+    const auto now = std::chrono::steady_clock::now();
     if (inotify_fd_ >= 0) {
       char buffer[4096];
-      while (read(inotify_fd_, buffer, sizeof buffer) > 0) {
-      }
+      while (read(inotify_fd_, buffer, sizeof buffer) > 0) last_file_event_ = now;
     }
     auto version = DataVersion();
     if (!version.ok()) return version.status();
-    const bool changed = *version != data_version_;
+    ChangeCheck check;
+    check.changed = *version != data_version_;
     data_version_ = *version;
-    return changed;
+    // A commit writes the -wal file first and makes itself visible afterwards, through the
+    // shared-memory index (no file event), after a sync that may take milliseconds. So after a
+    // file event without a visible commit, look again for a little while.
+    if (!check.changed && now - last_file_event_ < kCommitSettle) {
+      check.recheck_after = std::chrono::milliseconds(2);
+    }
+    return check;
   }
 
  private:
@@ -354,6 +363,7 @@ class SqliteSource final : public OutboxSource {
   bool leading_ = false;
   int64_t watermark_ = 0;
   int64_t data_version_ = 0;
+  std::chrono::steady_clock::time_point last_file_event_{};
 };
 
 }  // namespace

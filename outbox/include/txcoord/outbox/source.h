@@ -66,6 +66,13 @@ struct SourceStats {
 
 enum class RetentionMode { kDelete, kArchive };
 
+struct ChangeCheck {
+  bool changed = false;  // rows may have been committed since the last check
+  // Nonzero: something stirred but no commit shows yet (SQLite: the -wal file was written,
+  // the commit's index update is not visible yet); check again after this long.
+  std::chrono::milliseconds recheck_after{0};
+};
+
 class OutboxSource {
  public:
   virtual ~OutboxSource() = default;
@@ -105,9 +112,9 @@ class OutboxSource {
 
   // Readable when the outbox may have changed; -1 when the source has none (poll on a timer).
   virtual int change_fd() const = 0;
-  // Consumes what made change_fd readable; true if rows may have been committed since the last
-  // call (cheap: no table is read). Also called on a timer, as a fallback.
-  virtual Result<bool> CheckChanged() = 0;
+  // Consumes what made change_fd readable and says whether rows may have been committed since
+  // the last call (cheap: no table is read). Also called on a timer, as a fallback.
+  virtual Result<ChangeCheck> CheckChanged() = 0;
 };
 
 // A new, unconnected source; `name` as RedactUri gives it.
@@ -138,7 +145,7 @@ class OutboxSourceWrapper : public OutboxSource {
   }
   Result<SourceStats> Stats() override { return target_->Stats(); }
   int change_fd() const override { return target_->change_fd(); }
-  Result<bool> CheckChanged() override { return target_->CheckChanged(); }
+  Result<ChangeCheck> CheckChanged() override { return target_->CheckChanged(); }
 
  protected:
   OutboxSource& target() { return *target_; }
