@@ -391,6 +391,10 @@ class Relay::Pump {
           "behind it: fix or delete the row",
           source_->name(), reason, key.substr(0, key.find('\0')), key.substr(key.find('\0') + 1));
     }
+    {
+      std::lock_guard lock(status_mu_);
+      status_.last_error = reason;
+    }
     for (const Entry& e : agg.queue) known_.erase(e.id);
     buffered_ -= static_cast<int64_t>(agg.queue.size());
     agg.queue.clear();
