@@ -54,8 +54,6 @@ CREATE TABLE IF NOT EXISTS txcoord_outbox (
   created_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
   published_at   TIMESTAMPTZ
 );
-CREATE INDEX IF NOT EXISTS txcoord_outbox_unpublished ON txcoord_outbox (id)
-  WHERE published_at IS NULL;
 CREATE TABLE IF NOT EXISTS txcoord_inbox (
   consumer   TEXT        NOT NULL,
   event_id   TEXT        NOT NULL,
@@ -68,8 +66,20 @@ BEGIN
   RETURN NULL;
 END
 $fn$;
-CREATE OR REPLACE TRIGGER txcoord_outbox_notify AFTER INSERT ON txcoord_outbox
-  FOR EACH STATEMENT EXECUTE FUNCTION txcoord_outbox_notify();
+-- The index and the trigger are created only when missing: creating them (even with IF NOT
+-- EXISTS or OR REPLACE) locks the table against the service's writers, at every relay start.
+DO $do$
+BEGIN
+  IF to_regclass('txcoord_outbox_unpublished') IS NULL THEN
+    CREATE INDEX txcoord_outbox_unpublished ON txcoord_outbox (id) WHERE published_at IS NULL;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'txcoord_outbox_notify'
+                 AND tgrelid = 'txcoord_outbox'::regclass) THEN
+    CREATE TRIGGER txcoord_outbox_notify AFTER INSERT ON txcoord_outbox
+      FOR EACH STATEMENT EXECUTE FUNCTION txcoord_outbox_notify();
+  END IF;
+END
+$do$;
 )sql";
 
 // Serializes concurrent EnsureSchema calls of several connections or processes on one database.
