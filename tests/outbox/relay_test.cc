@@ -300,6 +300,80 @@ TEST(RelayTest, RefusedPublishesLostAcksAndDroppedConnectionsNeverReorderAnAggre
   ExpectStreamHolds(stream, written);
 }
 
+// Holds every ack back until released: rows must stay unpublished (published_at NULL) until
+// the broker's ack for them has reached the relay.
+class GatedBus final : public EventBusWrapper {
+ public:
+  GatedBus(const JetStreamConfig& config, EventBus::Sink sink)
+      : EventBusWrapper(MakeJetStreamBus(config, [this](const BusEvent& e) { Hold(e); })),
+        sink_(std::move(sink)) {}
+  ~GatedBus() override { Disconnect(); }
+
+  void Release() {
+    std::vector<BusEvent> held;
+    {
+      std::lock_guard lock(mu_);
+      open_ = true;
+      held.swap(held_);
+    }
+    for (const BusEvent& e : held) sink_(e);
+  }
+  size_t held() {
+    std::lock_guard lock(mu_);
+    return held_.size();
+  }
+
+ private:
+  void Hold(const BusEvent& e) {
+    {
+      std::lock_guard lock(mu_);
+      if (!open_) {
+        held_.push_back(e);
+        return;
+      }
+    }
+    sink_(e);
+  }
+  EventBus::Sink sink_;
+  std::mutex mu_;
+  bool open_ = false;
+  std::vector<BusEvent> held_;
+};
+
+TEST(RelayTest, RowsAreMarkedOnlyAfterTheBrokersAck) {
+  SqliteOutbox sqlite;
+  const Stream stream = NewStream(SharedNats().Url());
+  Written written;
+  sqlite3* db = sqlite.Open();
+  for (int i = 0; i < 40; ++i) {
+    sqlite.Write(db, {MakeEvent("customer", "c-" + std::to_string(i % 10), i)}, &written);
+  }
+  sqlite3_close(db);
+  std::atomic<GatedBus*> bus{nullptr};
+  Relay::Parts parts = Relay::DefaultParts({sqlite.Config()}, {sqlite.Uri()}, stream.Config());
+  parts.make_bus = [&](size_t, EventBus::Sink sink) {
+    auto gated = std::make_unique<GatedBus>(stream.Config(), std::move(sink));
+    bus = gated.get();
+    return gated;
+  };
+  RelayOptions options = FastOptions();
+  options.publish_timeout = milliseconds(60000);
+  Relay relay(1, std::move(parts), stream.name, options);
+  relay.Start();
+  // One message per aggregate goes out; the broker stores them and acks, the acks are held.
+  ASSERT_TRUE(PollUntil(milliseconds(20000), milliseconds(5),
+                        [&] { return bus.load() != nullptr && bus.load()->held() == 10; }));
+  std::this_thread::sleep_for(milliseconds(200));  // time to (wrongly) mark, or send more
+  EXPECT_EQ(sqlite.Unpublished(), 40) << "nothing is marked before its ack";
+  EXPECT_EQ(bus.load()->held(), 10u) << "no aggregate has a second event in flight";
+  EXPECT_EQ(relay.Statuses()[0].in_flight, 10);
+  bus.load()->Release();
+  EXPECT_TRUE(
+      PollUntil(milliseconds(20000), milliseconds(5), [&] { return sqlite.Unpublished() == 0; }));
+  EXPECT_TRUE(relay.Stop());
+  ExpectStreamHolds(stream, written);
+}
+
 TEST(RelayTest, ABrokerRestartIsRiddenOut) {
   auto nats = NatsServer::Start();
   ASSERT_TRUE(nats.ok()) << nats.status().ToString();

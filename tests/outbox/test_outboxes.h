@@ -111,6 +111,23 @@ class SqliteOutbox {
   int64_t Unpublished() const {
     return Count("SELECT count(*) FROM txcoord_outbox WHERE published_at IS NULL");
   }
+  // The table's own account of each aggregate's events, in id order: the order the relay must
+  // keep. (With several writers per aggregate, the order writers saw their commits end in can
+  // differ from id order.)
+  void AddExpected(ExpectedEvents& expected) const {
+    sqlite3* db = Open();
+    sqlite3_stmt* s = nullptr;
+    sqlite3_prepare_v2(db,
+                       "SELECT aggregate_type || '/' || aggregate_id, event_id FROM txcoord_outbox "
+                       "ORDER BY id",
+                       -1, &s, nullptr);
+    while (sqlite3_step(s) == SQLITE_ROW) {
+      expected[reinterpret_cast<const char*>(sqlite3_column_text(s, 0))].push_back(
+          reinterpret_cast<const char*>(sqlite3_column_text(s, 1)));
+    }
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+  }
   void Run(const std::string& sql) const {
     sqlite3* db = Open();
     Exec(db, sql);
@@ -166,6 +183,15 @@ class PostgresOutbox {
   }
   int64_t Unpublished() const {
     return Count("SELECT count(*) FROM txcoord_outbox WHERE published_at IS NULL");
+  }
+  // As SqliteOutbox::AddExpected.
+  void AddExpected(ExpectedEvents& expected) const {
+    pqxx::connection c(ConnInfo());
+    pqxx::nontransaction n(c);
+    for (const auto& row : n.exec("SELECT aggregate_type || '/' || aggregate_id, event_id FROM "
+                                  "txcoord_outbox ORDER BY id")) {
+      expected[row[0].as<std::string>()].push_back(row[1].as<std::string>());
+    }
   }
   void Run(const std::string& sql) const {
     pqxx::connection c(ConnInfo());
