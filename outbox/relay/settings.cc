@@ -36,7 +36,7 @@ constexpr FlagSpec kFlags[] = {
      "subjects are PREFIX.{aggregate_type}.{event_type} (default events)"},
     {"listen", "HOST:PORT",
      "serve GET /healthz and /metrics here; port 0 picks a free one (default 127.0.0.1:8471)"},
-    {"window", "N", "messages in flight per source, 1..65536 (default 1024)"},
+    {"window", "N", "messages in flight per source, 1..65536 (default 4096)"},
     {"duplicate-window", "DURATION",
      "duplicate window of a stream the relay creates, at least 2m (default 2m)"},
     {"retention", "DURATION",
@@ -284,7 +284,7 @@ Result<RelaySettings> ResolveSettings(const Poco::Util::AbstractConfiguration& c
   if (!listen.ok()) return listen.status();
   s.listen = *listen;
 
-  auto window = ParseIntInRange("window", get("window", "1024"), 1, 65536);
+  auto window = ParseIntInRange("window", get("window", "4096"), 1, 65536);
   if (!window.ok()) return window.status();
   s.relay.window = *window;
   s.relay.max_buffered_rows = std::max(16384, *window * 4);

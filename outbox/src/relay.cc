@@ -240,11 +240,14 @@ class Relay::Pump {
   // ---- bus events ---------------------------------------------------------------------------
 
   void OnBusEvent(const BusEvent& event) {  // any bus thread
+    bool first;
     {
       std::lock_guard lock(events_mu_);
+      first = events_.empty();
       events_.push_back(event);
     }
-    Wake();
+    // The pump takes all events at once; one wake-up per batch, not one system call per ack.
+    if (first) Wake();
   }
 
   // False when the bus broke (its state was dropped).
@@ -503,6 +506,13 @@ class Relay::Pump {
     }
     FaultPoint("relay.after_ack_before_mark");
     if (Status s = source_->MarkPublished(to_mark_); !s.ok()) {
+      if (s.code() == StatusCode::kConflict && !force) {
+        // Busy writers: try again after another mark_interval. The source decides when waiting
+        // is worth it (SQLite: once the batch is large); then it blocks instead.
+        oldest_unmarked_ = now;
+        ++marks_put_off_;
+        return true;
+      }
       OnSourceFailure(s);
       return false;
     }
@@ -629,6 +639,7 @@ class Relay::Pump {
     status_.bus_reconnects_total = bus_reconnects_;
     status_.source_reconnects_total = source_reconnects_;
     status_.marked_total = marked_;
+    status_.marks_put_off_total = marks_put_off_;
     status_.retention_removed_total = retention_removed_;
     status_.bad_rows = static_cast<int64_t>(bad_rows_.size());
     status_.in_flight = static_cast<int64_t>(in_flight_.size());
@@ -674,6 +685,12 @@ class Relay::Pump {
         !draining_ && ((can_read && (want_read_ || sweeping_)) || (can_send && !ready_.empty()));
     if (!events_empty()) busy = true;
     Clock::time_point deadline = now + options_.change_check;
+    if (!busy && !draining_) {
+      // Before sleeping: a change signal may already sit in a client library's buffer, where
+      // poll() cannot see it (libpq reads a NOTIFY that arrives with a query's reply).
+      if (!CheckSource(now)) return;
+      if (want_read_ && can_read) return;
+    }
     if (!busy) {
       if (!to_mark_.empty())
         deadline = std::min(deadline, oldest_unmarked_ + options_.mark_interval);
@@ -691,19 +708,21 @@ class Relay::Pump {
       WaitUntil(now, true);
     }
     const auto after = Clock::now();
-    if (check_source_ || after >= next_change_check_) {
-      check_source_ = false;
-      next_change_check_ = after + options_.change_check;
-      auto changed = source_->CheckChanged();
-      if (!changed.ok()) {
-        OnSourceFailure(changed.status());
-      } else {
-        if (changed->changed) want_read_ = true;
-        if (changed->recheck_after.count() > 0) {
-          next_change_check_ = after + changed->recheck_after;
-        }
-      }
+    if (check_source_ || after >= next_change_check_) (void)CheckSource(after);
+  }
+
+  // Asks the source whether rows may have arrived. False when the source broke.
+  bool CheckSource(Clock::time_point now) {
+    check_source_ = false;
+    next_change_check_ = now + options_.change_check;
+    auto changed = source_->CheckChanged();
+    if (!changed.ok()) {
+      OnSourceFailure(changed.status());
+      return false;
     }
+    if (changed->changed) want_read_ = true;
+    if (changed->recheck_after.count() > 0) next_change_check_ = now + changed->recheck_after;
+    return true;
   }
 
   bool events_empty() {
@@ -765,6 +784,7 @@ class Relay::Pump {
   int64_t bus_reconnects_ = 0;
   int64_t source_reconnects_ = 0;
   int64_t marked_ = 0;
+  int64_t marks_put_off_ = 0;
   int64_t retention_removed_ = 0;
   std::deque<std::pair<Clock::time_point, int64_t>> rate_samples_;
   std::string last_logged_error_;

@@ -15,7 +15,21 @@
 namespace txcoord::outbox {
 namespace {
 
-constexpr int kBusyTimeoutMs = 5000;
+constexpr int kBusyTimeoutUs = 5'000'000;
+// A mark waits at most this long for the write lock, then is put off (kConflict): a service
+// committing back to back holds SQLite's write lock nearly all the time, and a pump blocked on
+// it would stop publishing. Past kForcedMarkRows waiting ids it waits the full timeout instead.
+constexpr int kMarkBusyUs = 1'000;
+constexpr size_t kForcedMarkRows = 50'000;
+constexpr int kBusySleepUs = 200;
+
+// SQLite's own busy handler (sqlite3_busy_timeout) sleeps 1, 2, 5, 10, ... up to 100 ms between
+// tries; short, even sleeps catch the gaps between a service's transactions instead.
+int ShortSleepBusyHandler(void* limit_us, int tries) {
+  if (tries * kBusySleepUs >= *static_cast<int*>(limit_us)) return 0;
+  usleep(kBusySleepUs);
+  return 1;
+}
 // How long after a file event a commit may take to become visible (its sync included).
 constexpr std::chrono::milliseconds kCommitSettle{100};
 
@@ -102,10 +116,13 @@ class SqliteSource final : public OutboxSource {
       return Status::Unavailable("cannot open sqlite source " + config_.path + ": " + why);
     }
     db_ = db;
-    sqlite3_busy_timeout(db_, kBusyTimeoutMs);
+    sqlite3_busy_handler(db_, ShortSleepBusyHandler, &busy_limit_us_);
     // Marking rows published need not be synced: a lost mark only means a duplicate publish,
     // which the broker's duplicate window drops. (The service's own connections keep theirs.)
     Exec("PRAGMA synchronous=NORMAL");
+    // Checkpoints are the service's business (its connections run them as they commit); one run
+    // by the relay's connection would stall the pump for the time of a database sync.
+    Exec("PRAGMA wal_autocheckpoint=0");
     if (Status s = EnsureSchema(db_); !s.ok()) {
       Close();
       return s.WithContext("sqlite source " + config_.path);
@@ -224,8 +241,14 @@ class SqliteSource final : public OutboxSource {
     array += ']';
     Statement& s = statements_[kMark];
     sqlite3_bind_text(s.get(), 1, array.data(), static_cast<int>(array.size()), SQLITE_STATIC);
+    if (ids.size() < kForcedMarkRows) busy_limit_us_ = kMarkBusyUs;
     const int rc = sqlite3_step(s.get());
+    busy_limit_us_ = kBusyTimeoutUs;
     s.Reset();
+    if ((rc & 0xff) == SQLITE_BUSY) {
+      return Status::Conflict("sqlite source " + config_.path +
+                              ": the service's writers hold the lock; marks put off");
+    }
     if (rc != SQLITE_DONE) return Error("mark rows published");
     return Status::Ok();
   }
@@ -364,6 +387,7 @@ class SqliteSource final : public OutboxSource {
   int64_t watermark_ = 0;
   int64_t data_version_ = 0;
   std::chrono::steady_clock::time_point last_file_event_{};
+  int busy_limit_us_ = kBusyTimeoutUs;  // read by the busy handler
 };
 
 }  // namespace

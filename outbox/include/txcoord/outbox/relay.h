@@ -36,10 +36,10 @@
 namespace txcoord::outbox {
 
 struct RelayOptions {
-  int window = 1024;                            // messages in flight per source
+  int window = 4096;                            // messages in flight per source
   int max_buffered_rows = 16384;                // rows read but not yet acknowledged, per source
-  int read_batch = 1000;                        // rows per read
-  int mark_batch = 1000;                        // a batch of acked rows is marked when this full...
+  int read_batch = 4000;                        // rows per read
+  int mark_batch = 4000;                        // a batch of acked rows is marked when this full...
   std::chrono::milliseconds mark_interval{20};  // ...or this old
   // An ack that does not come within this is taken for a dead connection: the bus is dropped
   // and reconnected, and the rows in flight are published again.
@@ -77,6 +77,7 @@ struct SourceStatus {
   int64_t bus_reconnects_total = 0;
   int64_t source_reconnects_total = 0;
   int64_t marked_total = 0;
+  int64_t marks_put_off_total = 0;  // marks deferred because writers held the lock (SQLite)
   int64_t retention_removed_total = 0;
   int64_t bad_rows = 0;  // rows currently held as unpublishable
   int64_t in_flight = 0;

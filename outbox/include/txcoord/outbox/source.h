@@ -100,7 +100,9 @@ class OutboxSource {
                                                          int limit) = 0;
   virtual int64_t watermark() const = 0;
 
-  // Sets published_at of these rows (those still NULL) in one transaction.
+  // Sets published_at of these rows (those still NULL) in one transaction. kConflict when the
+  // service's writers kept the database locked (SQLite): nothing was marked, try again later;
+  // the source stays connected.
   virtual Status MarkPublished(const std::vector<int64_t>& ids) = 0;
 
   // Deletes (or moves to txcoord_outbox_archive) up to `max_rows` rows published more than
