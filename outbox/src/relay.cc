@@ -138,7 +138,7 @@ class Relay::Pump {
         SetRole(SourceStatus::Role::kConnecting);
         if (now >= retry_source_at) {
           if (Status s = source_->Connect(); s.ok()) {
-            if (source_failures > 0) ++source_reconnects_;
+            if (source_connects_++ > 0) ++source_reconnects_;
             source_failures = 0;
             spdlog::info("{}: connected (watermark {})", source_->name(), source_->watermark());
             ClearError();
@@ -171,6 +171,10 @@ class Relay::Pump {
           WaitUntil(now + options_.leader_retry, false);
           continue;
         }
+      }
+      if (role_ != SourceStatus::Role::kLeader) {
+        // Leading now: just took the lock, or kept it across a reconnect (SQLite's flock
+        // outlives the database connection).
         spdlog::info("{}: leading: this relay now publishes this outbox", source_->name());
         SetRole(SourceStatus::Role::kLeader);
         want_read_ = true;
@@ -783,6 +787,7 @@ class Relay::Pump {
   int64_t publish_errors_ = 0;
   int64_t bus_reconnects_ = 0;
   int64_t source_reconnects_ = 0;
+  int64_t source_connects_ = 0;
   int64_t marked_ = 0;
   int64_t marks_put_off_ = 0;
   int64_t retention_removed_ = 0;

@@ -374,6 +374,71 @@ TEST(RelayTest, RowsAreMarkedOnlyAfterTheBrokersAck) {
   ExpectStreamHolds(stream, written);
 }
 
+// A source whose database fails now and then: a read, a mark, a change check.
+class FlakySource final : public OutboxSourceWrapper {
+ public:
+  explicit FlakySource(std::unique_ptr<OutboxSource> target)
+      : OutboxSourceWrapper(std::move(target)) {}
+  Result<ReadResult> ReadNext(int limit) override {
+    if (++reads_ % 4 == 2) return Fail("read");
+    return target().ReadNext(limit);
+  }
+  Status MarkPublished(const std::vector<int64_t>& ids) override {
+    if (++marks_ % 3 == 1) return Fail("mark");
+    return target().MarkPublished(ids);
+  }
+  int failures() const { return failures_.load(); }
+
+ private:
+  Status Fail(const std::string& what) {
+    ++failures_;
+    target().Close();  // as a real source does when its connection breaks
+    return Status::Unavailable("injected " + what + " failure");
+  }
+  int reads_ = 0;
+  int marks_ = 0;
+  std::atomic<int> failures_{0};
+};
+
+TEST(RelayTest, SourceFailuresAreRetriedAndPublishingResumesInOrder) {
+  SqliteOutbox sqlite;
+  PostgresOutbox postgres;
+  const Stream stream = NewStream(SharedNats().Url());
+  Written written;
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    sqlite3* db = sqlite.Open();
+    pqxx::connection pg(postgres.ConnInfo());
+    for (int i = 0; i < 400; ++i) {
+      sqlite.Write(db, {MakeEvent("customer", "s-" + std::to_string(i % 3), i)}, &written);
+      postgres.Write(pg, {MakeEvent("order", "p-" + std::to_string(i % 3), i)}, &written);
+      if (i % 50 == 0) std::this_thread::sleep_for(milliseconds(20));
+    }
+    sqlite3_close(db);
+  });
+  std::vector<FlakySource*> flaky(2);
+  Relay::Parts parts = Relay::DefaultParts({sqlite.Config(), postgres.Config()},
+                                           {sqlite.Uri(), postgres.Uri()}, stream.Config());
+  auto make_real = parts.make_source;
+  parts.make_source = [&](size_t i) {
+    auto source = std::make_unique<FlakySource>(make_real(i));
+    flaky[i] = source.get();
+    return source;
+  };
+  Relay relay(2, std::move(parts), stream.name, FastOptions());
+  relay.Start();
+  writer.join();
+  EXPECT_TRUE(PollUntil(milliseconds(60000), milliseconds(20),
+                        [&] { return sqlite.Unpublished() == 0 && postgres.Unpublished() == 0; }));
+  const auto statuses = relay.Statuses();
+  EXPECT_EQ(statuses[0].role, SourceStatus::Role::kLeader) << "leading again after reconnects";
+  EXPECT_EQ(statuses[1].role, SourceStatus::Role::kLeader);
+  EXPECT_GT(statuses[0].source_reconnects_total, 0);
+  relay.Stop();
+  EXPECT_GT(flaky[0]->failures() + flaky[1]->failures(), 4);
+  ExpectStreamHolds(stream, written);
+}
+
 TEST(RelayTest, ABrokerRestartIsRiddenOut) {
   auto nats = NatsServer::Start();
   ASSERT_TRUE(nats.ok()) << nats.status().ToString();
