@@ -12,8 +12,8 @@
 // Then, for each source (SQLite, PostgreSQL):
 //   - drain: N events committed beforehand (256-byte JSON payloads, 1,000 aggregates); the relay
 //     starts and publishes them all: events/s from start to the last ack.
-//   - lag: a writer commits events at a fixed rate (default 5,000/s, in transactions of 10 every
-//     2 ms) while the relay runs; per event, the time from its COMMIT returning to the
+//   - lag: two writers commit events at a fixed rate (default 5,000/s in all, in transactions of
+//     10) while the relay runs; per event, the time from its COMMIT returning to the
 //     broker's ack reaching the relay: p50/p99 (target: p99 <= 50 ms at 5,000 events/s).
 //
 // A program, not a test: it prints figures and asserts nothing. Exit status: 0 when every run
@@ -418,11 +418,20 @@ Result<DrainResult> MeasureDrain(Writer& writer, const std::string& url, const s
   return r;
 }
 
-Result<LagResult> MeasureLag(Writer& writer, const std::string& url, const std::string& stream,
-                             const Options& o) {
+// `writers` (two connections to one outbox, as a service's request threads would be) share the
+// rate, each on its own fixed schedule.
+Result<LagResult> MeasureLag(const std::vector<Writer*>& writers, const std::string& url,
+                             const std::string& stream, const Options& o) {
   std::mutex mu;
+  // An ack may reach the relay before the writer has taken its clock reading after COMMIT
+  // returned; whichever of the two comes second computes the lag (clamped at zero).
   std::unordered_map<std::string, Clock::time_point> committed;  // GUARDED_BY(mu)
+  std::unordered_map<std::string, Clock::time_point> acked_at;   // GUARDED_BY(mu)
   std::vector<double> lags_ms;                                   // GUARDED_BY(mu)
+  const auto lag = [&](Clock::time_point commit, Clock::time_point ack) {
+    lags_ms.push_back(
+        std::max(0.0, std::chrono::duration<double, std::milli>(ack - commit).count()));
+  };
   std::atomic<int64_t> acked{0};
   outbox::RelayHooks hooks;
   hooks.on_published = [&](size_t, int64_t, const std::string& event_id, bool) {
@@ -430,12 +439,16 @@ Result<LagResult> MeasureLag(Writer& writer, const std::string& url, const std::
     ++acked;
     std::lock_guard lock(mu);
     auto it = committed.find(event_id);
-    if (it == committed.end()) return;  // acked before the writer recorded its commit time
-    lags_ms.push_back(std::chrono::duration<double, std::milli>(now - it->second).count());
+    if (it == committed.end()) {
+      acked_at.emplace(event_id, now);
+      return;
+    }
+    lag(it->second, now);
     committed.erase(it);
   };
+  Writer& first = *writers.front();
   outbox::Relay relay(
-      1, outbox::Relay::DefaultParts({writer.Config()}, {writer.Name()}, BusConfig(url, stream)),
+      1, outbox::Relay::DefaultParts({first.Config()}, {first.Name()}, BusConfig(url, stream)),
       stream, outbox::RelayOptions{}, hooks);
   relay.Start();
   // Wait until the relay leads and its bus is up, so start-up is not measured.
@@ -444,35 +457,51 @@ Result<LagResult> MeasureLag(Writer& writer, const std::string& url, const std::
     if (s.role == outbox::SourceStatus::Role::kLeader && s.bus_connected) break;
     std::this_thread::sleep_for(milliseconds(5));
   }
-  // Transactions of 10 events at rate/10 per second, on a fixed schedule (a late writer catches
-  // up rather than lowering the rate).
+  // Transactions of 10 events, each writer at rate/writers, on a fixed schedule (a late writer
+  // catches up rather than lowering the rate).
   constexpr int kPerTransaction = 10;
+  const double per_writer_rate = static_cast<double>(o.rate) / static_cast<double>(writers.size());
   const auto interval = std::chrono::duration_cast<Clock::duration>(
-      std::chrono::duration<double>(static_cast<double>(kPerTransaction) / o.rate));
-  const int64_t transactions = static_cast<int64_t>(o.seconds * o.rate / kPerTransaction);
+      std::chrono::duration<double>(kPerTransaction / per_writer_rate));
+  const int64_t transactions = static_cast<int64_t>(o.seconds * per_writer_rate / kPerTransaction);
   const auto start = Clock::now();
-  int64_t n = 0;
-  int64_t failed = 0;
-  for (int64_t t = 0; t < transactions; ++t) {
-    std::this_thread::sleep_until(start + t * interval);
-    // The commit time is taken after COMMIT returns, and recorded before the ack can be looked
-    // up: the hook ignores acks it cannot match (counted as missing samples, not as zero lag).
-    auto ids = writer.Write(n, kPerTransaction);
-    const auto at = Clock::now();
-    n += kPerTransaction;
-    if (!ids.ok()) {
-      ++failed;
-      continue;
-    }
-    std::lock_guard lock(mu);
-    for (auto& id : *ids) committed.emplace(std::move(id), at);
+  std::atomic<int64_t> written{0};
+  std::atomic<int64_t> failed{0};
+  std::vector<std::thread> threads;
+  for (size_t w = 0; w < writers.size(); ++w) {
+    threads.emplace_back([&, w] {
+      const int64_t base = static_cast<int64_t>(w) * 1'000'000'000;
+      for (int64_t t = 0; t < transactions; ++t) {
+        std::this_thread::sleep_until(start + t * interval);
+        auto ids = writers[w]->Write(base + t * kPerTransaction, kPerTransaction);
+        const auto at = Clock::now();
+        if (!ids.ok()) {
+          ++failed;
+          continue;
+        }
+        written += kPerTransaction;
+        std::lock_guard lock(mu);
+        for (auto& id : *ids) {
+          auto it = acked_at.find(id);
+          if (it != acked_at.end()) {
+            lag(at, it->second);
+            acked_at.erase(it);
+          } else {
+            committed.emplace(std::move(id), at);
+          }
+        }
+      }
+    });
   }
+  for (auto& t : threads) t.join();
   const double write_seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  for (int i = 0; i < 2000 && acked.load() < n; ++i) std::this_thread::sleep_for(milliseconds(5));
+  for (int i = 0; i < 2000 && acked.load() < written.load(); ++i) {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
   relay.Stop();
-  if (failed > 0) return Status::Unavailable(std::to_string(failed) + " writes failed");
+  if (failed > 0) return Status::Unavailable(std::to_string(failed.load()) + " writes failed");
   LagResult r;
-  r.offered_per_s = static_cast<double>(n) / write_seconds;
+  r.offered_per_s = static_cast<double>(written.load()) / write_seconds;
   r.acked_per_s = static_cast<double>(acked.load()) / write_seconds;
   std::lock_guard lock(mu);
   r.samples = static_cast<int64_t>(lags_ms.size());
@@ -583,11 +612,12 @@ int Run(const Options& o) {
 
   int failures = 0;
   const auto run_source = [&](const std::string& name, std::unique_ptr<Writer> drain_writer,
-                              std::unique_ptr<Writer> lag_writer) {
+                              std::unique_ptr<Writer> lag_writer,
+                              std::unique_ptr<Writer> lag_writer_2) {
     Progress(o, name + ": drain of " + std::to_string(o.events) + " events ...");
     auto drain = MeasureDrain(*drain_writer, url, "DRAIN_" + name, o.events);
     Progress(o, name + ": lag at " + std::to_string(o.rate) + " events/s ...");
-    auto lag = MeasureLag(*lag_writer, url, "LAG_" + name, o);
+    auto lag = MeasureLag({lag_writer.get(), lag_writer_2.get()}, url, "LAG_" + name, o);
     if (!drain.ok() || !lag.ok()) {
       std::fprintf(stderr, "outbox_relay: %s: %s\n", name.c_str(),
                    (!drain.ok() ? drain.status() : lag.status()).ToString().c_str());
@@ -621,6 +651,7 @@ int Run(const Options& o) {
   };
   if (o.sqlite) {
     run_source("sqlite", std::make_unique<SqliteWriter>(dir + "/drain.db"),
+               std::make_unique<SqliteWriter>(dir + "/lag.db"),
                std::make_unique<SqliteWriter>(dir + "/lag.db"));
   }
   if (o.postgres) {
@@ -631,6 +662,7 @@ int Run(const Options& o) {
       return 1;
     }
     run_source("postgresql", std::make_unique<PostgresWriter>(pg->ConnInfo(*drain_db)),
+               std::make_unique<PostgresWriter>(pg->ConnInfo(*lag_db)),
                std::make_unique<PostgresWriter>(pg->ConnInfo(*lag_db)));
   }
   if (!o.json) {
