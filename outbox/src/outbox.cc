@@ -15,6 +15,8 @@ namespace txcoord::outbox {
 namespace {
 
 // The contract's tables, verbatim, plus a partial index the relay scans for unpublished rows.
+// Every statement is idempotent, so running the script again migrates an older or a hand-made
+// table (one created from the contract alone) to what the relay expects.
 constexpr const char* kSqliteSchema = R"sql(
 CREATE TABLE IF NOT EXISTS txcoord_outbox (
   id             INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -37,6 +39,9 @@ CREATE TABLE IF NOT EXISTS txcoord_inbox (
 );
 )sql";
 
+// PostgreSQL also gets the relay's wake-up: a statement-level trigger that notifies channel
+// txcoord_outbox. Notifications are delivered at commit, and identical ones of one transaction are
+// folded into one, so a transaction costs one notification however many rows it inserts.
 constexpr const char* kPostgresSchema = R"sql(
 CREATE TABLE IF NOT EXISTS txcoord_outbox (
   id             BIGSERIAL   PRIMARY KEY,
@@ -49,14 +54,32 @@ CREATE TABLE IF NOT EXISTS txcoord_outbox (
   created_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
   published_at   TIMESTAMPTZ
 );
-CREATE INDEX IF NOT EXISTS txcoord_outbox_unpublished ON txcoord_outbox (id)
-  WHERE published_at IS NULL;
 CREATE TABLE IF NOT EXISTS txcoord_inbox (
   consumer   TEXT        NOT NULL,
   event_id   TEXT        NOT NULL,
   applied_at TIMESTAMPTZ NOT NULL DEFAULT now(),
   PRIMARY KEY (consumer, event_id)
 );
+CREATE OR REPLACE FUNCTION txcoord_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  PERFORM pg_notify('txcoord_outbox', '');
+  RETURN NULL;
+END
+$fn$;
+-- The index and the trigger are created only when missing: creating them (even with IF NOT
+-- EXISTS or OR REPLACE) locks the table against the service's writers, at every relay start.
+DO $do$
+BEGIN
+  IF to_regclass('txcoord_outbox_unpublished') IS NULL THEN
+    CREATE INDEX txcoord_outbox_unpublished ON txcoord_outbox (id) WHERE published_at IS NULL;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'txcoord_outbox_notify'
+                 AND tgrelid = 'txcoord_outbox'::regclass) THEN
+    CREATE TRIGGER txcoord_outbox_notify AFTER INSERT ON txcoord_outbox
+      FOR EACH STATEMENT EXECUTE FUNCTION txcoord_outbox_notify();
+  END IF;
+END
+$do$;
 )sql";
 
 // Serializes concurrent EnsureSchema calls of several connections or processes on one database.
@@ -92,7 +115,8 @@ bool IsReservedHeader(std::string_view name) {
     return out;
   };
   const std::string n = lower(name);
-  return n == "nats-msg-id" || n.starts_with("tx-");
+  // Nats-* headers steer the broker (Nats-Rollup purges a stream), so a row may not set them.
+  return n.starts_with("nats-") || n.starts_with("tx-");
 }
 
 std::string HeadersJson(const v1::OutboxEvent& event) {
@@ -177,7 +201,8 @@ Status ValidateEvent(const v1::OutboxEvent& e) {
                                      "\" is not an HTTP token");
     }
     if (IsReservedHeader(name)) {
-      return Status::InvalidArgument("header " + name + " is set by the relay itself");
+      return Status::InvalidArgument("header " + name +
+                                     " is reserved: the relay and NATS set Nats-* and Tx-*");
     }
     if (value.find_first_of("\r\n") != std::string::npos) {
       return Status::InvalidArgument("header " + name + " has a line break in its value");

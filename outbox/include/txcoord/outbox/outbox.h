@@ -1,6 +1,6 @@
 // The transactional outbox (contract section 5): a service publishes an event by inserting a row
 // into its outbox table in the same local transaction as its business change; the relay
-// (txrelay, a later issue) publishes the rows to NATS JetStream.
+// (txrelay, see relay.h and docs/outbox-relay.md) publishes the rows to NATS JetStream.
 //
 // These functions never begin or commit: they run inside the caller's transaction, which is what
 // makes the event and the business change commit or roll back together.
@@ -29,11 +29,13 @@ std::string NewEventId();
 // ({prefix}.{aggregate_type}.{event_type}), so they are 1 to 64 characters of [A-Za-z0-9_-];
 // aggregate_id is 1 to 256 characters without control characters; event_id, when given, is 1 to
 // 128 characters of [A-Za-z0-9._:-]; header names are HTTP tokens, values have no CR or LF,
-// and names the relay sets itself (Nats-Msg-Id, Tx-*) are refused.
+// and names the relay or the broker own (Nats-*, Tx-*) are refused.
 Status ValidateEvent(const v1::OutboxEvent& event);
 
-// Creates the contract's outbox and inbox tables when absent (plus an index of unpublished rows
-// for the relay). Idempotent; safe to call at every start.
+// Creates the contract's outbox and inbox tables when absent, plus an index of unpublished rows
+// for the relay and, in PostgreSQL, the trigger that wakes the relay (NOTIFY txcoord_outbox on
+// every committed insert). Idempotent: on an existing table (an older one, or one made from the
+// contract by hand) it adds what is missing. Safe to call at every start, from several processes.
 Status EnsureSchema(sqlite3* db);
 Status EnsureSchema(pqxx::transaction_base& tx);
 

@@ -1,0 +1,227 @@
+// txrelay: publishes transactional outboxes to NATS JetStream (contract sections 5 and 6).
+//
+// Reads the flags and the config file (settings.h), checks that every source can be opened,
+// runs the relay (txcoord/outbox/relay.h), serves /healthz and /metrics (http.h), and on SIGTERM
+// or SIGINT drains what is in flight and exits.
+//
+// Exit codes (as txcoord's): 0 after a clean stop or --help; 1 when a source cannot be opened at
+// start, the --listen address is unusable, or the drain did not finish; 2 for a bad flag, value
+// or config file. Every failure prints exactly one line on stderr. NATS being down at start is
+// not a failure: the relay retries with backoff and /healthz answers 503 meanwhile.
+#include <Poco/Exception.h>
+#include <Poco/Util/Application.h>
+#include <Poco/Util/MapConfiguration.h>
+#include <Poco/Util/OptionException.h>
+#include <Poco/Util/OptionSet.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <iostream>
+#include <thread>
+
+#include "http.h"
+#include "logging.h"
+#include "settings.h"
+#include "txcoord/outbox/relay.h"
+
+namespace txcoord::relay {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+constexpr int kFlagLayerPriority = Poco::Util::Application::PRIO_APPLICATION - 20;
+constexpr int kFileLayerPriority = Poco::Util::Application::PRIO_APPLICATION - 10;
+
+std::string OneLine(std::string_view text) {
+  std::string line;
+  for (const char c : text) {
+    const bool space = c == '\n' || c == '\r' || c == '\t' || c == ' ';
+    if (space && (line.empty() || line.back() == ' ')) continue;
+    line.push_back(space ? ' ' : c);
+  }
+  while (!line.empty() && line.back() == ' ') line.pop_back();
+  return line;
+}
+
+void PrintUsageError(std::string_view message) {
+  std::cerr << "txrelay: " << OneLine(message) << std::endl;
+}
+
+std::string DescribeOptionError(const Poco::Util::OptionException& e) {
+  using namespace Poco::Util;
+  const std::string see = "; see txrelay --help";
+  const std::string& text = e.message();
+  const std::string flag = (text.starts_with("-") ? "" : "--") + text.substr(0, text.find(' '));
+  if (dynamic_cast<const UnknownOptionException*>(&e)) return "unknown flag " + flag + see;
+  if (dynamic_cast<const MissingArgumentException*>(&e)) return flag + " needs a value" + see;
+  if (dynamic_cast<const DuplicateOptionException*>(&e)) {
+    return flag + " is given twice; only --source may repeat";
+  }
+  if (dynamic_cast<const AmbiguousOptionException*>(&e)) {
+    return flag + " is ambiguous; spell the flag out" + see;
+  }
+  if (dynamic_cast<const UnexpectedArgumentException*>(&e)) {
+    return flag.substr(0, flag.find('=')) + " takes no value" + see;
+  }
+  return text;
+}
+
+sigset_t StopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  return set;
+}
+
+// Fails fast on a source that cannot be opened at all (a typo, a database that does not exist,
+// a server that refuses us), rather than retrying it forever in the background.
+Status CheckSources(const RelaySettings& settings) {
+  for (size_t i = 0; i < settings.sources.size(); ++i) {
+    auto source =
+        outbox::MakeSource(settings.sources[i], outbox::RedactUri(settings.source_uris[i]));
+    if (Status s = source->Connect(); !s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
+int Serve(const RelaySettings& settings) {
+  if (Status s = CheckSources(settings); !s.ok()) {
+    spdlog::error("cannot start: {}", OneLine(s.message()));
+    return kExitFailure;
+  }
+  auto socket = ListenOn(settings.listen);
+  if (!socket.ok()) {
+    spdlog::error("cannot start: {}", OneLine(socket.status().message()));
+    return kExitFailure;
+  }
+  std::vector<std::string> names;
+  for (const std::string& uri : settings.source_uris) names.push_back(outbox::RedactUri(uri));
+  outbox::Relay relay(settings.sources.size(),
+                      outbox::Relay::DefaultParts(settings.sources, names, settings.bus),
+                      settings.bus.subject_prefix, settings.relay);
+  relay.Start();
+  StatusServer http(relay);
+  http.Start(*socket);
+  const std::string bound = socket->address().toString();
+  spdlog::info("txrelay {} serving /healthz and /metrics on {}; {} source(s), NATS {}, stream {}",
+               TXCOORD_VERSION, bound, names.size(), settings.bus.url, settings.bus.stream);
+  // The line scripts and tests wait for; with port 0 it is the only place the port shows.
+  std::cout << "txrelay listening on " << bound << std::endl;
+
+  const sigset_t stop = StopSignals();
+  int signal = 0;
+  while (sigwait(&stop, &signal) != 0) {
+  }
+  spdlog::info("{} received: draining what is in flight, then stopping",
+               signal == SIGTERM ? "SIGTERM" : "SIGINT");
+  // A second signal, or a drain that hangs past its bound, ends the process at once.
+  const auto limit = settings.relay.drain_timeout + std::chrono::seconds(5);
+  std::thread([stop, limit] {
+    int again = 0;
+    timespec timeout{static_cast<time_t>(std::chrono::ceil<std::chrono::seconds>(limit).count()),
+                     0};
+    again = sigtimedwait(&stop, nullptr, &timeout);
+    spdlog::warn(again > 0 ? "signal received again while stopping: exiting now"
+                           : "still stopping after the drain timeout: exiting now");
+    _exit(kExitFailure);
+  }).detach();
+  http.Stop();
+  const bool drained = relay.Stop();
+  if (!drained) {
+    spdlog::error("stopped with messages still in flight; the next relay publishes them again");
+    return kExitFailure;
+  }
+  spdlog::info("stopped");
+  return kExitOk;
+}
+
+class TxrelayApp final : public Poco::Util::Application {
+ public:
+  TxrelayApp() { config().add(flags_, kFlagLayerPriority, /*writeable=*/false); }
+
+ protected:
+  void defineOptions(Poco::Util::OptionSet& options) override {
+    Application::defineOptions(options);
+    DefineFlags(options);
+  }
+
+  void handleOption(const std::string& name, const std::string& value) override {
+    Application::handleOption(name, value);
+    if (name == "help" || name == "version") {
+      (name == "help" ? help_ : version_) = true;
+      stopOptionsProcessing();
+      return;
+    }
+    if (Status s = RecordFlag(name, value, *flags_, sources_); !s.ok()) {
+      throw Poco::Util::InvalidArgumentException(s.message());
+    }
+  }
+
+  int main(const ArgVec& args) override {
+    if (help_) {
+      std::cout << HelpText() << std::flush;
+      return kExitOk;
+    }
+    if (version_) {
+      std::cout << "txrelay " TXCOORD_VERSION << std::endl;
+      return kExitOk;
+    }
+    if (!args.empty()) {
+      PrintUsageError("unexpected argument \"" + args.front() +
+                      "\"; flags start with --, see txrelay --help");
+      return kExitUsage;
+    }
+    if (flags_->hasProperty("config")) {
+      auto file = LoadConfigFile(flags_->getRawString("config"));
+      if (!file.ok()) {
+        PrintUsageError(file.status().message());
+        return kExitUsage;
+      }
+      config().add(*file, kFileLayerPriority, /*writeable=*/false);
+    }
+    auto settings = ResolveSettings(config(), sources_);
+    if (!settings.ok()) {
+      PrintUsageError(settings.status().message());
+      return kExitUsage;
+    }
+    InitLogging(settings->log_format);
+    try {
+      return Serve(*settings);
+    } catch (const std::exception& e) {
+      spdlog::critical("txrelay failed: {}", OneLine(e.what()));
+      return kExitFailure;
+    }
+  }
+
+ private:
+  Poco::AutoPtr<Poco::Util::MapConfiguration> flags_ = new Poco::Util::MapConfiguration;
+  std::vector<std::string> sources_;
+  bool help_ = false;
+  bool version_ = false;
+};
+
+}  // namespace
+}  // namespace txcoord::relay
+
+int main(int argc, char** argv) {
+  // Before any thread exists, so every thread inherits the mask: the signals are taken by
+  // sigwait only, never by a handler in the middle of a database or NATS call.
+  const sigset_t stop = txcoord::relay::StopSignals();
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  txcoord::relay::TxrelayApp app;
+  try {
+    app.init(argc, argv);
+  } catch (const Poco::Util::OptionException& e) {
+    txcoord::relay::PrintUsageError(txcoord::relay::DescribeOptionError(e));
+    return txcoord::relay::kExitUsage;
+  } catch (const Poco::Exception& e) {
+    txcoord::relay::PrintUsageError(e.displayText());
+    return txcoord::relay::kExitUsage;
+  }
+  return app.run();
+}

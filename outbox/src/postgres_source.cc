@@ -1,0 +1,330 @@
+// The PostgreSQL outbox source. See source.h for the rules every source follows, and
+// docs/outbox-relay.md for why a missing id holds back the rows after it.
+#include <optional>
+#include <pqxx/pqxx>
+
+#include "source_internal.h"
+#include "txcoord/outbox/outbox.h"
+
+namespace txcoord::outbox {
+namespace {
+
+// How often a read waiting behind a missing id looks again when nothing else wakes it.
+constexpr std::chrono::milliseconds kGapRecheck{20};
+
+// One advisory lock key per database: a database holds one txcoord_outbox table.
+constexpr int64_t kLeaderLockKey = 0x7478726c6179;  // "txrlay"
+
+// Session settings for the relay's connection: TCP keepalives so that a partitioned leader's
+// session (and with it its advisory lock) ends within seconds, not hours; a bound on every
+// statement and every wait for a lock.
+std::string WithRelaySettings(const std::string& conninfo) {
+  const bool uri = conninfo.starts_with("postgresql://") || conninfo.starts_with("postgres://");
+  const char* kSettings[][2] = {
+      {"application_name", "txrelay"}, {"connect_timeout", "5"},     {"keepalives", "1"},
+      {"keepalives_idle", "5"},        {"keepalives_interval", "2"}, {"keepalives_count", "3"},
+      {"tcp_user_timeout", "10000"}};
+  std::string out = conninfo;
+  for (const auto& [key, value] : kSettings) {
+    if (conninfo.find(std::string(key) + "=") != std::string::npos) continue;  // given: keep it
+    if (uri) {
+      out += (out.find('?') == std::string::npos ? "?" : "&");
+    } else {
+      out += ' ';
+    }
+    out += std::string(key) + "=" + value;
+  }
+  return out;
+}
+
+class WakeReceiver final : public pqxx::notification_receiver {
+ public:
+  WakeReceiver(pqxx::connection_base& c, bool& flag)
+      : pqxx::notification_receiver(c, "txcoord_outbox"), flag_(flag) {}
+  void operator()(const std::string&, int) override { flag_ = true; }
+
+ private:
+  bool& flag_;
+};
+
+OutboxRow RowFrom(const pqxx::row& r, int first) {
+  OutboxRow row;
+  row.id = r[first].as<int64_t>();
+  row.event_id = r[first + 1].as<std::string>();
+  row.aggregate_type = r[first + 2].as<std::string>();
+  row.aggregate_id = r[first + 3].as<std::string>();
+  row.event_type = r[first + 4].as<std::string>();
+  const pqxx::binarystring payload(r[first + 5]);
+  row.payload = payload.str();
+  row.headers_json = r[first + 6].as<std::string>();
+  return row;
+}
+
+// Missing ids above the watermark, as first seen by a read.
+//
+// Why the holders' locks settle a gap: INSERT takes ROW EXCLUSIVE on the table before it
+// evaluates nextval(), and keeps it until its transaction ends. A missing id below `up_to` was
+// taken before `up_to` was, so before the read that saw `up_to`; its transaction therefore held
+// that lock then, and is among `holders` (captured after the read) unless it had already ended.
+// Once none of `holders` holds a lock any more, every such transaction has ended, and a snapshot
+// taken after that check shows each missing id's row if it committed: ids still missing in it
+// were rolled back (or skipped by the sequence after a crash) and never will be.
+struct Gap {
+  int64_t first_missing = 0;
+  int64_t up_to = 0;    // the highest id the gap's read saw
+  std::string holders;  // virtual transaction ids then holding ROW EXCLUSIVE, as a text[] literal
+};
+
+class PostgresSource final : public OutboxSource {
+ public:
+  PostgresSource(PostgresSourceConfig config, std::string name)
+      : config_(std::move(config)), name_(std::move(name)) {}
+  ~PostgresSource() override { Close(); }
+
+  const std::string& name() const override { return name_; }
+  bool connected() const override { return conn_ != nullptr; }
+  bool leading() const override { return leading_; }
+  int64_t watermark() const override { return watermark_; }
+  int change_fd() const override { return conn_ != nullptr ? conn_->sock() : -1; }
+
+  Status Connect() override {
+    Close();
+    try {
+      conn_ = std::make_unique<pqxx::connection>(WithRelaySettings(config_.conninfo));
+      {
+        pqxx::nontransaction n(*conn_);
+        n.exec("SET statement_timeout = '30s'");
+        n.exec("SET lock_timeout = '10s'");
+      }
+      {
+        pqxx::work w(*conn_);
+        if (Status s = EnsureSchema(w); !s.ok()) {
+          Close();
+          return s.WithContext("postgresql source " + name_);
+        }
+        w.commit();
+      }
+      receiver_ = std::make_unique<WakeReceiver>(*conn_, notified_);
+      pqxx::nontransaction n(*conn_);
+      watermark_ = n.exec1(
+                        "SELECT coalesce((SELECT min(id) - 1 FROM txcoord_outbox WHERE "
+                        "published_at IS NULL), (SELECT max(id) FROM txcoord_outbox), 0)")[0]
+                       .as<int64_t>();
+      gap_.reset();
+      return Status::Ok();
+    } catch (const std::exception& e) {
+      Close();
+      return Status::Unavailable("cannot connect to postgresql source " + name_ + ": " +
+                                 OneLine(e.what()));
+    }
+  }
+
+  void Close() override {
+    receiver_.reset();
+    conn_.reset();
+    leading_ = false;  // the advisory lock ended with the session
+  }
+
+  Result<bool> TryLead() override {
+    if (conn_ == nullptr) return NotConnected();
+    if (leading_) return true;
+    return Guard("take the relay's advisory lock", [&]() -> Result<bool> {
+      pqxx::nontransaction n(*conn_);
+      leading_ = n.exec_params1("SELECT pg_try_advisory_lock($1)", kLeaderLockKey)[0].as<bool>();
+      return leading_;
+    });
+  }
+
+  Result<ReadResult> ReadNext(int limit) override {
+    if (conn_ == nullptr) return NotConnected();
+    return Guard("read outbox rows", [&]() -> Result<ReadResult> {
+      // Before the snapshot below: whether the transactions that could fill the gap have ended.
+      bool gap_settled = false;
+      if (gap_) {
+        pqxx::nontransaction n(*conn_);
+        gap_settled = n.exec_params1(
+                           "SELECT count(*) = 0 FROM pg_locks WHERE "
+                           "virtualtransaction = ANY($1::text[])",
+                           gap_->holders)[0]
+                          .as<bool>();
+      }
+      pqxx::result rows;
+      {
+        // One statement, so one snapshot, taken after the check above; in autocommit, one round
+        // trip. Published rows too: only a row that is there tells a settled id from a missing
+        // one.
+        pqxx::nontransaction n(*conn_);
+        rows = n.exec_params(
+            "SELECT published_at IS NULL, id, event_id, aggregate_type, aggregate_id, event_type, "
+            "payload, headers::text FROM txcoord_outbox WHERE id > $1 ORDER BY id LIMIT $2",
+            watermark_, limit);
+      }
+      ReadResult result;
+      bool new_gap = false;
+      for (const pqxx::row& r : rows) {
+        const int64_t id = r[1].as<int64_t>();
+        if (id != watermark_ + 1) {
+          const bool void_ids = gap_settled && id - 1 <= gap_->up_to;
+          if (!void_ids) {
+            if (!gap_ || gap_->first_missing != watermark_ + 1 || gap_settled) {
+              gap_ = Gap{watermark_ + 1, rows.back()[1].as<int64_t>(), ""};
+              new_gap = true;
+            }
+            break;
+          }
+        }
+        watermark_ = id;
+        if (r[0].as<bool>()) result.rows.push_back(RowFrom(r, 1));
+      }
+      if (gap_ && watermark_ >= gap_->first_missing) gap_.reset();
+      if (new_gap && gap_) {
+        pqxx::nontransaction n(*conn_);
+        gap_->holders = n.exec1(
+                             "SELECT coalesce(array_agg(DISTINCT virtualtransaction), '{}')::text "
+                             "FROM pg_locks WHERE locktype = 'relation' AND relation = "
+                             "'txcoord_outbox'::regclass AND mode = 'RowExclusiveLock' AND "
+                             "pid IS DISTINCT FROM pg_backend_pid()")[0]
+                            .as<std::string>();
+      }
+      // A commit that fills the gap also notifies; a rollback does not, hence the timer.
+      if (gap_) result.recheck_after = kGapRecheck;
+      result.more = !gap_ && static_cast<int>(rows.size()) == limit;
+      return result;
+    });
+  }
+
+  Result<std::vector<OutboxRow>> ReadUnpublished(int64_t after_id, int64_t up_to_id,
+                                                 int limit) override {
+    if (conn_ == nullptr) return NotConnected();
+    return Guard("sweep outbox rows", [&]() -> Result<std::vector<OutboxRow>> {
+      pqxx::nontransaction n(*conn_);
+      const pqxx::result rows = n.exec_params(
+          "SELECT id, event_id, aggregate_type, aggregate_id, event_type, payload, headers::text "
+          "FROM txcoord_outbox WHERE published_at IS NULL AND id > $1 AND id <= $2 "
+          "ORDER BY id LIMIT $3",
+          after_id, up_to_id, limit);
+      std::vector<OutboxRow> out;
+      out.reserve(rows.size());
+      for (const pqxx::row& r : rows) out.push_back(RowFrom(r, 0));
+      return out;
+    });
+  }
+
+  Status MarkPublished(const std::vector<int64_t>& ids) override {
+    if (conn_ == nullptr) return NotConnected();
+    if (ids.empty()) return Status::Ok();
+    std::string array = "{";
+    for (const int64_t id : ids) {
+      if (array.size() > 1) array += ',';
+      array += std::to_string(id);
+    }
+    array += '}';
+    auto done = Guard("mark rows published", [&]() -> Result<bool> {
+      // One statement in autocommit: atomic, and one round trip instead of three.
+      pqxx::nontransaction n(*conn_);
+      n.exec_params(
+          "UPDATE txcoord_outbox SET published_at = now() WHERE id = ANY($1::bigint[]) AND "
+          "published_at IS NULL",
+          array);
+      return true;
+    });
+    return done.ok() ? Status::Ok() : done.status();
+  }
+
+  Result<int64_t> ApplyRetention(std::chrono::seconds older_than, RetentionMode mode,
+                                 int max_rows) override {
+    if (conn_ == nullptr) return NotConnected();
+    return Guard("apply retention", [&]() -> Result<int64_t> {
+      pqxx::work w(*conn_);
+      const std::string victims =
+          "SELECT id FROM txcoord_outbox WHERE published_at < now() - make_interval(secs => $1) "
+          "ORDER BY id LIMIT $2";
+      pqxx::result r;
+      if (mode == RetentionMode::kArchive) {
+        w.exec(
+            "CREATE TABLE IF NOT EXISTS txcoord_outbox_archive "
+            "(LIKE txcoord_outbox, PRIMARY KEY (id))");
+        r = w.exec_params(
+            "WITH moved AS (DELETE FROM txcoord_outbox WHERE id IN (" + victims +
+                ") RETURNING *) INSERT INTO txcoord_outbox_archive SELECT * FROM moved "
+                "ON CONFLICT (id) DO NOTHING",
+            static_cast<double>(older_than.count()), max_rows);
+      } else {
+        r = w.exec_params("DELETE FROM txcoord_outbox WHERE id IN (" + victims + ")",
+                          static_cast<double>(older_than.count()), max_rows);
+      }
+      w.commit();
+      return static_cast<int64_t>(r.affected_rows());
+    });
+  }
+
+  Result<SourceStats> Stats() override {
+    if (conn_ == nullptr) return NotConnected();
+    return Guard("read outbox stats", [&]() -> Result<SourceStats> {
+      pqxx::nontransaction n(*conn_);
+      const pqxx::row r = n.exec1(
+          "SELECT count(*), coalesce(extract(epoch FROM now() - (SELECT created_at FROM "
+          "txcoord_outbox WHERE published_at IS NULL ORDER BY id LIMIT 1)), 0)::float8 "
+          "FROM txcoord_outbox WHERE published_at IS NULL");
+      SourceStats stats;
+      stats.pending_rows = r[0].as<int64_t>();
+      stats.oldest_unpublished_age_s = r[1].as<double>();
+      return stats;
+    });
+  }
+
+  Result<ChangeCheck> CheckChanged() override {
+    if (conn_ == nullptr) return NotConnected();
+    return Guard("receive notifications", [&]() -> Result<ChangeCheck> {
+      conn_->get_notifs();
+      ChangeCheck check;
+      check.changed = notified_;
+      notified_ = false;
+      return check;
+    });
+  }
+
+ private:
+  Status NotConnected() const {
+    return Status::Unavailable("postgresql source " + name_ + " is not connected");
+  }
+
+  static std::string OneLine(std::string text) {
+    for (char& c : text) {
+      if (c == '\n' || c == '\r') c = ' ';
+    }
+    while (!text.empty() && text.back() == ' ') text.pop_back();
+    return text;
+  }
+
+  // Runs `body`; a libpqxx exception ends the connection (and with it the leadership), since
+  // after a broken connection or a failed statement the session's state is not known.
+  template <typename F>
+  auto Guard(std::string_view what, F&& body) -> decltype(body()) {
+    try {
+      return body();
+    } catch (const std::exception& e) {
+      Close();
+      return Status::Unavailable("postgresql source " + name_ + ": " + std::string(what) + ": " +
+                                 OneLine(e.what()));
+    }
+  }
+
+  const PostgresSourceConfig config_;
+  const std::string name_;
+  std::unique_ptr<pqxx::connection> conn_;
+  std::unique_ptr<WakeReceiver> receiver_;  // destroyed before conn_
+  bool notified_ = false;
+  bool leading_ = false;
+  int64_t watermark_ = 0;
+  std::optional<Gap> gap_;
+};
+
+}  // namespace
+
+std::unique_ptr<OutboxSource> MakePostgresSource(const PostgresSourceConfig& config,
+                                                 std::string name) {
+  return std::make_unique<PostgresSource>(config, std::move(name));
+}
+
+}  // namespace txcoord::outbox

@@ -1,0 +1,404 @@
+#include "txcoord/outbox/row.h"
+
+#include <cctype>
+
+#include "txcoord/schemas/ids.h"
+
+namespace txcoord::outbox {
+namespace {
+
+constexpr int kMaxJsonDepth = 512;
+constexpr size_t kMaxAggregateId = 256;
+
+// A small JSON reader over a string_view: validation without allocation, plus string decoding
+// for the headers object. Hand-written because the relay checks every JSON payload it publishes
+// and a general parser (Poco's) costs several microseconds per small document, a large share of
+// the per-event budget at tens of thousands of events per second.
+class JsonReader {
+ public:
+  explicit JsonReader(std::string_view text) : s_(text) {}
+
+  void SkipSpace() {
+    while (i_ < s_.size() &&
+           (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r')) {
+      ++i_;
+    }
+  }
+  bool AtEnd() const { return i_ == s_.size(); }
+  bool Consume(char c) {
+    if (i_ < s_.size() && s_[i_] == c) {
+      ++i_;
+      return true;
+    }
+    return false;
+  }
+  char Peek() const { return i_ < s_.size() ? s_[i_] : '\0'; }
+
+  bool Value(int depth) {
+    if (depth > kMaxJsonDepth) return false;
+    SkipSpace();
+    switch (Peek()) {
+      case '{':
+        return Object(depth);
+      case '[':
+        return Array(depth);
+      case '"':
+        return String(nullptr);
+      case 't':
+        return Literal("true");
+      case 'f':
+        return Literal("false");
+      case 'n':
+        return Literal("null");
+      default:
+        return Number();
+    }
+  }
+
+  // Reads a string; appends its decoded UTF-8 to `out` when not null.
+  bool String(std::string* out) {
+    if (!Consume('"')) return false;
+    while (i_ < s_.size()) {
+      const auto c = static_cast<unsigned char>(s_[i_++]);
+      if (c == '"') return true;
+      if (c < 0x20) return false;
+      if (c < 0x80 && c != '\\') {
+        if (out != nullptr) out->push_back(static_cast<char>(c));
+        continue;
+      }
+      if (c != '\\') {
+        if (!Utf8Continuation(c)) return false;
+        // Utf8Continuation advanced over the whole sequence; copy it as it is.
+        if (out != nullptr) out->append(s_.data() + seq_start_, i_ - seq_start_);
+        continue;
+      }
+      if (i_ >= s_.size()) return false;
+      const char e = s_[i_++];
+      uint32_t code = 0;
+      switch (e) {
+        case '"':
+        case '\\':
+        case '/':
+          code = static_cast<unsigned char>(e);
+          break;
+        case 'b':
+          code = '\b';
+          break;
+        case 'f':
+          code = '\f';
+          break;
+        case 'n':
+          code = '\n';
+          break;
+        case 'r':
+          code = '\r';
+          break;
+        case 't':
+          code = '\t';
+          break;
+        case 'u': {
+          if (!Hex4(code)) return false;
+          if (code >= 0xd800 && code <= 0xdbff) {  // a surrogate pair
+            uint32_t low = 0;
+            if (!Consume('\\') || !Consume('u') || !Hex4(low) || low < 0xdc00 || low > 0xdfff) {
+              return false;
+            }
+            code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00);
+          } else if (code >= 0xdc00 && code <= 0xdfff) {
+            return false;
+          }
+          break;
+        }
+        default:
+          return false;
+      }
+      if (out != nullptr) AppendUtf8(code, *out);
+    }
+    return false;
+  }
+
+ private:
+  // After reading lead byte `c` (at i_-1): checks and skips the rest of a UTF-8 sequence.
+  bool Utf8Continuation(unsigned char c) {
+    seq_start_ = i_ - 1;
+    int more = 0;
+    uint32_t min = 0;
+    uint32_t code = 0;
+    if ((c & 0xe0) == 0xc0) {
+      more = 1, min = 0x80, code = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      more = 2, min = 0x800, code = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      more = 3, min = 0x10000, code = c & 0x07;
+    } else {
+      return false;
+    }
+    for (int k = 0; k < more; ++k) {
+      if (i_ >= s_.size()) return false;
+      const auto b = static_cast<unsigned char>(s_[i_++]);
+      if ((b & 0xc0) != 0x80) return false;
+      code = (code << 6) | (b & 0x3f);
+    }
+    return code >= min && code <= 0x10ffff && !(code >= 0xd800 && code <= 0xdfff);
+  }
+
+  bool Hex4(uint32_t& code) {
+    if (i_ + 4 > s_.size()) return false;
+    code = 0;
+    for (int k = 0; k < 4; ++k) {
+      const char h = s_[i_++];
+      code <<= 4;
+      if (h >= '0' && h <= '9') {
+        code |= static_cast<uint32_t>(h - '0');
+      } else if (h >= 'a' && h <= 'f') {
+        code |= static_cast<uint32_t>(h - 'a' + 10);
+      } else if (h >= 'A' && h <= 'F') {
+        code |= static_cast<uint32_t>(h - 'A' + 10);
+      } else {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  static void AppendUtf8(uint32_t code, std::string& out) {
+    if (code < 0x80) {
+      out += static_cast<char>(code);
+    } else if (code < 0x800) {
+      out += static_cast<char>(0xc0 | (code >> 6));
+      out += static_cast<char>(0x80 | (code & 0x3f));
+    } else if (code < 0x10000) {
+      out += static_cast<char>(0xe0 | (code >> 12));
+      out += static_cast<char>(0x80 | ((code >> 6) & 0x3f));
+      out += static_cast<char>(0x80 | (code & 0x3f));
+    } else {
+      out += static_cast<char>(0xf0 | (code >> 18));
+      out += static_cast<char>(0x80 | ((code >> 12) & 0x3f));
+      out += static_cast<char>(0x80 | ((code >> 6) & 0x3f));
+      out += static_cast<char>(0x80 | (code & 0x3f));
+    }
+  }
+
+  bool Literal(std::string_view word) {
+    if (s_.substr(i_, word.size()) != word) return false;
+    i_ += word.size();
+    return true;
+  }
+
+  bool Digits() {
+    const size_t start = i_;
+    while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') ++i_;
+    return i_ > start;
+  }
+
+  bool Number() {
+    Consume('-');
+    if (Consume('0')) {
+      if (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') return false;  // no leading zeros
+    } else if (!Digits()) {
+      return false;
+    }
+    if (Consume('.') && !Digits()) return false;
+    if (Peek() == 'e' || Peek() == 'E') {
+      ++i_;
+      if (!Consume('+')) Consume('-');
+      if (!Digits()) return false;
+    }
+    return true;
+  }
+
+  bool Array(int depth) {
+    Consume('[');
+    SkipSpace();
+    if (Consume(']')) return true;
+    while (true) {
+      if (!Value(depth + 1)) return false;
+      SkipSpace();
+      if (Consume(']')) return true;
+      if (!Consume(',')) return false;
+    }
+  }
+
+  bool Object(int depth) {
+    Consume('{');
+    SkipSpace();
+    if (Consume('}')) return true;
+    while (true) {
+      SkipSpace();
+      if (!String(nullptr)) return false;
+      SkipSpace();
+      if (!Consume(':')) return false;
+      if (!Value(depth + 1)) return false;
+      SkipSpace();
+      if (Consume('}')) return true;
+      if (!Consume(',')) return false;
+    }
+  }
+
+  std::string_view s_;
+  size_t i_ = 0;
+  size_t seq_start_ = 0;
+};
+
+bool IsSubjectToken(std::string_view s) {
+  if (s.empty() || s.size() > 64) return false;
+  for (const char c : s) {
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+          c == '-')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool IsHeaderName(std::string_view s) {
+  if (s.empty() || s.size() > 128) return false;
+  for (const char c : s) {
+    const bool alnum = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+    if (!alnum && std::string_view("!#$%&'*+-.^_`|~").find(c) == std::string_view::npos) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool HasControl(std::string_view s) {
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) return true;
+  }
+  return false;
+}
+
+// "application/json", "application/problem+json; charset=utf-8", ...
+bool DeclaresJson(std::string_view content_type) {
+  std::string type = Lower(content_type.substr(0, content_type.find(';')));
+  while (!type.empty() && type.back() == ' ') type.pop_back();
+  while (!type.empty() && type.front() == ' ') type.erase(type.begin());
+  return type == "application/json" || type.ends_with("+json");
+}
+
+Status Bad(const OutboxRow& row, const std::string& what) {
+  return Status::InvalidArgument("outbox row id " + std::to_string(row.id) + " (event_id \"" +
+                                 PrintableForMessage(row.event_id, 64) + "\"): " + what);
+}
+
+}  // namespace
+
+std::string AggregateKey(const OutboxRow& row) {
+  std::string key;
+  key.reserve(row.aggregate_type.size() + 1 + row.aggregate_id.size());
+  key += row.aggregate_type;
+  key += '\0';
+  key += row.aggregate_id;
+  return key;
+}
+
+bool IsValidJson(std::string_view text) {
+  JsonReader reader(text);
+  if (!reader.Value(0)) return false;
+  reader.SkipSpace();
+  return reader.AtEnd();
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> ParseStringObject(std::string_view json) {
+  JsonReader r(json);
+  std::vector<std::pair<std::string, std::string>> out;
+  r.SkipSpace();
+  if (!r.Consume('{')) {
+    return Status::InvalidArgument("headers is not a JSON object: " +
+                                   PrintableForMessage(json, 80));
+  }
+  r.SkipSpace();
+  if (!r.Consume('}')) {
+    while (true) {
+      std::string name;
+      std::string value;
+      r.SkipSpace();
+      if (!r.String(&name)) return Status::InvalidArgument("headers is not valid JSON");
+      r.SkipSpace();
+      if (!r.Consume(':')) return Status::InvalidArgument("headers is not valid JSON");
+      r.SkipSpace();
+      if (r.Peek() != '"') {
+        return Status::InvalidArgument("header \"" + PrintableForMessage(name, 64) +
+                                       "\" is not a string; headers must be an object of "
+                                       "string values");
+      }
+      if (!r.String(&value)) return Status::InvalidArgument("headers is not valid JSON");
+      out.emplace_back(std::move(name), std::move(value));
+      r.SkipSpace();
+      if (r.Consume('}')) break;
+      if (!r.Consume(',')) return Status::InvalidArgument("headers is not valid JSON");
+    }
+  }
+  r.SkipSpace();
+  if (!r.AtEnd()) return Status::InvalidArgument("headers has text after the object");
+  return out;
+}
+
+Result<BusMessage> ToMessage(const OutboxRow& row, std::string_view subject_prefix) {
+  if (!IsSubjectToken(row.aggregate_type)) {
+    return Bad(row, "aggregate_type \"" + PrintableForMessage(row.aggregate_type, 64) +
+                        "\" is not 1 to 64 characters of [A-Za-z0-9_-] (it becomes a subject "
+                        "token)");
+  }
+  if (!IsSubjectToken(row.event_type)) {
+    return Bad(row, "event_type \"" + PrintableForMessage(row.event_type, 64) +
+                        "\" is not 1 to 64 characters of [A-Za-z0-9_-] (it becomes a subject "
+                        "token)");
+  }
+  if (!IsValidId(row.event_id)) {
+    return Bad(row, "event_id is not 1 to 128 characters of [A-Za-z0-9._:-]");
+  }
+  if (row.aggregate_id.empty() || row.aggregate_id.size() > kMaxAggregateId ||
+      HasControl(row.aggregate_id)) {
+    return Bad(row, "aggregate_id must be 1 to 256 characters without control characters");
+  }
+  auto extra = ParseStringObject(row.headers_json);
+  if (!extra.ok()) return Bad(row, extra.status().message());
+
+  BusMessage m;
+  m.subject.reserve(subject_prefix.size() + row.aggregate_type.size() + row.event_type.size() + 2);
+  m.subject.append(subject_prefix).append(".").append(row.aggregate_type);
+  m.subject.append(".").append(row.event_type);
+  m.msg_id = row.event_id;
+  m.headers.reserve(6 + extra->size());
+  m.headers.emplace_back("Nats-Msg-Id", row.event_id);
+  m.headers.emplace_back("Tx-Event-Id", row.event_id);
+  m.headers.emplace_back("Tx-Event-Type", row.event_type);
+  m.headers.emplace_back("Tx-Aggregate-Type", row.aggregate_type);
+  m.headers.emplace_back("Tx-Aggregate-Id", row.aggregate_id);
+  m.headers.emplace_back("Tx-Outbox-Id", std::to_string(row.id));
+  for (auto& [name, value] : *extra) {
+    if (!IsHeaderName(name)) {
+      return Bad(row, "header name \"" + PrintableForMessage(name, 64) + "\" is not an HTTP token");
+    }
+    const std::string lower = Lower(name);
+    if (lower.starts_with("nats-") || lower.starts_with("tx-")) {
+      return Bad(row, "header " + name + " is reserved: the relay and NATS set Nats-* and Tx-*");
+    }
+    if (HasControl(value)) {
+      return Bad(row, "header " + name + " has a control character (such as a line break)");
+    }
+    if (lower == "content-type" && DeclaresJson(value) && !IsValidJson(row.payload)) {
+      return Bad(row, "payload is not valid JSON although content-type is " + value);
+    }
+    m.headers.emplace_back(std::move(name), std::move(value));
+  }
+  m.body = row.payload;
+  return m;
+}
+
+size_t WireSize(const BusMessage& message) {
+  size_t size = message.subject.size() + message.body.size() + 12;  // "NATS/1.0\r\n" + "\r\n"
+  for (const auto& [name, value] : message.headers) size += name.size() + value.size() + 4;
+  return size;
+}
+
+}  // namespace txcoord::outbox
