@@ -200,20 +200,14 @@ class Coordinator::Impl {
   ~Impl() { Stop(); }
 
   Status Start() {
+    // The executor runs timer events only; it exists before the first pass so that nothing the
+    // pass starts can find it missing.
+    executor_ = std::make_unique<Executor>(std::max(1, options_.event_threads));
     auto recovered = RecoverNow();
     if (!recovered.ok()) return recovered.status();
     spdlog::info("recovery: resumed {} unfinished transactions", *recovered);
-    executor_ = std::make_unique<Executor>(std::max(1, options_.event_threads));
-    started_ = true;
     timer_thread_ = std::thread([this] { TimerLoop(); });
     recovery_thread_ = std::thread([this] { RecoveryLoop(); });
-    // Replies to callbacks sent during the first pass are posted once the executor exists.
-    std::vector<std::function<void()>> early;
-    {
-      std::lock_guard lock(early_mu_);
-      early.swap(early_tasks_);
-    }
-    for (auto& task : early) executor_->Post(std::move(task));
     return Status::Ok();
   }
 
@@ -627,34 +621,26 @@ class Coordinator::Impl {
     for (size_t i = 0; i < sends.size(); ++i) {
       ++callbacks_;
       std::weak_ptr<Live> weak = live;
+      // The reply is handled on the transport's thread that received it, not posted to the
+      // executor: one thread hand-off less per callback. That thread may then append (and wait
+      // for the fsync); the transport has enough threads for that. After Stop nothing runs.
       transport_.Send(std::move(sends[i]),
-                      [this, weak, s = std::move(sent[i])](CallbackReply reply) mutable {
+                      [this, weak, s = std::move(sent[i])](CallbackReply reply) {
                         if (reply.reply_class != ReplyClass::kSuccess) ++callback_failures_;
-                        Post([this, weak, s = std::move(s), reply = std::move(reply)] {
-                          std::shared_ptr<Live> live = weak.lock();
-                          if (!live) return;
-                          std::unique_lock lock(live->mu);
-                          if (live->parked) return;
-                          Effects fx;
-                          live->engine->OnReply(clock_.Now(), s, reply, fx);
-                          Process(live, lock, fx);
-                        });
+                        if (stopping_) return;
+                        std::shared_ptr<Live> live = weak.lock();
+                        if (!live) return;
+                        std::unique_lock lock(live->mu);
+                        if (live->parked) return;
+                        Effects fx;
+                        live->engine->OnReply(clock_.Now(), s, reply, fx);
+                        Process(live, lock, fx);
                       });
     }
   }
 
   void Post(std::function<void()> task) {
-    if (stopping_) return;
-    if (started_) {
-      executor_->Post(std::move(task));
-      return;
-    }
-    std::lock_guard lock(early_mu_);
-    if (started_) {
-      executor_->Post(std::move(task));
-    } else {
-      early_tasks_.push_back(std::move(task));
-    }
+    if (!stopping_) executor_->Post(std::move(task));
   }
 
   // Appends the pending records of `live`, one Append at a time, until none are left.
@@ -803,10 +789,7 @@ class Coordinator::Impl {
   const CoordinatorOptions options_;
 
   std::atomic<bool> stopping_{false};
-  std::atomic<bool> started_{false};
   std::unique_ptr<Executor> executor_;
-  std::mutex early_mu_;
-  std::vector<std::function<void()>> early_tasks_;  // GUARDED_BY(early_mu_)
 
   mutable std::mutex map_mu_;
   std::unordered_map<std::string, std::shared_ptr<Live>> live_;  // GUARDED_BY(map_mu_)

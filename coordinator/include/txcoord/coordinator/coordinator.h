@@ -55,7 +55,8 @@ struct CoordinatorOptions {
   // Live transactions held in memory at most; a begin beyond it is refused with UNAVAILABLE,
   // so memory stays bounded under any load.
   int max_live_transactions = 100'000;
-  // Threads that process replies and timers (each may block on an append).
+  // Threads that process timer events (each may block on an append). Replies are processed on
+  // the transport thread that received them.
   int event_threads = 16;
 };
 
