@@ -2,6 +2,10 @@
 
 #include <Poco/Exception.h>
 #include <Poco/URI.h>
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/reflection.h>
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/unknown_field_set.h>
 
 #include <charconv>
 #include <cstdint>
@@ -191,6 +195,58 @@ bool IsValidTraceparent(std::string_view traceparent) {
   return true;
 }
 
+namespace {
+
+// What a binary body may hold that its JSON form cannot, refused so that both forms accept the
+// same requests: fields unknown to this version (JSON refuses unknown names; a binary client of
+// a newer schema would otherwise have a field it relies on silently ignored), and a
+// google.protobuf.Value with no kind set (it has no JSON form: printed into a callback it would
+// vanish, or drop its member from a list or object, so the payload would not pass untouched).
+// `where` names the field for the message, e.g. "steps[2].payload".
+Status CheckBinaryDecoded(const google::protobuf::Message& message, const std::string& where) {
+  using google::protobuf::FieldDescriptor;
+  const google::protobuf::Reflection* reflection = message.GetReflection();
+  const google::protobuf::Descriptor* descriptor = message.GetDescriptor();
+  const google::protobuf::UnknownFieldSet& unknown = reflection->GetUnknownFields(message);
+  if (!unknown.empty()) {
+    return Status::InvalidArgument(
+        (where.empty() ? descriptor->name() : where) + " has field number " +
+        std::to_string(unknown.field(0).number()) +
+        ", which this coordinator does not know; it may be older than the client's schema");
+  }
+  if (descriptor->full_name() == "google.protobuf.Value" &&
+      static_cast<const google::protobuf::Value&>(message).kind_case() ==
+          google::protobuf::Value::KIND_NOT_SET) {
+    return Status::InvalidArgument(where +
+                                   " is a google.protobuf.Value with no kind set; JSON null is "
+                                   "null_value");
+  }
+  std::vector<const FieldDescriptor*> fields;
+  reflection->ListFields(message, &fields);
+  for (const FieldDescriptor* field : fields) {
+    if (field->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) continue;
+    const std::string name = where.empty() ? field->name() : where + "." + field->name();
+    if (field->is_map()) continue;  // Struct fields: map<string, Value>, checked below
+    if (field->is_repeated()) {
+      for (int i = 0; i < reflection->FieldSize(message, field); ++i) {
+        TXCOORD_RETURN_IF_ERROR(CheckBinaryDecoded(reflection->GetRepeatedMessage(message, field, i),
+                                                   name + "[" + std::to_string(i) + "]"));
+      }
+    } else {
+      TXCOORD_RETURN_IF_ERROR(CheckBinaryDecoded(reflection->GetMessage(message, field), name));
+    }
+  }
+  if (descriptor->full_name() == "google.protobuf.Struct") {
+    for (const auto& [key, value] : static_cast<const google::protobuf::Struct&>(message).fields()) {
+      TXCOORD_RETURN_IF_ERROR(
+          CheckBinaryDecoded(value, where + "[\"" + PrintableForMessage(key, 40) + "\"]"));
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status DecodeBody(std::string_view body, bool protobuf, bool empty_allowed,
                   google::protobuf::Message* message) {
   const std::string& type = message->GetDescriptor()->name();
@@ -203,7 +259,7 @@ Status DecodeBody(std::string_view body, bool protobuf, bool empty_allowed,
       return Status::InvalidArgument("the body is not a binary protobuf txcoord.v1." + type +
                                      " (Content-Type: application/x-protobuf)");
     }
-    return Status::Ok();
+    return CheckBinaryDecoded(*message, "");
   }
   if (Status status = JsonToMessage(body, message); !status.ok()) {
     return status.WithContext("the body is not a valid " + type);
