@@ -229,15 +229,17 @@ Status CheckBinaryDecoded(const google::protobuf::Message& message, const std::s
     if (field->is_map()) continue;  // Struct fields: map<string, Value>, checked below
     if (field->is_repeated()) {
       for (int i = 0; i < reflection->FieldSize(message, field); ++i) {
-        TXCOORD_RETURN_IF_ERROR(CheckBinaryDecoded(reflection->GetRepeatedMessage(message, field, i),
-                                                   name + "[" + std::to_string(i) + "]"));
+        TXCOORD_RETURN_IF_ERROR(
+            CheckBinaryDecoded(reflection->GetRepeatedMessage(message, field, i),
+                               name + "[" + std::to_string(i) + "]"));
       }
     } else {
       TXCOORD_RETURN_IF_ERROR(CheckBinaryDecoded(reflection->GetMessage(message, field), name));
     }
   }
   if (descriptor->full_name() == "google.protobuf.Struct") {
-    for (const auto& [key, value] : static_cast<const google::protobuf::Struct&>(message).fields()) {
+    for (const auto& [key, value] :
+         static_cast<const google::protobuf::Struct&>(message).fields()) {
       TXCOORD_RETURN_IF_ERROR(
           CheckBinaryDecoded(value, where + "[\"" + PrintableForMessage(key, 40) + "\"]"));
     }

@@ -6,6 +6,7 @@
 #include <Poco/Net/HTTPServerParams.h>
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/Net/SecureServerSocket.h>
 #include <Poco/Net/StreamSocket.h>
 #include <Poco/Net/TCPServer.h>
 #include <spdlog/spdlog.h>
@@ -407,10 +408,12 @@ class Router final : public Poco::Net::HTTPRequestHandlerFactory {
 
 }  // namespace
 
-Result<Poco::Net::ServerSocket> ListenOn(const Poco::Net::SocketAddress& address) {
+Result<Poco::Net::ServerSocket> ListenOn(const Poco::Net::SocketAddress& address,
+                                         Poco::Net::Context::Ptr tls) {
   const std::string where = "cannot listen on " + address.toString();
   try {
     Poco::Net::ServerSocket socket;
+    if (!tls.isNull()) socket = Poco::Net::SecureServerSocket(tls);
     // SO_REUSEADDR lets a restarted coordinator bind while its old connections sit in
     // TIME_WAIT. Not SO_REUSEPORT: that would let a second process share the port silently.
     socket.bind(address, /*reuseAddress=*/true, /*reusePort=*/false);

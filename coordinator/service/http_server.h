@@ -27,6 +27,7 @@
 // Requests Poco cannot parse get Poco's own bare 400, without the contract's error body.
 #pragma once
 
+#include <Poco/Net/Context.h>
 #include <Poco/Net/HTTPServer.h>
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/SocketAddress.h>
@@ -57,7 +58,10 @@ struct HttpServerOptions {
 
 // Binds and listens on `address` (port 0: the kernel picks one; read it from the socket).
 // Errors say what to do: kUnavailable for an address in use or not available here.
-Result<Poco::Net::ServerSocket> ListenOn(const Poco::Net::SocketAddress& address);
+// With `tls` (participant::NewServerContext), the socket speaks HTTPS: every accepted connection
+// does the TLS handshake on its pool thread before its first request.
+Result<Poco::Net::ServerSocket> ListenOn(const Poco::Net::SocketAddress& address,
+                                         Poco::Net::Context::Ptr tls = nullptr);
 
 // Thread-safety: Start and Stop are called from one thread; requests are served on the pool's
 // threads and use `coordinator` and `log`, which are thread-safe.

@@ -139,13 +139,27 @@ int Serve(const ServiceSettings& settings, Secrets secrets, ShutdownSignals& sig
     spdlog::error("cannot start: {}", OneLine(Redacted(log.status().message(), settings)));
     return kExitFailure;
   }
-  auto socket = ListenOn(settings.listen);
+  Poco::Net::Context::Ptr server_tls;
+  if (!settings.tls.cert_file.empty()) {
+    auto context = participant::NewServerContext(settings.tls);
+    if (!context.ok()) {
+      spdlog::error("cannot start: {}", OneLine(context.status().message()));
+      return kExitFailure;
+    }
+    server_tls = *context;
+  }
+  auto callback_tls = participant::NewClientContext(settings.callback_tls);
+  if (!callback_tls.ok()) {
+    spdlog::error("cannot start: {}", OneLine(callback_tls.status().message()));
+    return kExitFailure;
+  }
+  auto socket = ListenOn(settings.listen, server_tls);
   if (!socket.ok()) {
     spdlog::error("cannot start: {}", OneLine(socket.status().message()));
     return kExitFailure;
   }
-  const std::unique_ptr<coordinator::CallbackTransport> transport =
-      coordinator::NewHttpTransport({.callback_secret = std::move(secrets.callback_secret)});
+  const std::unique_ptr<coordinator::CallbackTransport> transport = coordinator::NewHttpTransport(
+      {.callback_secret = std::move(secrets.callback_secret), .tls_context = *callback_tls});
   coordinator::Coordinator coordinator(**log, *transport, coordinator::SystemClock(),
                                        CoordinatorOptionsFrom(settings));
   // Recovery runs before the listening line: a client that sees it may rely on every
@@ -167,10 +181,15 @@ int Serve(const ServiceSettings& settings, Secrets secrets, ShutdownSignals& sig
   signals.Serving();
   const std::string bound = socket->address().toString();
   spdlog::info(
-      "txcoord {} serving on {} (store {}; resumed {} unfinished transactions; {} threads, {} "
+      "txcoord {} serving on {} over {} (store {}; resumed {} unfinished transactions; {} threads, "
+      "{} "
       "queued connections, {} API requests at once; API tokens {})",
-      TXCOORD_VERSION, bound, DescribeStore(settings), recovered.recovered, settings.max_threads,
-      settings.max_queued, std::min(settings.max_in_flight, settings.max_threads),
+      TXCOORD_VERSION, bound,
+      server_tls.isNull()                   ? "HTTP"
+      : settings.tls.client_ca_file.empty() ? "HTTPS"
+                                            : "HTTPS with client certificates",
+      DescribeStore(settings), recovered.recovered, settings.max_threads, settings.max_queued,
+      std::min(settings.max_in_flight, settings.max_threads),
       settings.token_file.empty() ? "not required" : "required");
   // The line scripts and tests wait for; with port 0 it is the only place the port shows.
   std::cout << "txcoord listening on " << bound << std::endl;

@@ -50,6 +50,19 @@ constexpr FlagSpec kFlags[] = {
     {"callback-secret-file", "FILE",
      "secret that signs callbacks to participants (Tx-Signature): the file's content without "
      "its trailing newline (default: callbacks are not signed)"},
+    {"tls-cert", "FILE",
+     "serve HTTPS with this PEM certificate (chain); needs --tls-key (default: plain HTTP)"},
+    {"tls-key", "FILE", "the PEM private key of --tls-cert"},
+    {"tls-client-ca", "FILE",
+     "with --tls-cert: require every client to present a certificate signed by a CA in this "
+     "PEM file (mutual TLS; default: no client certificate asked)"},
+    {"callback-ca", "FILE",
+     "CAs (PEM) that https participants' certificates must chain to (default: the system's "
+     "CAs); the host name is always verified"},
+    {"callback-cert", "FILE",
+     "client certificate (PEM) presented to https participants that require one; needs "
+     "--callback-key"},
+    {"callback-key", "FILE", "the PEM private key of --callback-cert"},
     {"log-format", "text|json", "stderr log lines as text or as JSON objects (default text)"},
     {"max-threads", "N",
      "HTTP connections served at once, 1..1024; a kept-alive connection holds one until it "
@@ -257,6 +270,23 @@ Result<ServiceSettings> ResolveSettings(const Poco::Util::AbstractConfiguration&
   if (!settings.callback_secret_file.empty()) {
     TXCOORD_RETURN_IF_ERROR(
         CheckReadableFile("callback-secret-file", settings.callback_secret_file));
+  }
+
+  settings.tls.cert_file = get("tls-cert", "");
+  settings.tls.key_file = get("tls-key", "");
+  settings.tls.client_ca_file = get("tls-client-ca", "");
+  if (settings.tls.cert_file.empty() != settings.tls.key_file.empty()) {
+    return Status::InvalidArgument("--tls-cert and --tls-key go together: give both or neither");
+  }
+  if (settings.tls.cert_file.empty() && !settings.tls.client_ca_file.empty()) {
+    return Status::InvalidArgument("--tls-client-ca needs --tls-cert and --tls-key");
+  }
+  settings.callback_tls.ca_file = get("callback-ca", "");
+  settings.callback_tls.cert_file = get("callback-cert", "");
+  settings.callback_tls.key_file = get("callback-key", "");
+  if (settings.callback_tls.cert_file.empty() != settings.callback_tls.key_file.empty()) {
+    return Status::InvalidArgument(
+        "--callback-cert and --callback-key go together: give both or neither");
   }
 
   const std::string log_format = get("log-format", "text");

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "txcoord/coordinator/log.h"
+#include "txcoord/participant/tls.h"
 #include "txcoord/status.h"
 
 namespace txcoord::service {
@@ -36,6 +37,9 @@ struct ServiceSettings {
   std::string token_file;
   std::string callback_secret_file;
   LogFormat log_format = LogFormat::kText;
+  // TLS for the API (empty cert_file: plain HTTP) and for https callbacks (participant/tls.h).
+  participant::TlsServerFiles tls;
+  participant::TlsClientFiles callback_tls;
   // HTTP (http_server.h).
   int max_threads = 128;    // connections served at once (a kept-alive connection holds one)
   int max_queued = 128;     // accepted connections waiting for a thread; more get 503

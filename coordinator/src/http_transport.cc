@@ -13,6 +13,7 @@
 #include <Poco/Net/HTTPClientSession.h>
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/HTTPSClientSession.h>
 #include <Poco/Net/NetException.h>
 #include <Poco/Net/Socket.h>
 #include <Poco/Timespan.h>
@@ -180,6 +181,7 @@ std::string NoReplyWithin(std::chrono::milliseconds timeout) {
 // URLs.
 
 struct Target {
+  bool https = false;
   std::string host;
   uint16_t port = 0;
   std::string host_port;  // the connection pool's key
@@ -207,8 +209,8 @@ Result<Target> ParseUrl(const std::string& url) {
   } catch (const Poco::Exception&) {
     return malformed("cannot be parsed");
   }
-  if (uri.getScheme() == "https") return Status::InvalidArgument(std::string(kHttpsDetail));
-  if (uri.getScheme() != "http") return malformed("the scheme must be http");
+  const bool https = uri.getScheme() == "https";
+  if (!https && uri.getScheme() != "http") return malformed("the scheme must be http or https");
   if (uri.getHost().empty()) return malformed("no host");
   if (!uri.getUserInfo().empty()) return malformed("user info is not supported");
   if (uri.getPort() == 0) return malformed("port 0");
@@ -224,9 +226,12 @@ Result<Target> ParseUrl(const std::string& url) {
   if (!IsSafeRequestTarget(path)) return malformed("space or control character in the path");
 
   Target target;
+  target.https = https;
   target.host = uri.getHost();
   target.port = uri.getPort();
-  target.host_port = target.host + ":" + std::to_string(target.port);
+  // The scheme is part of the key: a plain connection must never carry an https call.
+  target.host_port =
+      (https ? "https://" : "http://") + target.host + ":" + std::to_string(target.port);
   target.path = std::move(path);
   return target;
 }
@@ -593,6 +598,7 @@ class HttpTransport final : public CallbackTransport {
     const auto deadline = Clock::now() + request.timeout;
     Result<Target> target = ParseUrl(request.url);
     if (!target.ok()) return Transient(target.status().message());
+    if (target->https && options_.tls_context.isNull()) return Transient(std::string(kHttpsDetail));
 
     Poco::Net::HTTPRequest http(Poco::Net::HTTPRequest::HTTP_POST, target->path,
                                 Poco::Net::HTTPMessage::HTTP_1_1);
@@ -606,7 +612,12 @@ class HttpTransport final : public CallbackTransport {
       if (round == 0 && keep_alive_) session = pool_.Take(target->host_port);
       const bool reused = session != nullptr;
       if (!session) {
-        session = std::make_unique<HTTPClientSession>(target->host, target->port);
+        if (target->https) {
+          session = std::make_unique<Poco::Net::HTTPSClientSession>(target->host, target->port,
+                                                                    options_.tls_context);
+        } else {
+          session = std::make_unique<HTTPClientSession>(target->host, target->port);
+        }
         session->setKeepAlive(keep_alive_);
         // The pool decides when an idle connection is too old (kMaxIdle); Poco's own idle
         // timeout would silently reconnect inside sendRequest and hide whether a connection

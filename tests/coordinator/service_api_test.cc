@@ -183,14 +183,15 @@ TEST(DecodeBodyTest, BinaryBodiesAreHeldToWhatJsonCanSay) {
   no_kind.mutable_branches(0)->mutable_payload()->mutable_list_value()->add_values();
   const Status kindless = DecodeBody(no_kind.SerializeAsString(), true, false, &decoded);
   EXPECT_EQ(kindless.code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(kindless.message().find("branches[0].payload.list_value.values[1]"),
-            std::string::npos)
+  EXPECT_NE(kindless.message().find("branches[0].payload.list_value.values[1]"), std::string::npos)
       << kindless.message();
 
   // The same inside an object, and as the whole payload.
   v1::BeginRequest in_struct = sent;
-  (*in_struct.mutable_branches(0)->mutable_payload()->mutable_struct_value()->mutable_fields())
-      ["amount"];
+  (*in_struct.mutable_branches(0)
+        ->mutable_payload()
+        ->mutable_struct_value()
+        ->mutable_fields())["amount"];
   EXPECT_EQ(DecodeBody(in_struct.SerializeAsString(), true, false, &decoded).code(),
             StatusCode::kInvalidArgument);
   v1::BeginRequest empty_payload = sent;

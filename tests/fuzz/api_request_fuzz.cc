@@ -147,12 +147,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string_view in(reinterpret_cast<const char*>(data) + 1, size - 1);
   switch (data[0] % 6) {
-    case 0: FuzzRoute(in); break;
-    case 1: FuzzListQuery(in); break;
-    case 2: FuzzTraceparent(in); break;
-    case 3: FuzzBegin(in, false); break;
-    case 4: FuzzBegin(in, true); break;
-    case 5: FuzzSmallBodies(in); break;
+    case 0:
+      FuzzRoute(in);
+      break;
+    case 1:
+      FuzzListQuery(in);
+      break;
+    case 2:
+      FuzzTraceparent(in);
+      break;
+    case 3:
+      FuzzBegin(in, false);
+      break;
+    case 4:
+      FuzzBegin(in, true);
+      break;
+    case 5:
+      FuzzSmallBodies(in);
+      break;
   }
   return 0;
 }

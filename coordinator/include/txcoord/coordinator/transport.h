@@ -7,6 +7,8 @@
 // transport (both wait for the transport's threads, one of which is running `done`).
 #pragma once
 
+#include <Poco/Net/Context.h>
+
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -71,11 +73,16 @@ struct HttpTransportOptions {
   std::string callback_secret;
   // A reply body is read up to this many bytes; the rest is discarded.
   size_t max_reply_bytes = 64 * 1024;
+  // For https participant URLs: the client context (participant::NewClientContext: the CAs that
+  // participants' certificates must chain to, and the coordinator's own client certificate for
+  // participants that require one). Null: https URLs fail with kTransient "https callbacks are
+  // not configured".
+  Poco::Net::Context::Ptr tls_context;
 };
 
 // Callbacks over HTTP/1.1 with Poco: a pool of kept-alive connections per participant, a per-call
-// timeout, and signing. HTTPS URLs are refused with kTransient "https callbacks are not
-// configured" until TLS is configured (issue 7). The destructor calls Shutdown.
+// timeout, and signing; https URLs over TLS with `tls_context` (host name and certificate
+// verified; a failed verification is a kTransient reply naming it). The destructor calls Shutdown.
 //
 // The process must ignore SIGPIPE (txcoord's main does): writing to a connection the participant
 // has reset would otherwise kill it.
