@@ -4,6 +4,7 @@
 #include <Poco/Net/HTTPClientSession.h>
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/HTTPSClientSession.h>
 #include <Poco/Net/NetException.h>
 #include <Poco/Timespan.h>
 #include <Poco/URI.h>
@@ -106,8 +107,9 @@ struct CoordinatorClient::HttpReply {
 // Idle kept-alive sessions. Thread-safe.
 class CoordinatorClient::Pool {
  public:
-  Pool(std::string host, uint16_t port, size_t max_idle)
-      : host_(std::move(host)), port_(port), max_idle_(max_idle) {}
+  // `tls` null: plain HTTP.
+  Pool(std::string host, uint16_t port, size_t max_idle, Poco::Net::Context::Ptr tls)
+      : host_(std::move(host)), port_(port), max_idle_(max_idle), tls_(std::move(tls)) {}
 
   // A session and whether it has served a request before.
   std::pair<std::unique_ptr<HTTPClientSession>, bool> Take() {
@@ -119,7 +121,9 @@ class CoordinatorClient::Pool {
         return {std::move(session), true};
       }
     }
-    auto session = std::make_unique<HTTPClientSession>(host_, port_);
+    std::unique_ptr<HTTPClientSession> session =
+        tls_.isNull() ? std::make_unique<HTTPClientSession>(host_, port_)
+                      : std::make_unique<Poco::Net::HTTPSClientSession>(host_, port_, tls_);
     session->setKeepAlive(true);
     session->setKeepAliveTimeout(Poco::Timespan(kIdleReuseSeconds, 0));
     return {std::move(session), false};
@@ -134,6 +138,7 @@ class CoordinatorClient::Pool {
   const std::string host_;
   const uint16_t port_;
   const size_t max_idle_;
+  const Poco::Net::Context::Ptr tls_;
   std::mutex mu_;
   std::vector<std::unique_ptr<HTTPClientSession>> idle_;  // GUARDED_BY(mu_)
 };
@@ -147,26 +152,32 @@ Result<std::unique_ptr<CoordinatorClient>> CoordinatorClient::Create(
     return Status::InvalidArgument("coordinator URL \"" + PrintableForMessage(options.url) +
                                    "\" is not a URL: " + e.displayText());
   }
-  if (uri.getScheme() != "http" || uri.getHost().empty() ||
+  const bool https = uri.getScheme() == "https";
+  if ((!https && uri.getScheme() != "http") || uri.getHost().empty() ||
       !(uri.getPath().empty() || uri.getPath() == "/") || !uri.getRawQuery().empty()) {
     return Status::InvalidArgument("coordinator URL \"" + PrintableForMessage(options.url) +
-                                   "\" must be http://host:port (no path; https is not supported "
-                                   "yet)");
+                                   "\" must be http://host:port or https://host:port (no path)");
   }
   if (options.max_idle_connections < 0) options.max_idle_connections = 0;
+  Poco::Net::Context::Ptr tls;
+  if (https) {
+    auto context = NewClientContext(options.tls);
+    if (!context.ok()) return context.status();
+    tls = *context;
+  }
   std::string host = uri.getHost();
   const uint16_t port = uri.getPort();
   return std::unique_ptr<CoordinatorClient>(
-      new CoordinatorClient(std::move(options), std::move(host), port));
+      new CoordinatorClient(std::move(options), std::move(host), port, std::move(tls)));
 }
 
 CoordinatorClient::CoordinatorClient(CoordinatorClientOptions options, std::string host,
-                                     uint16_t port)
+                                     uint16_t port, Poco::Net::Context::Ptr tls)
     : options_(std::move(options)),
       host_(std::move(host)),
       port_(port),
-      pool_(std::make_unique<Pool>(host_, port_,
-                                   static_cast<size_t>(options_.max_idle_connections))) {}
+      pool_(std::make_unique<Pool>(host_, port_, static_cast<size_t>(options_.max_idle_connections),
+                                   std::move(tls))) {}
 
 CoordinatorClient::~CoordinatorClient() = default;
 

@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "txcoord/participant/client.h"
 #include "txcoord_process.h"
 
 namespace txcoord::integration {
@@ -278,6 +279,42 @@ TEST_F(TlsTest, AParticipantWhoseCertificateDoesNotChainToCallbackCaIsNeverTrust
   EXPECT_NE(begun.body.find(R"("state":"aborting")"), std::string::npos) << begun.body;
   EXPECT_NE(begun.body.find("ertificate"), std::string::npos) << begun.body;
   EXPECT_TRUE(rogue.Calls().empty());
+}
+
+// The SDK's coordinator client speaks https with a client certificate; without one it is refused.
+TEST_F(TlsTest, TheSdkClientTalksToAnHttpsCoordinator) {
+  HttpsParticipant bank(*pki_, "server", pki_->Pem("ca"));
+  StartTxcoord();
+  const std::string url = "https://localhost:" + std::to_string(port_);
+  auto client =
+      participant::CoordinatorClient::Create({.url = url,
+                                              .tls = {.ca_file = pki_->Pem("ca"),
+                                                      .cert_file = pki_->Pem("app-client"),
+                                                      .key_file = pki_->Key("app-client")}});
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  v1::BeginRequest begin;
+  begin.set_gtid("tls-sdk");
+  begin.set_protocol("2pc");
+  begin.set_wait(true);
+  v1::Branch* branch = begin.add_branches();
+  branch->set_branch_id("a");
+  branch->set_url(bank.Url("bank"));
+  auto begun = (*client)->Begin(begin);
+  ASSERT_TRUE(begun.ok()) << begun.status().ToString();
+  EXPECT_EQ(begun->transaction.state(), "committed");
+  auto read = (*client)->Get("tls-sdk");
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(read->state(), "committed");
+
+  auto anonymous =
+      participant::CoordinatorClient::Create({.url = url, .tls = {.ca_file = pki_->Pem("ca")}});
+  ASSERT_TRUE(anonymous.ok());
+  EXPECT_FALSE((*anonymous)->Get("tls-sdk").ok());
+
+  // Half a client certificate is a configuration error, said at once.
+  auto half = participant::CoordinatorClient::Create(
+      {.url = url, .tls = {.cert_file = pki_->Pem("app-client")}});
+  EXPECT_EQ(half.status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST_F(TlsTest, BadTlsFlagsExitWithOneLine) {

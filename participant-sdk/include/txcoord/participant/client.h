@@ -37,14 +37,19 @@
 #include <string>
 #include <string_view>
 
+#include "txcoord/participant/tls.h"
 #include "txcoord/status.h"
 #include "txcoord/v1/api.pb.h"
 
 namespace txcoord::participant {
 
 struct CoordinatorClientOptions {
-  // The coordinator's base URL, http://host:port (https is not supported yet).
+  // The coordinator's base URL, http://host:port or https://host:port.
   std::string url = "http://127.0.0.1:8470";
+  // For an https URL (tls.h): the CA the coordinator's certificate must chain to (default: the
+  // system's CAs; its host name is always verified) and a client certificate for a coordinator
+  // started with --tls-client-ca.
+  TlsClientFiles tls = {};
   // When not empty, sent as `Authorization: Bearer <token>` (contract section 1).
   std::string bearer_token = {};
   std::chrono::milliseconds connect_timeout{2000};
@@ -106,7 +111,8 @@ class CoordinatorClient {
   struct HttpCall;
   struct HttpReply;
 
-  CoordinatorClient(CoordinatorClientOptions options, std::string host, uint16_t port);
+  CoordinatorClient(CoordinatorClientOptions options, std::string host, uint16_t port,
+                    Poco::Net::Context::Ptr tls);
   Result<HttpReply> Send(const HttpCall& call);
   Result<TransactionReply> Complete(std::string_view verb, std::string_view gtid, bool wait,
                                     const CallOptions& call);
