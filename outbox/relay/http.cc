@@ -7,6 +7,7 @@
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/Net/HTTPServerResponse.h>
 #include <Poco/Net/NetException.h>
+#include <Poco/Net/SecureServerSocket.h>
 
 #include <ostream>
 
@@ -79,9 +80,11 @@ class Factory final : public Poco::Net::HTTPRequestHandlerFactory {
 
 }  // namespace
 
-Result<Poco::Net::ServerSocket> ListenOn(const Poco::Net::SocketAddress& address) {
+Result<Poco::Net::ServerSocket> ListenOn(const Poco::Net::SocketAddress& address,
+                                         Poco::Net::Context::Ptr tls) {
   try {
     Poco::Net::ServerSocket socket;
+    if (!tls.isNull()) socket = Poco::Net::SecureServerSocket(tls);
     socket.bind(address, /*reuseAddress=*/true);
     socket.listen(64);
     return socket;

@@ -3,6 +3,7 @@
 // contract's error body.
 #pragma once
 
+#include <Poco/Net/Context.h>
 #include <Poco/Net/HTTPServer.h>
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/SocketAddress.h>
@@ -15,8 +16,10 @@
 
 namespace txcoord::relay {
 
-// Binds and listens on `address`; kUnavailable saying what to do when it is in use.
-Result<Poco::Net::ServerSocket> ListenOn(const Poco::Net::SocketAddress& address);
+// Binds and listens on `address`, speaking HTTPS when `tls` is set (participant::NewServerContext);
+// kUnavailable saying what to do when it is in use.
+Result<Poco::Net::ServerSocket> ListenOn(const Poco::Net::SocketAddress& address,
+                                         Poco::Net::Context::Ptr tls = nullptr);
 
 // Thread-safety: Start and Stop from one thread; requests run on a small pool and only read
 // relay.Statuses(), which is thread-safe.

@@ -92,7 +92,16 @@ int Serve(const RelaySettings& settings) {
     spdlog::error("cannot start: {}", OneLine(s.message()));
     return kExitFailure;
   }
-  auto socket = ListenOn(settings.listen);
+  Poco::Net::Context::Ptr tls;
+  if (!settings.tls.cert_file.empty()) {
+    auto context = participant::NewServerContext(settings.tls);
+    if (!context.ok()) {
+      spdlog::error("cannot start: {}", OneLine(context.status().message()));
+      return kExitFailure;
+    }
+    tls = *context;
+  }
+  auto socket = ListenOn(settings.listen, tls);
   if (!socket.ok()) {
     spdlog::error("cannot start: {}", OneLine(socket.status().message()));
     return kExitFailure;

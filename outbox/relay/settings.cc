@@ -45,6 +45,12 @@ constexpr FlagSpec kFlags[] = {
      "archive moves old rows to txcoord_outbox_archive instead of deleting them (default delete)"},
     {"drain-timeout", "DURATION",
      "on SIGTERM, wait this long for the acks of messages in flight (default 10s)"},
+    {"tls-cert", "FILE",
+     "serve /healthz and /metrics over HTTPS with this PEM certificate; needs --tls-key "
+     "(default: plain HTTP)"},
+    {"tls-key", "FILE", "the PEM private key of --tls-cert"},
+    {"tls-client-ca", "FILE",
+     "with --tls-cert: require client certificates signed by a CA in this PEM file"},
     {"log-format", "text|json", "stderr log lines as text or JSON objects (default text)"},
     {"config", "FILE",
      "read settings from FILE, \"key = value\" lines named like these flags (.ini also works); "
@@ -305,6 +311,16 @@ Result<RelaySettings> ResolveSettings(const Poco::Util::AbstractConfiguration& c
   auto drain = ParseDuration("drain-timeout", get("drain-timeout", "10s"));
   if (!drain.ok()) return drain.status();
   s.relay.drain_timeout = *drain;
+
+  s.tls.cert_file = get("tls-cert", "");
+  s.tls.key_file = get("tls-key", "");
+  s.tls.client_ca_file = get("tls-client-ca", "");
+  if (s.tls.cert_file.empty() != s.tls.key_file.empty()) {
+    return Status::InvalidArgument("--tls-cert and --tls-key go together: give both or neither");
+  }
+  if (s.tls.cert_file.empty() && !s.tls.client_ca_file.empty()) {
+    return Status::InvalidArgument("--tls-client-ca needs --tls-cert and --tls-key");
+  }
 
   const std::string log_format = get("log-format", "text");
   if (log_format == "text") {

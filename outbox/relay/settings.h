@@ -13,6 +13,7 @@
 #include "txcoord/outbox/event_bus.h"
 #include "txcoord/outbox/relay.h"
 #include "txcoord/outbox/source.h"
+#include "txcoord/participant/tls.h"
 #include "txcoord/status.h"
 
 namespace txcoord::relay {
@@ -26,6 +27,7 @@ struct RelaySettings {
   outbox::RelayOptions relay;
   Poco::Net::SocketAddress listen;  // /healthz and /metrics
   LogFormat log_format = LogFormat::kText;
+  participant::TlsServerFiles tls;  // empty cert_file: plain HTTP
 };
 
 void DefineFlags(Poco::Util::OptionSet& options);

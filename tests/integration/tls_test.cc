@@ -20,10 +20,8 @@
 #include <Poco/Net/SecureStreamSocket.h>
 #include <Poco/StreamCopier.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -31,6 +29,7 @@
 #include <vector>
 
 #include "txcoord/participant/client.h"
+#include "txcoord/testing/test_pki.h"
 #include "txcoord_process.h"
 
 namespace txcoord::integration {
@@ -38,44 +37,7 @@ namespace {
 
 using std::chrono::seconds;
 
-// Runs a shell command; the test fails when it does.
-void Shell(const std::string& command) { ASSERT_EQ(std::system(command.c_str()), 0) << command; }
-
-// A CA, and certificates it signed, in a temp dir: server (CN and SAN localhost, 127.0.0.1),
-// a client certificate for txcoord, one for the test's own client; and a second CA that signs
-// nothing this test trusts.
-class TestPki {
- public:
-  explicit TestPki(const std::string& dir) : dir_(dir) {
-    MakeCa("ca");
-    MakeCa("other-ca");
-    Sign("ca", "server", "localhost", true);
-    Sign("ca", "txcoord-client", "txcoord-client", false);
-    Sign("ca", "app-client", "app-client", false);
-    Sign("other-ca", "rogue-server", "localhost", true);
-  }
-  std::string Pem(const std::string& name) const { return dir_ + "/" + name + ".pem"; }
-  std::string Key(const std::string& name) const { return dir_ + "/" + name + ".key"; }
-
- private:
-  void MakeCa(const std::string& name) {
-    Shell(
-        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
-        "-subj /CN=txcoord-test-" +
-        name + " -keyout " + Key(name) + " -out " + Pem(name) + " 2>/dev/null");
-  }
-  void Sign(const std::string& ca, const std::string& name, const std::string& cn, bool server) {
-    const std::string ext = dir_ + "/" + name + ".ext";
-    std::ofstream(ext) << (server ? "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
-                                  : "extendedKeyUsage=clientAuth\n");
-    Shell("openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=" + cn +
-          " -keyout " + Key(name) + " -out " + dir_ + "/" + name + ".csr 2>/dev/null");
-    Shell("openssl x509 -req -in " + dir_ + "/" + name + ".csr -CA " + Pem(ca) + " -CAkey " +
-          Key(ca) + " -CAcreateserial -days 2 -extfile " + ext + " -out " + Pem(name) +
-          " 2>/dev/null");
-  }
-  std::string dir_;
-};
+using testing::TestPki;
 
 // An https participant that requires a client certificate signed by `client_ca` and answers 200
 // to every callback, remembering each path and the client certificate's CN.

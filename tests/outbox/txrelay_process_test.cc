@@ -1,5 +1,9 @@
 // txrelay as a process: its command line (contract section 6), /healthz and /metrics, a clean
 // SIGTERM, and two relays on one outbox where the active one is killed.
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/HTTPSClientSession.h>
+#include <Poco/StreamCopier.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -12,8 +16,10 @@
 #include "relay_process.h"
 #include "stream_reader.h"
 #include "test_outboxes.h"
+#include "txcoord/participant/tls.h"
 #include "txcoord/testing/nats_server.h"
 #include "txcoord/testing/poll.h"
+#include "txcoord/testing/test_pki.h"
 
 namespace txcoord::outbox {
 namespace {
@@ -146,6 +152,46 @@ TEST_F(TxrelayTest, ServesHealthAndMetricsPublishesAndStopsCleanlyOnSigterm) {
   auto messages = testing::ReadStream(SharedNats().Url(), stream);
   ASSERT_TRUE(messages.ok());
   EXPECT_TRUE(testing::CheckExactlyOnceInOrder(*messages, written.Snapshot()).empty());
+}
+
+// /healthz and /metrics over HTTPS with client certificates (issue 7): a client with a
+// certificate from the CA reads them; one without is refused in the handshake.
+TEST_F(TxrelayTest, ServesHealthzOverHttpsWithClientCertificates) {
+  SqliteOutbox sqlite;
+  const txcoord::testing::TestPki pki(dir_);
+  auto relay =
+      Start({"--source", sqlite.Uri(), "--nats", SharedNats().Url(), "--stream",
+             NatsServer::UniqueStreamName("tls"), "--listen", "127.0.0.1:0", "--tls-cert",
+             pki.Pem("server"), "--tls-key", pki.Key("server"), "--tls-client-ca", pki.Pem("ca")});
+  const auto port = relay->WaitForListening(milliseconds(20000));
+  ASSERT_TRUE(port.has_value()) << relay->Stderr();
+
+  const auto get = [&](bool with_cert) {
+    participant::TlsClientFiles files{.ca_file = pki.Pem("ca")};
+    if (with_cert) {
+      files.cert_file = pki.Pem("app-client");
+      files.key_file = pki.Key("app-client");
+    }
+    auto context = participant::NewClientContext(files);
+    if (!context.ok()) throw std::runtime_error(context.status().message());
+    Poco::Net::HTTPSClientSession session("localhost", static_cast<Poco::UInt16>(*port), *context);
+    session.setTimeout(Poco::Timespan(10, 0));
+    Poco::Net::HTTPRequest request("GET", "/metrics", Poco::Net::HTTPMessage::HTTP_1_1);
+    session.sendRequest(request);
+    Poco::Net::HTTPResponse response;
+    std::string body;
+    Poco::StreamCopier::copyToString(session.receiveResponse(response), body);
+    return std::make_pair(static_cast<int>(response.getStatus()), body);
+  };
+  const auto [status, body] = get(true);
+  EXPECT_EQ(status, 200);
+  EXPECT_NE(body.find("txrelay_rows_pending"), std::string::npos) << body;
+  EXPECT_ANY_THROW(get(false));
+  // Plain HTTP gets no answer from an HTTPS port.
+  EXPECT_NE(HttpGet(*port, "/healthz").status, 200);
+
+  relay->Signal(SIGTERM);
+  EXPECT_EQ(relay->WaitForExit(milliseconds(20000)), 0) << relay->Stderr();
 }
 
 TEST_F(TxrelayTest, NatsDownAtStartIsRetriedAndShowsInHealthz) {
