@@ -7,6 +7,7 @@
 #include <Poco/Net/HTTPServerParams.h>
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/Net/SecureServerSocket.h>
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/ThreadPool.h>
@@ -558,6 +559,11 @@ class CallbackServer::Impl {
 
   Result<int> Start(const std::string& address) {
     Poco::Net::ServerSocket socket;
+    if (!options_.tls.cert_file.empty()) {
+      auto tls = NewServerContext(options_.tls);
+      if (!tls.ok()) return tls.status();
+      socket = Poco::Net::SecureServerSocket(*tls);
+    }
     try {
       Poco::Net::SocketAddress where(address);
       socket.bind(where, /*reuseAddress=*/true, /*reusePort=*/false);

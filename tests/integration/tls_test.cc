@@ -21,6 +21,7 @@
 #include <Poco/StreamCopier.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -29,6 +30,8 @@
 #include <vector>
 
 #include "txcoord/participant/client.h"
+#include "txcoord/participant/endpoint.h"
+#include "txcoord/participant/handler.h"
 #include "txcoord/testing/test_pki.h"
 #include "txcoord_process.h"
 
@@ -277,6 +280,53 @@ TEST_F(TlsTest, TheSdkClientTalksToAnHttpsCoordinator) {
   auto half = participant::CoordinatorClient::Create(
       {.url = url, .tls = {.cert_file = pki_->Pem("app-client")}});
   EXPECT_EQ(half.status().code(), StatusCode::kInvalidArgument);
+}
+
+// The SDK's callback server over HTTPS, requiring txcoord's client certificate: a 2pc
+// transaction commits through it, and the same server refuses a coordinator without one.
+TEST_F(TlsTest, TheSdkCallbackServerServesHttpsToTheCoordinatorOnly) {
+  class Counting final : public participant::BranchHandler {
+   public:
+    participant::PhaseResult Prepare(const participant::CallbackContext&) override {
+      ++prepares;
+      return participant::PhaseResult::Done();
+    }
+    participant::PhaseResult Commit(const participant::CallbackContext&) override {
+      ++commits;
+      return participant::PhaseResult::Done();
+    }
+    participant::PhaseResult Abort(const participant::CallbackContext&) override {
+      return participant::PhaseResult::Done();
+    }
+    std::atomic<int> prepares{0}, commits{0};
+  } bank;
+  participant::CallbackServer server({.tls = {.cert_file = pki_->Pem("server"),
+                                              .key_file = pki_->Key("server"),
+                                              .client_ca_file = pki_->Pem("ca")}});
+  ASSERT_TRUE(server.AddHandler("/bank/a", &bank).ok());
+  ASSERT_TRUE(server.AddHandler("/bank/b", &bank).ok());
+  auto port = server.Start("127.0.0.1:0");
+  ASSERT_TRUE(port.ok()) << port.status().ToString();
+  const std::string url = "https://localhost:" + std::to_string(*port) + "/bank";
+
+  StartTxcoord();
+  const Reply begun =
+      Request(port_, AppClient(), "POST", "/v1/transactions", Begin("tls-sdk-cb", url));
+  ASSERT_EQ(begun.status, 200) << begun.body;
+  EXPECT_NE(begun.body.find(R"("state":"committed")"), std::string::npos) << begun.body;
+  EXPECT_EQ(bank.prepares.load(), 2);
+  EXPECT_EQ(bank.commits.load(), 2);
+
+  // A client without a certificate from the CA does not get through the handshake.
+  Poco::Net::HTTPSClientSession session("localhost", static_cast<Poco::UInt16>(*port),
+                                        AppClient("ca", /*with_cert=*/false));
+  Poco::Net::HTTPRequest request("POST", "/bank/a/prepare", Poco::Net::HTTPMessage::HTTP_1_1);
+  EXPECT_ANY_THROW({
+    session.sendRequest(request);
+    Poco::Net::HTTPResponse response;
+    session.receiveResponse(response);
+  });
+  EXPECT_EQ(bank.prepares.load(), 2);
 }
 
 TEST_F(TlsTest, BadTlsFlagsExitWithOneLine) {

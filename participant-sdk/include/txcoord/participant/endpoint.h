@@ -42,6 +42,7 @@
 
 #include "txcoord/participant/handler.h"
 #include "txcoord/participant/signature.h"
+#include "txcoord/participant/tls.h"
 #include "txcoord/status.h"
 
 namespace txcoord::participant {
@@ -87,6 +88,9 @@ struct CallbackServerOptions {
   std::chrono::seconds keep_alive_timeout{15};
   // Bounds receiving one request and sending its reply.
   std::chrono::seconds request_timeout{30};
+  // HTTPS when cert_file is set (tls.h); with client_ca_file, only a coordinator presenting a
+  // certificate signed by that CA (txcoord --callback-cert) can connect.
+  TlsServerFiles tls = {};
 };
 
 class CallbackServer {
