@@ -260,6 +260,11 @@ class Coordinator::Impl {
         }
         live = std::make_shared<Live>();
         live->engine = BeginEngine(clock_.Now(), args, options_.engine, NextSeed(), fx);
+        if (live->engine == nullptr) {
+          return Status::Internal("the coordinator could not start transaction " + gtid +
+                                  " although its request passed the checks; nothing was "
+                                  "logged (a bug: see the coordinator's log)");
+        }
         live->wait_until =
             std::chrono::steady_clock::now() + milliseconds(args.timeout_ms) + options_.wait_grace;
         live_.emplace(gtid, live);
@@ -407,10 +412,11 @@ class Coordinator::Impl {
 
   Status CheckBegin(const v1::BeginRequest& r) {
     if (!r.gtid().empty()) TXCOORD_RETURN_IF_ERROR(ValidateId("gtid", r.gtid()));
-    if (r.protocol() != "2pc" && r.protocol() != "tcc") {
+    if (r.protocol() != "2pc" && r.protocol() != "tcc" && r.protocol() != "saga") {
       if (IsKnownProtocol(r.protocol())) {
         return Status::InvalidArgument("protocol \"" + r.protocol() +
-                                       "\" is not served by this version yet; use 2pc or tcc");
+                                       "\" is not served by this version yet; use 2pc, tcc or "
+                                       "saga");
       }
       return Status::InvalidArgument("protocol must be one of 2pc, 3pc, tcc, saga; got \"" +
                                      PrintableForMessage(r.protocol()) + "\"");
@@ -420,6 +426,7 @@ class Coordinator::Impl {
           "timeout_ms must be between 1 and " + std::to_string(options_.max_timeout_ms) +
           " (0 or absent: the default " + std::to_string(options_.default_timeout_ms) + ")");
     }
+    if (r.protocol() == "saga") return CheckSaga(r);
     if (r.steps_size() > 0) {
       return Status::InvalidArgument("steps are for sagas; a " + r.protocol() +
                                      " transaction has branches");
@@ -452,6 +459,46 @@ class Coordinator::Impl {
           CheckUrl("branch \"" + b.branch_id() + "\" url", b.url(), options_.url_policy));
     }
     return Status::Ok();
+  }
+
+  // The steps of a saga begin: the options the engine reads, then saga::ValidateSaga (ids,
+  // URLs, dependencies, cycles; 403 for a URL outside the allow-list).
+  Status CheckSaga(const v1::BeginRequest& r) {
+    if (r.branches_size() > 0) {
+      return Status::InvalidArgument("branches are for 2pc, 3pc and tcc; a saga has steps");
+    }
+    for (int i = 0; i < r.steps_size(); ++i) {
+      const v1::Step& st = r.steps(i);
+      const std::string name = "step \"" + PrintableForMessage(st.step_id()) + "\"";
+      if (st.has_state() || st.has_attempts() || st.has_last_error()) {
+        return Status::InvalidArgument(name +
+                                       ": state, attempts and last_error are set by the "
+                                       "coordinator, not in a request");
+      }
+      if (st.timeout_ms() < 0 || st.timeout_ms() > options_.max_timeout_ms) {
+        return Status::InvalidArgument(name + ": timeout_ms must be between 1 and " +
+                                       std::to_string(options_.max_timeout_ms) +
+                                       " (0 or absent: the coordinator's default)");
+      }
+      const v1::StepRetry& retry = st.retry();
+      if (retry.initial_ms() < 0 || retry.max_ms() < 0 || retry.max_attempts() < 0 ||
+          retry.initial_ms() > options_.max_timeout_ms ||
+          retry.max_ms() > options_.max_timeout_ms) {
+        return Status::InvalidArgument(
+            name + ": retry.initial_ms and retry.max_ms must be between 0 and " +
+            std::to_string(options_.max_timeout_ms) +
+            ", retry.max_attempts at least 0 (0: the defaults, until the deadline)");
+      }
+      if (retry.initial_ms() > 0 && retry.max_ms() > 0 && retry.max_ms() < retry.initial_ms()) {
+        return Status::InvalidArgument(name + ": retry.max_ms (" + std::to_string(retry.max_ms()) +
+                                       ") is below retry.initial_ms (" +
+                                       std::to_string(retry.initial_ms()) + ")");
+      }
+    }
+    const saga::SagaValidation validation = saga::ValidateSaga(r.steps(), options_.url_policy);
+    if (validation.ok()) return Status::Ok();
+    if (validation.forbidden_url) return Status::PermissionDenied(validation.status.message());
+    return validation.status;
   }
 
   // A begin for a gtid already in memory.
@@ -577,12 +624,19 @@ class Coordinator::Impl {
     Engine& e = *live->engine;
     for (v1::LogRecord& r : fx.append) live->pending.push_back(std::move(r));
     for (Send& s : fx.send) {
-      const v1::Branch* b = e.FindBranch(s.branch_id);
-      if (b == nullptr) continue;
+      // The engine names the target (saga steps), or it is the branch's url and phase.
+      std::string url = s.url;
+      const google::protobuf::Value* payload_value = s.payload;
+      if (url.empty()) {
+        const v1::Branch* b = e.FindBranch(s.branch_id);
+        if (b == nullptr) continue;
+        url = JoinUrl(b->url(), s.phase);
+        payload_value = b->has_payload() ? &b->payload() : nullptr;
+      }
       auto [payload, fresh] = live->payload_json.try_emplace(s.branch_id);
-      if (fresh && b->has_payload()) payload->second = MessageToJson(b->payload());
+      if (fresh && payload_value != nullptr) payload->second = MessageToJson(*payload_value);
       CallbackRequest req;
-      req.url = JoinUrl(b->url(), s.phase);
+      req.url = std::move(url);
       req.gtid = e.gtid();
       req.branch_id = s.branch_id;
       req.phase = s.phase;
@@ -590,7 +644,7 @@ class Coordinator::Impl {
       req.body = CallbackBody(e.gtid(), s.branch_id, s.phase, payload->second);
       req.traceparent = e.traceparent();
       if (s.one_phase) req.extra_headers.emplace_back("Tx-One-Phase", "true");
-      req.timeout = options_.engine.retry.callback;
+      req.timeout = s.timeout.count() > 0 ? s.timeout : options_.engine.retry.callback;
       sends.push_back(std::move(req));
       sent.push_back(std::move(s));
     }

@@ -8,6 +8,8 @@
 #include <cassert>
 #include <string_view>
 
+#include "saga_engine.h"
+
 namespace txcoord::coordinator {
 namespace {
 
@@ -576,6 +578,9 @@ milliseconds BackoffDelay(const RetryPolicy& policy, int failures, std::mt19937_
 
 std::unique_ptr<Engine> BeginEngine(Timestamp now, const BeginArgs& args,
                                     const EngineOptions& options, uint64_t seed, Effects& out) {
+  if (args.request.protocol() == "saga") {
+    return internal::BeginSagaEngine(now, args, options, seed, out);
+  }
   auto engine = std::make_unique<BranchEngine>(options, seed);
   engine->Begin(now, args, out);
   return engine;
@@ -584,6 +589,9 @@ std::unique_ptr<Engine> BeginEngine(Timestamp now, const BeginArgs& args,
 Result<std::unique_ptr<Engine>> RecoverEngine(Timestamp now, const LoggedTransaction& logged,
                                               const EngineOptions& options, uint64_t seed,
                                               Effects& out) {
+  if (logged.summary.protocol == "saga") {
+    return internal::RecoverSagaEngine(now, logged, options, seed, out);
+  }
   auto engine = std::make_unique<BranchEngine>(options, seed);
   TXCOORD_RETURN_IF_ERROR(engine->Recover(now, logged, out));
   return std::unique_ptr<Engine>(std::move(engine));

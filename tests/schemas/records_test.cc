@@ -64,6 +64,10 @@ v1::Step FullStep() {
   step.set_state("compensated");
   step.set_attempts(3);
   step.set_last_error("timeout after 5000 ms");
+  step.set_timeout_ms(3000);
+  step.mutable_retry()->set_initial_ms(50);
+  step.mutable_retry()->set_max_ms(2000);
+  step.mutable_retry()->set_max_attempts(8);
   return step;
 }
 

@@ -50,6 +50,8 @@
 // Thread-safety: none; the driver serializes all calls on one engine.
 #pragma once
 
+#include <google/protobuf/struct.pb.h>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -81,14 +83,23 @@ struct EngineOptions {
   bool log_failed_attempts = true;
   // Branches per transaction at most (begin and tcc registrations together).
   int max_branches = 100;
+  // Saga steps whose action or compensation is in progress at once, per saga.
+  int max_parallel_steps = 16;
 };
 
 // A callback the driver should send now.
 struct Send {
-  std::string branch_id;
-  std::string phase;  // "prepare", "commit", "abort"
-  int attempt = 1;    // Tx-Attempt
+  std::string branch_id;  // for saga steps, the step_id
+  std::string phase;      // "prepare", "commit", "abort"; "action", "compensate" for sagas
+  int attempt = 1;        // Tx-Attempt
   bool one_phase = false;
+  // The target, when the engine names it (sagas): POST exactly this absolute URL, with this
+  // payload (nullptr: none; owned by the engine, valid until its next call) and this per-call
+  // budget (0: EngineOptions::retry.callback). Empty: POST {FindBranch(branch_id)->url}/{phase}
+  // with the branch's payload (2pc, tcc).
+  std::string url = {};
+  const google::protobuf::Value* payload = nullptr;
+  std::chrono::milliseconds timeout{0};
 };
 
 // What an engine asks of the driver after an event.
@@ -152,13 +163,16 @@ class Engine {
 };
 
 // Starts a new transaction: emits its begin record. `args` must have passed the API's checks.
-// The protocol must be "2pc" or "tcc".
+// The protocol must be "2pc", "tcc" or "saga" (saga::SagaEngine behind the same interface,
+// coordinator/src/saga_engine.cc).
 std::unique_ptr<Engine> BeginEngine(Timestamp now, const BeginArgs& args,
                                     const EngineOptions& options, uint64_t seed, Effects& out);
 
 // Resumes a transaction read from the log after a restart (or after the driver dropped it when
 // an append failed): undecided 2pc is aborted (presumed abort) unless it is one-phase, tcc stays
-// active until its deadline, decided ones resend phase 2 to every branch. Emits what it must.
+// active until its deadline, decided ones resend phase 2 to every branch; a saga continues
+// forward from its durable step states, or backward once its abort is decided. Emits what it
+// must.
 // kCorruption when the records do not make a transaction this engine can drive; kInvalidArgument
 // for a protocol it does not run.
 Result<std::unique_ptr<Engine>> RecoverEngine(Timestamp now, const LoggedTransaction& logged,
