@@ -49,6 +49,8 @@ constexpr std::string_view kTxPhase = "Tx-Phase";
 constexpr std::string_view kTxAttempt = "Tx-Attempt";
 constexpr std::string_view kTxOnePhase = "Tx-One-Phase";
 
+using SagaSteps = std::map<std::string, internal::SagaStepRoute>;
+
 // One line, at most kMaxMessageBytes, valid UTF-8: it goes into a JSON string, then into the
 // coordinator's last_error.
 std::string ReplyMessage(std::string_view text) {
@@ -272,11 +274,18 @@ class ErrorHandler final : public GatedHandler {
   const bool close_;
 };
 
+// Who answers a callback: a branch handler for the path's phase, or a saga step for the path's
+// phase (or, when its action and compensate paths are the same, for the body's).
+struct CallbackTarget {
+  BranchHandler* branch = nullptr;
+  SagaStepHandler* step = nullptr;
+  std::optional<Phase> phase;  // nullopt only for a saga step whose two paths are the same
+};
+
 class CallbackHandler final : public GatedHandler {
  public:
-  CallbackHandler(RequestGate* gate, const CallbackServerOptions& options, BranchHandler* handler,
-                  Phase phase)
-      : GatedHandler(gate), options_(options), handler_(handler), phase_(phase) {}
+  CallbackHandler(RequestGate* gate, const CallbackServerOptions& options, CallbackTarget target)
+      : GatedHandler(gate), options_(options), target_(target) {}
 
  private:
   void Handle(HTTPServerRequest& request, HTTPServerResponse& response) override {
@@ -322,11 +331,23 @@ class CallbackHandler final : public GatedHandler {
     }
     TXCOORD_RETURN_IF_ERROR(ValidateId("gtid", callback.gtid()));
     TXCOORD_RETURN_IF_ERROR(ValidateId("branch_id", callback.branch_id()));
-    const std::string_view path_phase = PhaseName(phase_);
-    if (callback.phase() != path_phase) {
-      return Status::InvalidArgument(
-          "the body's phase \"" + PrintableForMessage(callback.phase(), kMaxEchoedChars) +
-          "\" differs from the path's \"" + std::string(path_phase) + "\"");
+    Phase phase = Phase::kAction;
+    if (target_.phase) {
+      phase = *target_.phase;
+      const std::string_view path_phase = PhaseName(phase);
+      if (callback.phase() != path_phase) {
+        return Status::InvalidArgument(
+            "the body's phase \"" + PrintableForMessage(callback.phase(), kMaxEchoedChars) +
+            "\" differs from the path's \"" + std::string(path_phase) + "\"");
+      }
+    } else {
+      std::optional<Phase> body_phase = ParsePhase(callback.phase());
+      if (!body_phase || (*body_phase != Phase::kAction && *body_phase != Phase::kCompensate)) {
+        return Status::InvalidArgument(
+            "the body's phase \"" + PrintableForMessage(callback.phase(), kMaxEchoedChars) +
+            "\" is not a saga step's: action or compensate");
+      }
+      phase = *body_phase;
     }
     const std::pair<std::string_view, const std::string*> expected[] = {
         {kTxGtid, &callback.gtid()},
@@ -348,7 +369,7 @@ class CallbackHandler final : public GatedHandler {
     CallbackContext ctx;
     ctx.gtid = callback.gtid();
     ctx.branch_id = callback.branch_id();
-    ctx.phase = phase_;
+    ctx.phase = phase;
     if (request.has(std::string(kTxAttempt))) {
       std::optional<int> attempt = ParseAttempt(request.get(std::string(kTxAttempt)));
       if (!attempt) return Status::InvalidArgument("Tx-Attempt must be a positive integer");
@@ -360,7 +381,7 @@ class CallbackHandler final : public GatedHandler {
         return Status::InvalidArgument("Tx-One-Phase must be \"true\" or \"false\"");
       }
       ctx.one_phase = one_phase == "true";
-      if (ctx.one_phase && phase_ != Phase::kCommit) {
+      if (ctx.one_phase && phase != Phase::kCommit) {
         return Status::InvalidArgument("Tx-One-Phase: true is only valid on commit");
       }
     }
@@ -381,17 +402,22 @@ class CallbackHandler final : public GatedHandler {
 
   PhaseResult Dispatch(const CallbackContext& ctx) const {
     try {
+      if (target_.step != nullptr) {
+        if (ctx.phase == Phase::kAction) return target_.step->Action(ctx);
+        if (ctx.phase == Phase::kCompensate) return target_.step->Compensate(ctx);
+        return PhaseResult::Failed("phase not routed");  // Parse admits only the two
+      }
       switch (ctx.phase) {
         case Phase::kPrepare:
-          return handler_->Prepare(ctx);
+          return target_.branch->Prepare(ctx);
         case Phase::kCommit:
-          return handler_->Commit(ctx);
+          return target_.branch->Commit(ctx);
         case Phase::kAbort:
-          return handler_->Abort(ctx);
+          return target_.branch->Abort(ctx);
         case Phase::kCanCommit:
-          return handler_->CanCommit(ctx);
+          return target_.branch->CanCommit(ctx);
         case Phase::kPreCommit:
-          return handler_->PreCommit(ctx);
+          return target_.branch->PreCommit(ctx);
         default:
           return PhaseResult::Failed("phase not routed");  // the router only creates the above
       }
@@ -405,8 +431,7 @@ class CallbackHandler final : public GatedHandler {
   }
 
   const CallbackServerOptions& options_;
-  BranchHandler* const handler_;
-  const Phase phase_;
+  const CallbackTarget target_;
 };
 
 class RouteHandler final : public GatedHandler {
@@ -486,9 +511,13 @@ namespace {
 class Router final : public Poco::Net::HTTPRequestHandlerFactory {
  public:
   Router(const CallbackServerOptions& options,
-         const std::map<std::string, BranchHandler*>& handlers,
+         const std::map<std::string, BranchHandler*>& handlers, const SagaSteps& saga_steps,
          const std::map<std::pair<std::string, std::string>, Route>& routes, RequestGate& gate)
-      : options_(options), handlers_(handlers), routes_(routes), gate_(gate) {}
+      : options_(options),
+        handlers_(handlers),
+        saga_steps_(saga_steps),
+        routes_(routes),
+        gate_(gate) {}
 
   // Called by Poco for each request, on the connection's thread.
   Poco::Net::HTTPRequestHandler* createRequestHandler(const HTTPServerRequest& request) override {
@@ -499,6 +528,16 @@ class Router final : public Poco::Net::HTTPRequestHandlerFactory {
     }
     const std::string path = RequestPath(request);
     const std::string& method = request.getMethod();
+    if (auto step = saga_steps_.find(path); step != saga_steps_.end()) {
+      if (method != HTTPRequest::HTTP_POST) {
+        return new ErrorHandler(
+            &gate_, 405, "INVALID_ARGUMENT",
+            "saga callbacks are POST requests, not " + PrintableForMessage(method, 16), "POST");
+      }
+      return new CallbackHandler(
+          &gate_, options_,
+          CallbackTarget{.step = step->second.handler, .phase = step->second.phase});
+    }
     const size_t slash = path.rfind('/');
     if (slash != std::string::npos && slash > 0) {
       auto handler = handlers_.find(path.substr(0, slash));
@@ -517,7 +556,8 @@ class Router final : public Poco::Net::HTTPRequestHandlerFactory {
               &gate_, 405, "INVALID_ARGUMENT",
               "callbacks are POST requests, not " + PrintableForMessage(method, 16), "POST");
         }
-        return new CallbackHandler(&gate_, options_, handler->second, *phase);
+        return new CallbackHandler(&gate_, options_,
+                                   CallbackTarget{.branch = handler->second, .phase = *phase});
       }
     }
     if (auto route = routes_.find({method, path}); route != routes_.end()) {
@@ -541,6 +581,7 @@ class Router final : public Poco::Net::HTTPRequestHandlerFactory {
  private:
   const CallbackServerOptions& options_;
   const std::map<std::string, BranchHandler*>& handlers_;
+  const SagaSteps& saga_steps_;
   const std::map<std::pair<std::string, std::string>, Route>& routes_;
   RequestGate& gate_;
 };
@@ -550,9 +591,11 @@ class Router final : public Poco::Net::HTTPRequestHandlerFactory {
 class CallbackServer::Impl {
  public:
   Impl(const CallbackServerOptions& options, const std::map<std::string, BranchHandler*>& handlers,
+       const SagaSteps& saga_steps,
        const std::map<std::pair<std::string, std::string>, Route>& routes)
       : options_(options),
         handlers_(handlers),
+        saga_steps_(saga_steps),
         routes_(routes),
         pool_(std::min(2, std::max(1, options.max_threads)), std::max(1, options.max_threads),
               kThreadIdleSeconds) {}
@@ -590,7 +633,7 @@ class CallbackServer::Impl {
     params->setTimeout(Poco::Timespan(static_cast<long>(options_.request_timeout.count()), 0));
     params->setSoftwareVersion("txcoord-participant");
     server_ = std::make_unique<Poco::Net::HTTPServer>(
-        new Router(options_, handlers_, routes_, gate_), pool_, socket, params);
+        new Router(options_, handlers_, saga_steps_, routes_, gate_), pool_, socket, params);
     server_->start();
     return port;
   }
@@ -607,6 +650,7 @@ class CallbackServer::Impl {
  private:
   const CallbackServerOptions& options_;
   const std::map<std::string, BranchHandler*>& handlers_;
+  const SagaSteps& saga_steps_;
   const std::map<std::pair<std::string, std::string>, Route>& routes_;
   RequestGate gate_;
   Poco::ThreadPool pool_;  // before server_: the server uses it until destroyed
@@ -630,8 +674,51 @@ Status CallbackServer::AddHandler(std::string base_path, BranchHandler* handler)
       return Status::InvalidArgument("route " + key.second + " is under base path " + base_path);
     }
   }
+  for (const auto& [path, step] : saga_steps_) {
+    if (path.starts_with(base_path + "/")) {
+      return Status::InvalidArgument("saga step path " + path + " is under base path " +
+                                     base_path);
+    }
+  }
   if (!handlers_.emplace(base_path, handler).second) {
     return Status::AlreadyExists("a handler is already registered for " + base_path);
+  }
+  return Status::Ok();
+}
+
+Status CallbackServer::AddSagaStep(std::string action_path, std::string compensate_path,
+                                   SagaStepHandler* handler) {
+  if (impl_ || stopped_) return Status::Conflict("AddSagaStep after Start");
+  if (handler == nullptr) return Status::InvalidArgument("AddSagaStep: null handler");
+  const std::pair<std::string_view, const std::string*> paths[] = {
+      {"action", &action_path}, {"compensate", &compensate_path}};
+  for (const auto& [what, path] : paths) {
+    if (!IsValidBasePath(*path)) {
+      return Status::InvalidArgument(std::string(what) + " path \"" +
+                                     PrintableForMessage(*path, 100) +
+                                     "\" must be \"/\" and segments of [A-Za-z0-9._~-], without "
+                                     "a trailing \"/\", e.g. \"/credit/reserve\"");
+    }
+    for (const auto& [base, branch] : handlers_) {
+      if (path->starts_with(base + "/")) {
+        return Status::InvalidArgument(std::string(what) + " path " + *path +
+                                       " is under the handler's base path " + base);
+      }
+    }
+    if (saga_steps_.contains(*path)) {
+      return Status::AlreadyExists("a saga step is already registered at " + *path);
+    }
+    for (const auto& [key, route] : routes_) {
+      if (key.second == *path) {
+        return Status::AlreadyExists("the path " + *path + " is a route's (" + key.first + ")");
+      }
+    }
+  }
+  if (action_path == compensate_path) {
+    saga_steps_.emplace(action_path, internal::SagaStepRoute{handler, std::nullopt});
+  } else {
+    saga_steps_.emplace(action_path, internal::SagaStepRoute{handler, Phase::kAction});
+    saga_steps_.emplace(compensate_path, internal::SagaStepRoute{handler, Phase::kCompensate});
   }
   return Status::Ok();
 }
@@ -652,6 +739,9 @@ Status CallbackServer::AddRoute(std::string method, std::string path, Route rout
       return Status::InvalidArgument("route " + path + " is under the handler's base path " + base);
     }
   }
+  if (saga_steps_.contains(path)) {
+    return Status::AlreadyExists("the path " + path + " is a saga step's");
+  }
   if (!routes_.emplace(std::make_pair(method, path), std::move(route)).second) {
     return Status::AlreadyExists("a route is already registered for " + method + " " + path);
   }
@@ -666,7 +756,7 @@ Result<int> CallbackServer::Start(const std::string& address) {
                                      " is empty; an empty secret would let anyone sign");
     }
   }
-  auto impl = std::make_unique<Impl>(options_, handlers_, routes_);
+  auto impl = std::make_unique<Impl>(options_, handlers_, saga_steps_, routes_);
   Result<int> port = impl->Start(address);
   if (!port.ok()) return port.status();
   impl_ = std::move(impl);

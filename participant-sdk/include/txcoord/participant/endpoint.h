@@ -2,18 +2,24 @@
 // section 4) and hands them to BranchHandlers, plus a few routes of the application's own.
 //
 //   server.AddHandler("/bank", &bank);            // branch url: http://127.0.0.1:PORT/bank
+//   server.AddSagaStep("/credit/reserve", "/credit/release", &reserve);  // a saga step's
+//                                                 // action and compensate urls
 //   server.AddRoute("GET", "/balance", [&](const HttpRequest& req, HttpResponse& res) {...});
 //   Result<int> port = server.Start("127.0.0.1:0");
 //
 // A callback is `POST {base_path}/{phase}` with phase prepare, commit, abort, can-commit or
-// pre-commit. The server checks, in this order, and answers with the contract's error body
-// {"error":{"code":...,"message":...}}:
-//   404 NOT_FOUND         no handler for the base path, or an unknown phase; 405 for another method
+// pre-commit, or `POST {action_path}` / `POST {compensate_path}` of a saga step (phase action or
+// compensate; when both paths are the same, the body's phase says which). The server checks, in
+// this order, and answers with the contract's error body {"error":{"code":...,"message":...}}:
+//   404 NOT_FOUND         no handler for the base path, or an unknown phase, or no saga step at
+//                         the path; 405 for another method
 //   413 TOO_LARGE         a body above max_body_bytes (not read; the connection is closed)
 //   401 UNAUTHENTICATED   when secrets are configured: Tx-Timestamp/Tx-Signature missing, forged,
 //                         or more than max_skew_seconds off (VerifyCallbackAny, signature.h)
 //   400 INVALID_ARGUMENT  the body is not a Callback (strict JSON: unknown fields are refused),
-//                         a bad gtid or branch_id, a body phase that differs from the path's, a
+//                         a bad gtid or branch_id, a body phase that differs from the path's
+//                         (for a saga step whose two paths are the same: a phase other than
+//                         action or compensate), a
 //                         missing Tx-Gtid / Tx-Branch-Id / Tx-Phase header or one that differs
 //                         from the body, a Tx-Attempt that is not a positive integer, or a
 //                         Tx-One-Phase other than "true"/"false" or on a phase other than commit
@@ -25,7 +31,7 @@
 // thread until it closes or idles out) and max_queued more wait; beyond that new connections
 // are closed unanswered, which the coordinator treats as a transient failure and retries.
 //
-// Thread-safety: AddHandler and AddRoute only before Start (they fail afterwards); Start and Stop
+// Thread-safety: AddHandler, AddSagaStep and AddRoute only before Start (they fail afterwards); Start and Stop
 // from one thread. Handlers and routes are called concurrently from the server's threads, also
 // for the same branch, and must be thread-safe. They must outlive the server (or Stop()).
 #pragma once
@@ -35,6 +41,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -93,6 +100,15 @@ struct CallbackServerOptions {
   TlsServerFiles tls = {};
 };
 
+namespace internal {
+// A saga step's path: its handler and the phase the path serves; nullopt when the step's action
+// and compensate paths are the same (the body's phase decides). CallbackServer's, not for use.
+struct SagaStepRoute {
+  SagaStepHandler* handler = nullptr;
+  std::optional<Phase> phase;
+};
+}  // namespace internal
+
 class CallbackServer {
  public:
   explicit CallbackServer(CallbackServerOptions options = {});
@@ -107,8 +123,20 @@ class CallbackServer {
   // Start. `handler` is not owned.
   Status AddHandler(std::string base_path, BranchHandler* handler);
 
+  // Routes a saga step: POST action_path to handler->Action and POST compensate_path to
+  // handler->Compensate. The step's urls in the begin request are then
+  // http://HOST:PORT{action_path} and http://HOST:PORT{compensate_path} (a query after the path
+  // is allowed in them and ignored by the routing). The two paths may be the same; then the
+  // body's phase (action or compensate) picks the method. Paths follow AddHandler's rule for
+  // base paths and match exactly. kInvalidArgument for a bad path or one under a handler's base
+  // path, kAlreadyExists for a path already taken by another saga step or by a route (of any
+  // method), kConflict after Start. `handler` is not owned; one handler may serve many steps.
+  Status AddSagaStep(std::string action_path, std::string compensate_path,
+                     SagaStepHandler* handler);
+
   // An application route: exact method and path (no query). A route may not sit under a
-  // handler's base path. Exceptions from `route` are answered 500. Same errors as AddHandler.
+  // handler's base path nor on a saga step's path. Exceptions from `route` are answered 500.
+  // Same errors as AddHandler.
   Status AddRoute(std::string method, std::string path, Route route);
 
   // Binds `address` ("127.0.0.1:0" picks a free port) and serves. Returns the bound port.
@@ -125,6 +153,7 @@ class CallbackServer {
   class Impl;
   const CallbackServerOptions options_;
   std::map<std::string, BranchHandler*> handlers_;               // base path -> handler
+  std::map<std::string, internal::SagaStepRoute> saga_steps_;    // exact path -> step
   std::map<std::pair<std::string, std::string>, Route> routes_;  // (method, path) -> route
   std::unique_ptr<Impl> impl_;                                   // set by Start
   int port_ = 0;

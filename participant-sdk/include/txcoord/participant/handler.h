@@ -12,6 +12,8 @@
 //   tcc   the application calls its own Try (not a callback; see Barrier::Try), then the
 //         coordinator sends commit (= Confirm) or abort (= Cancel).
 //   3pc   can-commit, pre-commit, then commit or abort (a later issue; the defaults refuse).
+//   saga  each step's action, and on failure its compensate (SagaStepHandler below), each
+//         POSTed to the step's own URL exactly as given in the begin request.
 #pragma once
 
 #include <google/protobuf/struct.pb.h>
@@ -148,6 +150,28 @@ class BranchHandler {
   // transaction that includes this branch aborts instead of waiting.
   virtual PhaseResult CanCommit(const CallbackContext& ctx);
   virtual PhaseResult PreCommit(const CallbackContext& ctx);
+};
+
+// The application's side of a saga step (contract sections 2 and 4): the coordinator POSTs the
+// step's `action` URL to run it and, when the saga turns to compensation, its `compensate` URL.
+// ctx.branch_id is the step_id; ctx.phase is kAction or kCompensate.
+//
+// The same rules as for BranchHandler: each method may be called many times, out of order
+// (a compensate may overtake its action, or come for a step whose action never arrived) and
+// concurrently, also for the same step, so an implementation must be thread-safe and each phase
+// idempotent. Action: Done means the step succeeded; Refused (409) is a business failure that
+// turns the saga to compensation and is never retried; anything else is retried until the
+// saga's deadline. Compensate must succeed eventually: it is retried until it does, and for a
+// step whose action never ran it is done at once (null compensation), after which a late
+// action must be refused (no hanging). SqliteSagaStep and PgSagaStep (saga.h) give all of this
+// from two business functions.
+//
+// An exception escaping a method is answered 500, as for BranchHandler.
+class SagaStepHandler {
+ public:
+  virtual ~SagaStepHandler() = default;
+  virtual PhaseResult Action(const CallbackContext& ctx) = 0;
+  virtual PhaseResult Compensate(const CallbackContext& ctx) = 0;
 };
 
 }  // namespace txcoord::participant

@@ -1,0 +1,230 @@
+#include "txcoord/participant/saga.h"
+
+#include <cstdint>
+#include <pqxx/pqxx>
+#include <set>
+#include <utility>
+
+#include "pg_errors.h"
+#include "txcoord/schemas/ids.h"
+#include "txcoord/schemas/json.h"
+
+namespace txcoord::participant {
+namespace {
+
+// nullopt when ctx.phase is one a saga step serves; otherwise the answer to the caller's bug.
+std::optional<BarrierResult> WrongPhase(const CallbackContext& ctx, Phase expected) {
+  if (ctx.phase == expected) return std::nullopt;
+  return BarrierResult{BarrierResult::Path::kFailed,
+                       PhaseResult::Failed("saga step called for phase " +
+                                           std::string(PhaseName(ctx.phase)) + " as its " +
+                                           std::string(PhaseName(expected)))};
+}
+
+bool IsStepPhase(Phase phase) { return phase == Phase::kAction || phase == Phase::kCompensate; }
+
+BarrierResult NotAStepPhase(const CallbackContext& ctx) {
+  return {BarrierResult::Path::kFailed,
+          PhaseResult::Failed("a saga step has no phase " + std::string(PhaseName(ctx.phase)))};
+}
+
+}  // namespace
+
+// ---- SqliteSagaStep
+
+SqliteSagaStep::SqliteSagaStep(sqlite3* db, SqliteStepWork action, SqliteStepWork compensate,
+                               std::mutex* db_mutex)
+    : db_(db),
+      action_(std::move(action)),
+      compensate_(std::move(compensate)),
+      mutex_(db_mutex != nullptr ? db_mutex : &own_mutex_) {}
+
+BarrierResult SqliteSagaStep::Run(const CallbackContext& ctx) {
+  if (!IsStepPhase(ctx.phase)) return NotAStepPhase(ctx);
+  const SqliteStepWork& work = ctx.phase == Phase::kAction ? action_ : compensate_;
+  if (!work) {
+    return {BarrierResult::Path::kFailed,
+            PhaseResult::Failed("saga step has no " + std::string(PhaseName(ctx.phase)) +
+                                " function")};
+  }
+  std::lock_guard lock(*mutex_);
+  return Barrier::RunInTransaction(db_, ctx, [&](sqlite3* db) { return work(db, ctx); });
+}
+
+PhaseResult SqliteSagaStep::Action(const CallbackContext& ctx) {
+  if (auto wrong = WrongPhase(ctx, Phase::kAction)) return *wrong;
+  return Run(ctx);
+}
+
+PhaseResult SqliteSagaStep::Compensate(const CallbackContext& ctx) {
+  if (auto wrong = WrongPhase(ctx, Phase::kCompensate)) return *wrong;
+  return Run(ctx);
+}
+
+// ---- PgSagaStep
+
+Result<std::unique_ptr<PgSagaStep>> PgSagaStep::Open(PgSagaStepOptions options, PgStepWork action,
+                                                     PgStepWork compensate) {
+  if (!action || !compensate) {
+    return Status::InvalidArgument("PgSagaStep needs both an action and a compensate function");
+  }
+  std::unique_ptr<PgSagaStep> step(
+      new PgSagaStep(std::move(options), std::move(action), std::move(compensate)));
+  Result<std::unique_ptr<pqxx::connection>> conn = step->Connect();
+  if (!conn.ok()) return conn.status();
+  try {
+    pqxx::work tx(**conn);
+    TXCOORD_RETURN_IF_ERROR(Barrier::EnsureSchema(tx));
+    tx.commit();
+  } catch (const std::exception& e) {
+    return internal::PgStatus("create the saga step's barrier table", e);
+  }
+  step->PutIdle(std::move(*conn));
+  return step;
+}
+
+PgSagaStep::PgSagaStep(PgSagaStepOptions options, PgStepWork action, PgStepWork compensate)
+    : options_(std::move(options)), action_(std::move(action)), compensate_(std::move(compensate)) {}
+
+PgSagaStep::~PgSagaStep() = default;
+
+Result<std::unique_ptr<pqxx::connection>> PgSagaStep::Connect() const {
+  try {
+    auto conn = std::make_unique<pqxx::connection>(options_.conninfo);
+    // Session settings that libpqxx restores when it reconnects.
+    conn->set_variable("lock_timeout", std::to_string(options_.lock_timeout.count()));
+    conn->set_variable("statement_timeout", std::to_string(options_.statement_timeout.count()));
+    return conn;
+  } catch (const std::exception& e) {
+    // Never the conninfo in the message: it may hold a password.
+    return internal::PgStatus("connect to the saga step's PostgreSQL database", e);
+  }
+}
+
+std::unique_ptr<pqxx::connection> PgSagaStep::TakeIdle() {
+  std::lock_guard lock(mu_);
+  if (idle_.empty()) return nullptr;
+  auto conn = std::move(idle_.back());
+  idle_.pop_back();
+  return conn;
+}
+
+void PgSagaStep::PutIdle(std::unique_ptr<pqxx::connection> conn) {
+  std::lock_guard lock(mu_);
+  if (idle_.size() < options_.max_idle_connections) idle_.push_back(std::move(conn));
+}
+
+BarrierResult PgSagaStep::Run(const CallbackContext& ctx) {
+  if (!IsStepPhase(ctx.phase)) return NotAStepPhase(ctx);
+  const PgStepWork& work = ctx.phase == Phase::kAction ? action_ : compensate_;
+  std::unique_ptr<pqxx::connection> conn = TakeIdle();
+  if (!conn) {
+    Result<std::unique_ptr<pqxx::connection>> fresh = Connect();
+    if (!fresh.ok()) {
+      return {BarrierResult::Path::kFailed,
+              PhaseResult::FromStatus(fresh.status().WithContext(
+                  std::string(PhaseName(ctx.phase)) + " of step " + ctx.branch_id))};
+    }
+    conn = std::move(*fresh);
+  }
+  BarrierResult result = Barrier::RunInTransaction(
+      *conn, ctx, [&](pqxx::transaction_base& tx) { return work(tx, ctx); });
+  // RunInTransaction leaves no transaction open; a connection that broke is not reused.
+  if (conn->is_open()) PutIdle(std::move(conn));
+  return result;
+}
+
+PhaseResult PgSagaStep::Action(const CallbackContext& ctx) {
+  if (auto wrong = WrongPhase(ctx, Phase::kAction)) return *wrong;
+  return Run(ctx);
+}
+
+PhaseResult PgSagaStep::Compensate(const CallbackContext& ctx) {
+  if (auto wrong = WrongPhase(ctx, Phase::kCompensate)) return *wrong;
+  return Run(ctx);
+}
+
+// ---- Saga
+
+Saga::Saga(CoordinatorClient& client, std::string gtid) : client_(client) {
+  request_.set_protocol("saga");
+  if (!gtid.empty()) {
+    if (Status st = ValidateId("gtid", gtid); !st.ok()) error_ = st.WithContext("saga");
+  }
+  request_.set_gtid(std::move(gtid));
+}
+
+Saga& Saga::Step(std::string step_id, std::string action_url, std::string compensate_url,
+                 google::protobuf::Value payload, std::vector<std::string> depends_on) {
+  if (error_.ok()) {
+    const std::string what = "saga step \"" + PrintableForMessage(step_id, 130) + "\"";
+    if (Status st = ValidateId("step_id", step_id); !st.ok()) {
+      error_ = st.WithContext(what);
+    } else if (action_url.empty() || compensate_url.empty()) {
+      error_ = Status::InvalidArgument(what + ": action and compensate urls must not be empty");
+    } else {
+      for (const v1::Step& step : request_.steps()) {
+        if (step.step_id() == step_id) {
+          error_ = Status::InvalidArgument(what + " is added twice");
+          break;
+        }
+      }
+    }
+  }
+  v1::Step* step = request_.add_steps();
+  step->set_step_id(std::move(step_id));
+  step->set_action(std::move(action_url));
+  step->set_compensate(std::move(compensate_url));
+  *step->mutable_payload() = std::move(payload);
+  for (std::string& dependency : depends_on) step->add_depends_on(std::move(dependency));
+  return *this;
+}
+
+Saga& Saga::Step(std::string step_id, std::string action_url, std::string compensate_url,
+                 std::string_view payload_json, std::vector<std::string> depends_on) {
+  google::protobuf::Value payload;
+  if (Status st = JsonToMessage(payload_json, &payload); !st.ok() && error_.ok()) {
+    error_ = Status::InvalidArgument("saga step \"" + PrintableForMessage(step_id, 130) +
+                                     "\": the payload is not JSON: " + st.message());
+  }
+  return Step(std::move(step_id), std::move(action_url), std::move(compensate_url),
+              std::move(payload), std::move(depends_on));
+}
+
+Saga& Saga::Timeout(std::chrono::milliseconds timeout) {
+  if (timeout.count() < 0 || timeout.count() > INT32_MAX) {
+    if (error_.ok()) {
+      error_ = Status::InvalidArgument("saga timeout must be 0 to 2^31-1 ms, not " +
+                                       std::to_string(timeout.count()));
+    }
+  } else {
+    request_.set_timeout_ms(static_cast<int32_t>(timeout.count()));
+  }
+  return *this;
+}
+
+Result<v1::BeginRequest> Saga::Build() const {
+  TXCOORD_RETURN_IF_ERROR(error_);
+  if (request_.steps().empty()) return Status::InvalidArgument("a saga needs at least one step");
+  std::set<std::string> ids;
+  for (const v1::Step& step : request_.steps()) ids.insert(step.step_id());
+  for (const v1::Step& step : request_.steps()) {
+    for (const std::string& dependency : step.depends_on()) {
+      if (!ids.contains(dependency)) {
+        return Status::InvalidArgument("saga step \"" + step.step_id() +
+                                       "\" depends on an unknown step \"" +
+                                       PrintableForMessage(dependency, 130) + "\"");
+      }
+    }
+  }
+  return request_;
+}
+
+Result<TransactionReply> Saga::Submit(bool wait, const CallOptions& call) const {
+  Result<v1::BeginRequest> request = Build();
+  if (!request.ok()) return request.status();
+  request->set_wait(wait);
+  return client_.Begin(*request, call);
+}
+
+}  // namespace txcoord::participant
