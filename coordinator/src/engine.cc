@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "saga_engine.h"
+#include "txcoord/saga/engine.h"
 
 namespace txcoord::coordinator {
 namespace {
@@ -567,13 +568,7 @@ class BranchEngine final : public Engine {
 }  // namespace
 
 milliseconds BackoffDelay(const RetryPolicy& policy, int failures, std::mt19937_64& rng) {
-  const int64_t initial = std::max<int64_t>(1, policy.initial.count());
-  const int64_t cap = std::max<int64_t>(initial, policy.max.count());
-  int64_t ceiling = initial;
-  for (int i = 1; i < failures && ceiling < cap; ++i) ceiling *= 2;
-  ceiling = std::min(ceiling, cap);
-  std::uniform_int_distribution<int64_t> pick(0, ceiling);
-  return milliseconds(std::max<int64_t>(1, pick(rng)));
+  return saga::FullJitterBackoff(policy.initial, policy.max, failures, rng);
 }
 
 std::unique_ptr<Engine> BeginEngine(Timestamp now, const BeginArgs& args,

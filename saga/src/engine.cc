@@ -581,14 +581,20 @@ milliseconds SagaEngine::Initial(const StepRuntime& s) const {
 }
 
 milliseconds SagaEngine::Backoff(const StepRuntime& s) {
-  const int64_t initial = Initial(s).count();
   const int32_t max_ms = s.def.retry().max_ms();
-  const int64_t cap = std::max<int64_t>(initial, max_ms > 0 ? max_ms : options_.retry_max.count());
-  int64_t ceiling = initial;
-  for (int i = 1; i < s.failures && ceiling < cap; ++i) ceiling *= 2;
+  return FullJitterBackoff(Initial(s), max_ms > 0 ? milliseconds(max_ms) : options_.retry_max,
+                           s.failures, rng_);
+}
+
+milliseconds FullJitterBackoff(milliseconds initial, milliseconds max, int failures,
+                               std::mt19937_64& rng) {
+  const int64_t first = std::max<int64_t>(1, initial.count());
+  const int64_t cap = std::max<int64_t>(first, max.count());
+  int64_t ceiling = first;
+  for (int i = 1; i < failures && ceiling < cap; ++i) ceiling *= 2;
   ceiling = std::min(ceiling, cap);
   std::uniform_int_distribution<int64_t> pick(0, ceiling);
-  return milliseconds(std::max<int64_t>(1, pick(rng_)));
+  return milliseconds(std::max<int64_t>(1, pick(rng)));
 }
 
 }  // namespace txcoord::saga

@@ -74,6 +74,13 @@
 
 namespace txcoord::saga {
 
+// The delay before retry number `failures` (1-based) after transient failures in a row, "full
+// jitter": uniform in [0, min(max, initial * 2^(failures-1))], at least 1 ms. The one backoff
+// rule of every engine (the coordinator's 2pc/tcc engine uses it too).
+std::chrono::milliseconds FullJitterBackoff(std::chrono::milliseconds initial,
+                                            std::chrono::milliseconds max, int failures,
+                                            std::mt19937_64& rng);
+
 // Milliseconds since the Unix epoch: the same type as coordinator::Timestamp.
 using Timestamp = std::chrono::time_point<std::chrono::system_clock, std::chrono::milliseconds>;
 
