@@ -1,6 +1,7 @@
 #include "txcoord/participant/saga.h"
 
 #include <cstdint>
+#include <optional>
 #include <pqxx/pqxx>
 #include <set>
 #include <utility>
@@ -15,10 +16,10 @@ namespace {
 // nullopt when ctx.phase is one a saga step serves; otherwise the answer to the caller's bug.
 std::optional<BarrierResult> WrongPhase(const CallbackContext& ctx, Phase expected) {
   if (ctx.phase == expected) return std::nullopt;
-  return BarrierResult{BarrierResult::Path::kFailed,
-                       PhaseResult::Failed("saga step called for phase " +
-                                           std::string(PhaseName(ctx.phase)) + " as its " +
-                                           std::string(PhaseName(expected)))};
+  return BarrierResult{
+      BarrierResult::Path::kFailed,
+      PhaseResult::Failed("saga step called for phase " + std::string(PhaseName(ctx.phase)) +
+                          " as its " + std::string(PhaseName(expected)))};
 }
 
 bool IsStepPhase(Phase phase) { return phase == Phase::kAction || phase == Phase::kCompensate; }
@@ -43,9 +44,9 @@ BarrierResult SqliteSagaStep::Run(const CallbackContext& ctx) {
   if (!IsStepPhase(ctx.phase)) return NotAStepPhase(ctx);
   const SqliteStepWork& work = ctx.phase == Phase::kAction ? action_ : compensate_;
   if (!work) {
-    return {BarrierResult::Path::kFailed,
-            PhaseResult::Failed("saga step has no " + std::string(PhaseName(ctx.phase)) +
-                                " function")};
+    return {
+        BarrierResult::Path::kFailed,
+        PhaseResult::Failed("saga step has no " + std::string(PhaseName(ctx.phase)) + " function")};
   }
   std::lock_guard lock(*mutex_);
   return Barrier::RunInTransaction(db_, ctx, [&](sqlite3* db) { return work(db, ctx); });
@@ -84,7 +85,9 @@ Result<std::unique_ptr<PgSagaStep>> PgSagaStep::Open(PgSagaStepOptions options, 
 }
 
 PgSagaStep::PgSagaStep(PgSagaStepOptions options, PgStepWork action, PgStepWork compensate)
-    : options_(std::move(options)), action_(std::move(action)), compensate_(std::move(compensate)) {}
+    : options_(std::move(options)),
+      action_(std::move(action)),
+      compensate_(std::move(compensate)) {}
 
 PgSagaStep::~PgSagaStep() = default;
 
@@ -122,8 +125,8 @@ BarrierResult PgSagaStep::Run(const CallbackContext& ctx) {
     Result<std::unique_ptr<pqxx::connection>> fresh = Connect();
     if (!fresh.ok()) {
       return {BarrierResult::Path::kFailed,
-              PhaseResult::FromStatus(fresh.status().WithContext(
-                  std::string(PhaseName(ctx.phase)) + " of step " + ctx.branch_id))};
+              PhaseResult::FromStatus(fresh.status().WithContext(std::string(PhaseName(ctx.phase)) +
+                                                                 " of step " + ctx.branch_id))};
     }
     conn = std::move(*fresh);
   }
@@ -199,6 +202,58 @@ Saga& Saga::Timeout(std::chrono::milliseconds timeout) {
     }
   } else {
     request_.set_timeout_ms(static_cast<int32_t>(timeout.count()));
+  }
+  return *this;
+}
+
+namespace {
+
+// A duration in the int32 milliseconds of the contract, or nullopt when outside 0..2^31-1.
+std::optional<int32_t> ContractMs(std::chrono::milliseconds ms) {
+  if (ms.count() < 0 || ms.count() > INT32_MAX) return std::nullopt;
+  return static_cast<int32_t>(ms.count());
+}
+
+}  // namespace
+
+v1::Step* Saga::FindStep(std::string_view step_id, std::string_view option) {
+  for (v1::Step& step : *request_.mutable_steps()) {
+    if (step.step_id() == step_id) return &step;
+  }
+  if (error_.ok()) {
+    error_ = Status::InvalidArgument(std::string(option) + " for an unknown saga step \"" +
+                                     PrintableForMessage(step_id, 130) + "\"; add the step first");
+  }
+  return nullptr;
+}
+
+Saga& Saga::StepTimeout(std::string_view step_id, std::chrono::milliseconds timeout) {
+  v1::Step* step = FindStep(step_id, "a timeout");
+  if (step == nullptr) return *this;
+  const std::optional<int32_t> ms = ContractMs(timeout);
+  if (!ms && error_.ok()) {
+    error_ = Status::InvalidArgument("saga step \"" + step->step_id() +
+                                     "\": timeout must be 0 to 2^31-1 ms");
+  }
+  if (ms) step->set_timeout_ms(*ms);
+  return *this;
+}
+
+Saga& Saga::StepRetry(std::string_view step_id, std::chrono::milliseconds initial,
+                      std::chrono::milliseconds max, int max_attempts) {
+  v1::Step* step = FindStep(step_id, "a retry policy");
+  if (step == nullptr) return *this;
+  const std::optional<int32_t> initial_ms = ContractMs(initial);
+  const std::optional<int32_t> max_ms = ContractMs(max);
+  if ((!initial_ms || !max_ms || max_attempts < 0) && error_.ok()) {
+    error_ = Status::InvalidArgument("saga step \"" + step->step_id() +
+                                     "\": retry delays must be 0 to 2^31-1 ms and max_attempts "
+                                     "not negative");
+  }
+  if (initial_ms && max_ms && max_attempts >= 0) {
+    step->mutable_retry()->set_initial_ms(*initial_ms);
+    step->mutable_retry()->set_max_ms(*max_ms);
+    step->mutable_retry()->set_max_attempts(max_attempts);
   }
   return *this;
 }

@@ -9,7 +9,9 @@
 //                                              action() refused: its changes rolled
 //                                              back, the refusal recorded            409
 //   action        done / refused               nothing (repeat)                      200 / 409
-//   action        compensated (or null)        nothing: a late action is refused     409
+//   action        null compensation (no action
+//                 had run)                     nothing: a late action is refused     409
+//   action        done, then compensated       nothing (a repeat of the action)      200
 //   compensate    action done                  compensate(); recorded                200
 //   compensate    no action, or it refused     nothing; recorded as null, and the
 //                                              late action is blocked                200
@@ -17,11 +19,12 @@
 //
 // So the business functions see each step at most once per phase, compensate() runs only after
 // a successful action() (never for a refused or missing one), and an action never runs after its
-// compensation. A business function returns OK, or kConflict / kAlreadyExists for a business
-// refusal (only meaningful from action(): the saga turns to compensation), or another code for
-// "could not do it now" (503, rolled back, retried by the coordinator). compensate() should not
-// refuse: a refused compensation is answered 409, which the coordinator logs as a participant bug
-// and retries forever.
+// compensation (a late first delivery is refused; a duplicate of one that ran repeats its answer).
+// A business function returns OK, or kConflict / kAlreadyExists for a business refusal (only
+// meaningful from action(): the saga turns to compensation), or another code for "could not do it
+// now" (503, rolled back, retried by the coordinator). compensate() should not refuse: a refused
+// compensation is answered 409, which the coordinator logs as a participant bug and retries
+// forever.
 //
 //   SqliteSagaStep reserve(db, ReserveCredit, ReleaseCredit, &db_mutex);
 //   server.AddSagaStep("/credit/reserve", "/credit/release", &reserve);
@@ -172,9 +175,13 @@ class Saga {
   // compensation. Zero (the default) leaves it to the coordinator's default.
   Saga& Timeout(std::chrono::milliseconds timeout);
 
-  // TODO(saga issue): per-step `timeout_ms` and retry (`initial_ms`, `max_ms`, `max_attempts`)
-  // are being added to v1.Step by the saga engine's branch; their setters come once the fields
-  // are on main.
+  // Per-step options (docs/contract-additions.md section 3) for a step added before: one
+  // callback's budget (`timeout_ms`), and the retry policy of its action (`initial_ms`, `max_ms`,
+  // `max_attempts`; 0 leaves each to the coordinator). An unknown step or a negative value is
+  // a mistake, returned by Build and Submit.
+  Saga& StepTimeout(std::string_view step_id, std::chrono::milliseconds timeout);
+  Saga& StepRetry(std::string_view step_id, std::chrono::milliseconds initial,
+                  std::chrono::milliseconds max, int max_attempts);
 
   // The begin request, or the first mistake found while building.
   Result<v1::BeginRequest> Build() const;
@@ -185,6 +192,10 @@ class Saga {
   Result<TransactionReply> Submit(bool wait, const CallOptions& call = {}) const;
 
  private:
+  // The step named `step_id`, or nullptr after recording the mistake (`option` names what was
+  // being set).
+  v1::Step* FindStep(std::string_view step_id, std::string_view option);
+
   CoordinatorClient& client_;
   v1::BeginRequest request_;
   Status error_;  // the first mistake found by Step or Timeout
