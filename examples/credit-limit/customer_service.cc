@@ -188,13 +188,16 @@ class CustomerService {
     // The business change and its event: one transaction, so both commit or neither does.
     Exec(db_, "BEGIN IMMEDIATE");
     try {
-      Statement upsert(db_,
-                       "INSERT INTO customers (id, credit_limit, version) VALUES (?1, ?2, 1) "
-                       "ON CONFLICT (id) DO UPDATE SET credit_limit = excluded.credit_limit, "
-                       "version = customers.version + 1 RETURNING version");
-      upsert.Bind(1, customer).Bind(2, limit);
-      if (!upsert.Step()) throw std::runtime_error("the upsert returned no version");
-      const int64_t version = upsert.Int(0);
+      int64_t version = 0;
+      {  // finalized before COMMIT, which fails while a statement is still running
+        Statement upsert(db_,
+                         "INSERT INTO customers (id, credit_limit, version) VALUES (?1, ?2, 1) "
+                         "ON CONFLICT (id) DO UPDATE SET credit_limit = excluded.credit_limit, "
+                         "version = customers.version + 1 RETURNING version");
+        upsert.Bind(1, customer).Bind(2, limit);
+        if (!upsert.Step()) throw std::runtime_error("the upsert returned no version");
+        version = upsert.Int(0);
+      }
 
       Poco::JSON::Object payload;
       payload.set("customer", customer);
