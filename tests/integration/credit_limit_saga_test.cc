@@ -61,7 +61,7 @@ HttpReply Http(const std::string& method, int port, const std::string& path,
 // order-service's reply to POST /orders.
 struct OrderReply {
   int status = 0;
-  std::string state;   // committed | aborted | rejected | running, "" for an error body
+  std::string state;  // committed | aborted | rejected | running, "" for an error body
   std::string reason;
   std::string body;
 };
@@ -97,7 +97,8 @@ std::vector<std::string> Query(const std::filesystem::path& db_path, const std::
       std::string row;
       for (int i = 0; i < sqlite3_column_count(s); ++i) {
         const unsigned char* text = sqlite3_column_text(s, i);
-        row += (i > 0 ? " " : "") + std::string(text != nullptr ? (const char*)text : "NULL");
+        row += (i > 0 ? " " : "") +
+               std::string(text != nullptr ? reinterpret_cast<const char*>(text) : "NULL");
       }
       rows.push_back(row);
     }
@@ -131,15 +132,13 @@ class CreditLimitSagaTest : public ::testing::Test {
     if (HasFailure()) return;
     // order-service's inbox consumer needs the stream, which txrelay creates once connected:
     // until then order-service exits at start, and is started again.
-    const std::vector<std::string> order_args = {
-        "--listen",       "127.0.0.1:0",
-        "--db",           Path("order.db"),
-        "--coordinator",  "http://127.0.0.1:" + std::to_string(coordinator_port_),
-        "--customer-service", "http://127.0.0.1:" + std::to_string(customer_port_),
-        "--stock",        "widget=5,gadget=0",
-        "--nats",         nats,
-        "--stream",       stream_,
-        "--subject-prefix", stream_};
+    const std::string coordinator = "http://127.0.0.1:" + std::to_string(coordinator_port_);
+    const std::string customers = "http://127.0.0.1:" + std::to_string(customer_port_);
+    std::vector<std::string> order_args = {"--listen", "127.0.0.1:0", "--db", Path("order.db")};
+    order_args.insert(order_args.end(), {"--coordinator", coordinator, "--customer-service",
+                                         customers, "--stock", "widget=5,gadget=0"});
+    order_args.insert(order_args.end(),
+                      {"--nats", nats, "--stream", stream_, "--subject-prefix", stream_});
     const bool started = testing::PollUntil(seconds(30), milliseconds(100), [&] {
       orders_ = std::make_unique<TxcoordProcess>(ORDER_SERVICE_BIN, order_args,
                                                  Path("order-service.log"));
@@ -159,7 +158,8 @@ class CreditLimitSagaTest : public ::testing::Test {
   void TearDown() override {
     // Each process's log, for a failure's reader.
     if (HasFailure()) {
-      for (TxcoordProcess* p : {coordinator_.get(), customers_.get(), relay_.get(), orders_.get()}) {
+      for (TxcoordProcess* p :
+           {coordinator_.get(), customers_.get(), relay_.get(), orders_.get()}) {
         if (p != nullptr) std::cerr << "--- pid " << p->pid() << ":\n" << p->Stderr() << "\n";
       }
     }
@@ -191,13 +191,18 @@ class CreditLimitSagaTest : public ::testing::Test {
              R"({"customer": ")" + customer + R"(", "limit": )" + std::to_string(limit) + "}");
     ASSERT_EQ(r.status, 200) << r.body;
     if (!wait_for_replica) return;
-    const std::string version =
-        Poco::JSON::Parser().parse(r.body).extract<Poco::JSON::Object::Ptr>()->getValue<std::string>(
-            "version");
+    const std::string version = Poco::JSON::Parser()
+                                    .parse(r.body)
+                                    .extract<Poco::JSON::Object::Ptr>()
+                                    ->getValue<std::string>("version");
     const std::string line = customer + " " + std::to_string(limit) + " " + version + "\n";
-    ASSERT_TRUE(testing::PollUntil(seconds(20), milliseconds(20), [&] {
-      return Http("GET", order_port_, "/replica?format=text").body.find(line) != std::string::npos;
-    })) << "the replica did not get " << line;
+    ASSERT_TRUE(testing::PollUntil(
+        seconds(20), milliseconds(20),
+        [&] {
+          return Http("GET", order_port_, "/replica?format=text").body.find(line) !=
+                 std::string::npos;
+        }))
+        << "the replica did not get " << line;
   }
 
   OrderReply PlaceOrder(const std::string& order, const std::string& customer,
@@ -344,8 +349,8 @@ TEST_F(CreditLimitSagaTest, ARepeatedPostWithTheSameOrderIdCreatesOneOrder) {
   }
   for (const OrderReply& r : concurrent) EXPECT_EQ(r.state, "committed") << r.body;
 
-  EXPECT_EQ(Orders(), Rows({"o-6 order-o-6 c-1 widget 70 created",
-                            "o-7 order-o-7 c-1 widget 20 created"}));
+  EXPECT_EQ(Orders(),
+            Rows({"o-6 order-o-6 c-1 widget 70 created", "o-7 order-o-7 c-1 widget 20 created"}));
   EXPECT_EQ(Reservations(), Rows({"order-o-6 o-6 c-1 70", "order-o-7 o-7 c-1 20"}));
   EXPECT_EQ(Stock(), Rows({"gadget 0", "widget 3"}));
 
