@@ -74,8 +74,7 @@ txcoord::Result<Reservation> ParseReservation(const CallbackContext& ctx) {
   try {
     auto payload = ParseObject(ctx.payload_json);
     Reservation r{payload->getValue<std::string>("order"),
-                  payload->getValue<std::string>("customer"),
-                  payload->getValue<int64_t>("amount")};
+                  payload->getValue<std::string>("customer"), payload->getValue<int64_t>("amount")};
     if (r.amount <= 0) return Status::Conflict("the amount to reserve must be positive");
     return r;
   } catch (const std::exception& e) {
@@ -144,9 +143,8 @@ class CustomerService {
   // Everything is registered before the server starts; the service must outlive it.
   void Register(txcoord::participant::CallbackServer& server) {
     Check(server.AddSagaStep("/credit/reserve", "/credit/release", &reserve_credit_));
-    Check(server.AddRoute("PUT", "/credit-limit", [this](const HttpRequest& q, HttpResponse& r) {
-      SetLimit(q.body, r);
-    }));
+    Check(server.AddRoute("PUT", "/credit-limit",
+                          [this](const HttpRequest& q, HttpResponse& r) { SetLimit(q.body, r); }));
     Check(server.AddRoute("GET", "/customers", [this](const HttpRequest& q, HttpResponse& r) {
       List(q.QueryParam("format") == "text", r);
     }));

@@ -169,7 +169,9 @@ Status CancelOrder(sqlite3* db, const CallbackContext& ctx) {
     Statement(db, "UPDATE stock SET quantity = quantity + 1 WHERE item = ?1")
         .Bind(1, order.Text(0))
         .Step();
-    Statement(db, "UPDATE orders SET status = 'cancelled' WHERE gtid = ?1").Bind(1, ctx.gtid).Step();
+    Statement(db, "UPDATE orders SET status = 'cancelled' WHERE gtid = ?1")
+        .Bind(1, ctx.gtid)
+        .Step();
     return Status::Ok();
   });
 }
@@ -288,21 +290,20 @@ class OrderService {
   }
 
   // Why the replica says the order clearly does not fit, or "" when it may (the customer's limit
-  // is not replicated yet, or it fits). An order that exists already (a retried POST) is never
-  // rejected here: the saga's record answers it.
+  // is not replicated yet, or it fits). The customer's orders include this one when it is a
+  // retried POST; PlaceOrder asks the coordinator before rejecting.
   std::string PreCheck(const Order& order) {
     std::lock_guard lock(mu_);
-    if (Statement(db_, "SELECT 1 FROM orders WHERE id = ?1").Bind(1, order.id).Step()) return "";
-    Statement s(db_,
-                "SELECT r.credit_limit, (SELECT coalesce(sum(amount), 0) FROM orders WHERE "
-                "customer = ?1 AND status = 'created') FROM credit_replica r WHERE r.customer = ?1");
+    Statement s(
+        db_,
+        "SELECT r.credit_limit, (SELECT coalesce(sum(amount), 0) FROM orders WHERE "
+        "customer = ?1 AND status = 'created') FROM credit_replica r WHERE r.customer = ?1");
     if (!s.Bind(1, order.customer).Step()) return "";
     const int64_t limit = s.Int(0), used = s.Int(1);
     if (used + order.amount <= limit) return "";
     return "rejected by the pre-check against the replica: an order of " +
            std::to_string(order.amount) + " does not fit, " + std::to_string(used) +
-           " of the limit " + std::to_string(limit) + " is used by " + order.customer +
-           "'s orders";
+           " of the limit " + std::to_string(limit) + " is used by " + order.customer + "'s orders";
   }
 
   void PlaceOrder(const std::string& body, HttpResponse& response) {
@@ -313,8 +314,8 @@ class OrderService {
     Poco::JSON::Object reply = order.ToJson();
 
     if (const std::string rejected = PreCheck(order); !rejected.empty()) {
-      // Unless a saga for this order is under way already (a retry of a POST whose saga has not
-      // created the order yet), the order is rejected without one.
+      // Unless txcoord knows a saga for this order already (a retried POST: the order itself is
+      // then among the customer's orders, or on its way there), it is rejected without one.
       auto known = coordinator_->Get(order.gtid());
       if (!known.ok() && known.status().code() == StatusCode::kNotFound) {
         reply.set("state", "rejected");
@@ -333,8 +334,8 @@ class OrderService {
     auto saga = txcoord::participant::Saga(*coordinator_, order.gtid())
                     .Step("reserve-credit", customer_service_ + "/credit/reserve",
                           customer_service_ + "/credit/release", payload)
-                    .Step("create-order", self + "/orders/create", self + "/orders/cancel",
-                          payload, {"reserve-credit"})
+                    .Step("create-order", self + "/orders/create", self + "/orders/cancel", payload,
+                          {"reserve-credit"})
                     .Timeout(kSagaTimeout)
                     .Submit(/*wait=*/true);
     if (!saga.ok()) return CoordinatorTrouble(saga.status(), order, response);
@@ -358,12 +359,12 @@ class OrderService {
   static void CoordinatorTrouble(const Status& s, const Order& order, HttpResponse& response) {
     switch (s.code()) {
       case StatusCode::kConflict:  // the gtid's saga was begun with another body
-        return response.SetError(409, "CONFLICT",
-                                 "order " + order.id +
-                                     " was placed before with another customer, item or amount");
+        return response.SetError(
+            409, "CONFLICT",
+            "order " + order.id + " was placed before with another customer, item or amount");
       case StatusCode::kInvalidArgument:  // 400/403: this service's urls or flags are wrong
-        return response.SetError(500, "INTERNAL", "the coordinator refused the saga: " +
-                                                      s.message());
+        return response.SetError(500, "INTERNAL",
+                                 "the coordinator refused the saga: " + s.message());
       default:  // unavailable, unknown outcome: the same POST again is safe
         return response.SetError(503, "UNAVAILABLE",
                                  "the coordinator could not be asked (" + s.message() +
@@ -405,7 +406,8 @@ class OrderService {
 
   void Replica(bool text, HttpResponse& response) {
     std::lock_guard lock(mu_);
-    Statement s(db_, "SELECT customer, credit_limit, version FROM credit_replica ORDER BY customer");
+    Statement s(db_,
+                "SELECT customer, credit_limit, version FROM credit_replica ORDER BY customer");
     Poco::JSON::Array customers;
     std::string lines;
     while (s.Step()) {
@@ -468,8 +470,9 @@ int main(int argc, char** argv) {
     options.max_threads = 64;
     txcoord::participant::CallbackServer server(options);
     service.Register(server);
-    return credit_limit::ServeUntilSignal("order-service", flags["listen"], server,
-                                          [&](int port) { service.Started(flags["listen"], port); });
+    return credit_limit::ServeUntilSignal("order-service", flags["listen"], server, [&](int port) {
+      service.Started(flags["listen"], port);
+    });
   } catch (const std::exception& e) {
     std::cerr << "order-service: " << e.what() << std::endl;
     return 1;
