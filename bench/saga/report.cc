@@ -137,11 +137,11 @@ void Report::RunsHeader() {
       "\nruns: N clients in a closed loop, one saga each at a time (wait: true); cpu_* in CPUs "
       "busy, *_us CPU per saga; rss/hwm of txcoord in MB\n");
   std::printf(
-      "%-6s %-6s %-10s %4s %7s %8s %8s %6s %6s %6s %6s %6s %7s %7s %7s %9s %6s %6s %6s %6s "
-      "%6s\n",
+      "%-6s %-6s %-10s %4s %7s %8s %8s %6s %6s %6s %6s %6s %7s %7s %7s %9s %6s %6s %6s %7s "
+      "%6s %6s\n",
       "work", "setup", "store", "conc", "sagas/s", "p50_us", "p99_us", "errors", "cpu_tc",
       "cpu_pt", "cpu_pg", "cpu_ld", "cpu_all", "tc_us", "all_us", "commits/s", "app/sg", "group",
-      "cb/sg", "rss", "hwm");
+      "cb/sg", "cb_fail", "rss", "hwm");
   std::fflush(stdout);
 }
 
@@ -182,6 +182,7 @@ void Report::AddRun(const PointResult& run) {
         .Num("log_avg_group", group, 2)
         .Int("callbacks", run.callbacks)
         .Num("callbacks_per_saga", callbacks_per_saga, 2)
+        .Int("callback_failures", run.callback_failures)
         .Num("rss_mb", Mb(run.coordinator_memory.rss_kb))
         .Num("hwm_mb", Mb(run.coordinator_memory.hwm_kb))
         .Num("floor_us", floor)
@@ -192,13 +193,14 @@ void Report::AddRun(const PointResult& run) {
   } else {
     std::printf(
         "%-6s %-6s %-10s %4d %7.0f %8.0f %8.0f %6lld %6.2f %6.2f %6.2f %6.2f %7.2f %7.0f %7.0f "
-        "%9.0f %6.1f %6.1f %6.1f %6.1f %6.1f\n",
+        "%9.0f %6.1f %6.1f %6.1f %7lld %6.1f %6.1f\n",
         std::string(WorkloadName(p.workload)).c_str(), std::string(SetupName(p.setup)).c_str(),
         std::string(StoreName(p.store)).c_str(), p.concurrency, rate, run.loop.percentile_us(0.50),
         run.loop.percentile_us(0.99), static_cast<long long>(run.loop.errors), run.cpu_coordinator,
         run.cpu_participants, run.cpu_postgres, run.loop.cpu_self_cores,
         run.loop.cpu_machine_cores, tc_us, all_us, commits_per_s, appends_per_saga, group,
-        callbacks_per_saga, Mb(run.coordinator_memory.rss_kb), Mb(run.coordinator_memory.hwm_kb));
+        callbacks_per_saga, static_cast<long long>(run.callback_failures),
+        Mb(run.coordinator_memory.rss_kb), Mb(run.coordinator_memory.hwm_kb));
     std::fflush(stdout);
   }
   PrintErrors(RunLabel(p), run.loop.errors, run.loop.first_errors);

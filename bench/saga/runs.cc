@@ -49,6 +49,7 @@ struct Metrics {
   int64_t log_commits = -1;
   int64_t log_appends = -1;
   int64_t callbacks = -1;
+  int64_t callback_failures = -1;
 };
 
 Metrics ReadMetrics(ConnectionPool& coordinator) {
@@ -58,6 +59,7 @@ Metrics ReadMetrics(ConnectionPool& coordinator) {
   m.log_commits = MetricValue(page->body, "txcoord_log_commits_total");
   m.log_appends = MetricValue(page->body, "txcoord_log_appends_total");
   m.callbacks = MetricValue(page->body, "txcoord_callbacks_total");
+  m.callback_failures = MetricValue(page->body, "txcoord_callback_failures_total");
   return m;
 }
 
@@ -289,6 +291,7 @@ Result<PointResult> Runner::Run(const Point& point) {
   result.log_commits = end.metrics.log_commits - start.metrics.log_commits;
   result.log_appends = end.metrics.log_appends - start.metrics.log_appends;
   result.callbacks = end.metrics.callbacks - start.metrics.callbacks;
+  result.callback_failures = end.metrics.callback_failures - start.metrics.callback_failures;
   if (memory.ok()) result.coordinator_memory = *memory;
 
   // Every saga that returned was terminal, so its callbacks are done: the rows are final. With

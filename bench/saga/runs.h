@@ -75,6 +75,7 @@ struct PointResult {
   int64_t log_commits = 0;
   int64_t log_appends = 0;
   int64_t callbacks = 0;
+  int64_t callback_failures = 0;  // callbacks not answered 2xx: retried (abort3: its 409s too)
   Memory coordinator_memory;  // at the end of the window; hwm over the coordinator's life
   std::string stop_error;     // the coordinator did not stop cleanly after the run
   // Durable participants: their effect rows or settings were not what the finished sagas imply.
