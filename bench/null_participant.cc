@@ -134,10 +134,11 @@ int Run(const Flags& f) {
            server.AddHandler("/tcc", &handler),
            server.AddSagaStep("/saga/action", "/saga/compensate", &step),
            server.AddSagaStep("/saga/refuse/action", "/saga/refuse/compensate", &refused_step),
-           server.AddRoute("POST", "/app/try",
-                           [](const participant::HttpRequest&, participant::HttpResponse& response) {
-                             response.body = R"({"result":"done"})";
-                           }),
+           server.AddRoute(
+               "POST", "/app/try",
+               [](const participant::HttpRequest&, participant::HttpResponse& response) {
+                 response.body = R"({"result":"done"})";
+               }),
            server.AddRoute("POST", "/app/noop",
                            [](const participant::HttpRequest&, participant::HttpResponse&) {}),
        }) {

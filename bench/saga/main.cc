@@ -184,7 +184,8 @@ int Run(const Options& o) {
         for (const int concurrency : o.concurrency) {
           const Point point{workload, setup, store, concurrency};
           Progress(o, std::string(WorkloadName(workload)) + " " + std::string(SetupName(setup)) +
-                          " " + std::string(StoreName(store)) + " c=" + std::to_string(concurrency));
+                          " " + std::string(StoreName(store)) +
+                          " c=" + std::to_string(concurrency));
           auto run = (*runner)->Run(point);
           if (!run.ok()) return Fail(run.status());
           report.AddRun(*run);

@@ -139,9 +139,9 @@ void Report::RunsHeader() {
   std::printf(
       "%-6s %-6s %-10s %4s %7s %8s %8s %6s %6s %6s %6s %6s %7s %7s %7s %9s %6s %6s %6s %7s "
       "%6s %6s\n",
-      "work", "setup", "store", "conc", "sagas/s", "p50_us", "p99_us", "errors", "cpu_tc",
-      "cpu_pt", "cpu_pg", "cpu_ld", "cpu_all", "tc_us", "all_us", "commits/s", "app/sg", "group",
-      "cb/sg", "cb_fail", "rss", "hwm");
+      "work", "setup", "store", "conc", "sagas/s", "p50_us", "p99_us", "errors", "cpu_tc", "cpu_pt",
+      "cpu_pg", "cpu_ld", "cpu_all", "tc_us", "all_us", "commits/s", "app/sg", "group", "cb/sg",
+      "cb_fail", "rss", "hwm");
   std::fflush(stdout);
 }
 
@@ -197,10 +197,10 @@ void Report::AddRun(const PointResult& run) {
         std::string(WorkloadName(p.workload)).c_str(), std::string(SetupName(p.setup)).c_str(),
         std::string(StoreName(p.store)).c_str(), p.concurrency, rate, run.loop.percentile_us(0.50),
         run.loop.percentile_us(0.99), static_cast<long long>(run.loop.errors), run.cpu_coordinator,
-        run.cpu_participants, run.cpu_postgres, run.loop.cpu_self_cores,
-        run.loop.cpu_machine_cores, tc_us, all_us, commits_per_s, appends_per_saga, group,
-        callbacks_per_saga, static_cast<long long>(run.callback_failures),
-        Mb(run.coordinator_memory.rss_kb), Mb(run.coordinator_memory.hwm_kb));
+        run.cpu_participants, run.cpu_postgres, run.loop.cpu_self_cores, run.loop.cpu_machine_cores,
+        tc_us, all_us, commits_per_s, appends_per_saga, group, callbacks_per_saga,
+        static_cast<long long>(run.callback_failures), Mb(run.coordinator_memory.rss_kb),
+        Mb(run.coordinator_memory.hwm_kb));
     std::fflush(stdout);
   }
   PrintErrors(RunLabel(p), run.loop.errors, run.loop.first_errors);
@@ -231,8 +231,8 @@ void Report::Summary() {
     std::printf(
         "\nlatency at concurrency 1 beside its floor (the p50s above; the floor is the critical "
         "path's syncs and round trips done one after another)\n");
-    std::printf("%-6s %-6s %-10s %8s %9s %6s  %s\n", "work", "setup", "store", "p50_us",
-                "floor_us", "ratio", "floor");
+    std::printf("%-6s %-6s %-10s %8s %9s %6s  %s\n", "work", "setup", "store", "p50_us", "floor_us",
+                "ratio", "floor");
   }
   for (const PointResult& r : runs_) {
     if (r.point.concurrency != 1) continue;
@@ -262,7 +262,9 @@ void Report::Summary() {
   const PointResult* r = FindRun(Workload::kSeq3, Setup::kNull, Store::kSqlite, kTargetConcurrency);
   if (o_.json) {
     JsonLine j(kBench);
-    j.Str("kind", "target").Str("name", name + " participants, SQLite store").Str("goal", ">= 3000");
+    j.Str("kind", "target")
+        .Str("name", name + " participants, SQLite store")
+        .Str("goal", ">= 3000");
     if (r) {
       j.Num("value", r->sagas_per_s()).Bool("target_met", r->sagas_per_s() >= kTargetSagasPerS);
     } else {

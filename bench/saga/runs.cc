@@ -113,8 +113,8 @@ std::string CheckEffects(const Point& point, int64_t finished,
     const int64_t want_applied = steps[i].refused ? 0 : finished;
     const int64_t want_compensated = aborted ? want_applied : 0;
     if (stats->applied != want_applied || stats->compensated != want_compensated) {
-      problems += " step " + steps[i].id + ": " + std::to_string(stats->applied) +
-                  " applied, " + std::to_string(stats->compensated) + " compensated, for " +
+      problems += " step " + steps[i].id + ": " + std::to_string(stats->applied) + " applied, " +
+                  std::to_string(stats->compensated) + " compensated, for " +
                   std::to_string(finished) + " " + std::string(ExpectedState(point.workload)) +
                   " sagas;";
     }
@@ -202,10 +202,10 @@ Result<std::unique_ptr<Server>> Runner::StartCoordinator(const std::string& stor
                                                          int concurrency) {
   // A kept-alive client connection holds a server thread: leave room above the clients.
   const int threads = std::clamp(2 * concurrency, 128, 1024);
-  return Server::Start(options_.txcoord_bin,
-                       {"--listen", "127.0.0.1:0", "--store", store_uri, "--max-threads",
-                        std::to_string(threads)},
-                       (work_dir() / ("txcoord-" + std::to_string(run) + ".log")).string());
+  return Server::Start(
+      options_.txcoord_bin,
+      {"--listen", "127.0.0.1:0", "--store", store_uri, "--max-threads", std::to_string(threads)},
+      (work_dir() / ("txcoord-" + std::to_string(run) + ".log")).string());
 }
 
 Result<std::unique_ptr<Server>> Runner::StartSagaParticipant(const std::string& name) {

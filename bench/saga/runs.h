@@ -65,8 +65,8 @@ struct Point {
 
 struct PointResult {
   Point point;
-  LoopResult loop;         // sagas: those with the expected final state count, the rest are errors
-  int64_t finished = 0;    // sagas with the expected final state over the whole run
+  LoopResult loop;       // sagas: those with the expected final state count, the rest are errors
+  int64_t finished = 0;  // sagas with the expected final state over the whole run
   // CPUs kept busy during the window, by process.
   double cpu_coordinator = 0;
   double cpu_participants = 0;
@@ -76,8 +76,8 @@ struct PointResult {
   int64_t log_appends = 0;
   int64_t callbacks = 0;
   int64_t callback_failures = 0;  // callbacks not answered 2xx: retried (abort3: its 409s too)
-  Memory coordinator_memory;  // at the end of the window; hwm over the coordinator's life
-  std::string stop_error;     // the coordinator did not stop cleanly after the run
+  Memory coordinator_memory;      // at the end of the window; hwm over the coordinator's life
+  std::string stop_error;         // the coordinator did not stop cleanly after the run
   // Durable participants: their effect rows or settings were not what the finished sagas imply.
   std::string check_error;
 

@@ -201,9 +201,7 @@ int Run(const Flags& f) {
       &db_mutex);
   participant::SqliteSagaStep refused(
       db,
-      [](sqlite3*, const CallbackContext&) {
-        return Status::Conflict("refused by the benchmark");
-      },
+      [](sqlite3*, const CallbackContext&) { return Status::Conflict("refused by the benchmark"); },
       [](sqlite3*, const CallbackContext&) { return Status::Ok(); }, &db_mutex);
 
   participant::CallbackServerOptions options;
@@ -216,16 +214,16 @@ int Run(const Flags& f) {
            server.AddRoute("GET", "/stats",
                            [&](const participant::HttpRequest&, participant::HttpResponse& r) {
                              std::lock_guard lock(db_mutex);
-                             r.body = R"({"journal_mode":")" +
-                                      QueryText(db, "PRAGMA journal_mode") +
-                                      R"(","synchronous":)" +
-                                      std::to_string(QueryInt(db, "PRAGMA synchronous")) +
-                                      R"(,"applied":)" +
-                                      std::to_string(QueryInt(db, "SELECT COUNT(*) FROM saga_effects")) +
-                                      R"(,"compensated":)" +
-                                      std::to_string(QueryInt(
-                                          db, "SELECT COUNT(*) FROM saga_effects WHERE compensated")) +
-                                      "}";
+                             r.body =
+                                 R"({"journal_mode":")" + QueryText(db, "PRAGMA journal_mode") +
+                                 R"(","synchronous":)" +
+                                 std::to_string(QueryInt(db, "PRAGMA synchronous")) +
+                                 R"(,"applied":)" +
+                                 std::to_string(QueryInt(db, "SELECT COUNT(*) FROM saga_effects")) +
+                                 R"(,"compensated":)" +
+                                 std::to_string(QueryInt(
+                                     db, "SELECT COUNT(*) FROM saga_effects WHERE compensated")) +
+                                 "}";
                            }),
        }) {
     if (!s.ok()) {

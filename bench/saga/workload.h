@@ -7,9 +7,9 @@
 //                                          s3, s2, s1 compensated in that order
 //
 // Each step names its participant's action and compensate URLs (runs.h gives them per
-// set-up) and carries a small payload ({"amount": 1}; the callback body names the saga anyway). Anything but the
-// expected final state (another state, an HTTP error, a timeout) is an error, with the reply's
-// start.
+// set-up) and carries a small payload ({"amount": 1}; the callback body names the saga anyway).
+// Anything but the expected final state (another state, an HTTP error, a timeout) is an error, with
+// the reply's start.
 //
 // Thread-safety: Run may be called from any thread concurrently.
 #pragma once
