@@ -1,5 +1,5 @@
-// null_participant: a participant that keeps no storage, for bench/txn. It answers every
-// callback at once, so a run against it measures the coordinator (and the HTTP stack), not a
+// null_participant: a participant that keeps no storage, for bench/txn and bench/saga. It answers
+// every callback at once, so a run against it measures the coordinator (and the HTTP stack), not a
 // participant's database: the set-up DTM calls "0SQL".
 //
 //   null_participant [--listen HOST:PORT] [--prepare-reply 200|425] [--max-threads N]
@@ -9,6 +9,13 @@
 //   POST /2pc/{phase}, /tcc/{phase}   200 {"result":"done"}; with --prepare-reply 425 a prepare
 //                                     is answered 425 (in progress) instead, which keeps 2pc
 //                                     transactions in flight (bench/txn's in-flight run)
+//   POST /saga/action, /saga/compensate
+//                                     a saga step (AddSagaStep): 200 to both; every step of a
+//                                     benchmark saga may use this one pair of urls
+//   POST /saga/refuse/action, /saga/refuse/compensate
+//                                     a saga step whose action is refused (409, a business
+//                                     failure that turns the saga to compensation); its
+//                                     compensation answers 200
 //   POST /app/try                     200 {"result":"done"}: the tcc Try, as the bank example's
 //   POST /app/noop                    200 with an empty body: the empty handler of the HTTP
 //                                     round-trip floor
@@ -33,8 +40,10 @@ using participant::PhaseResult;
 
 constexpr char kUsage[] = R"(usage: null_participant [options]
 
-A storage-free participant for bench/txn: answers every 2pc and tcc callback (base paths /2pc
-and /tcc) at once, the tcc Try at POST /app/try, and POST /app/noop with an empty 200.
+A storage-free participant for bench/txn and bench/saga: answers every 2pc and tcc callback
+(base paths /2pc and /tcc) at once, saga steps at POST /saga/action and /saga/compensate (200),
+a refused saga step at POST /saga/refuse/action (409; its /saga/refuse/compensate 200), the tcc
+Try at POST /app/try, and POST /app/noop with an empty 200.
 
   --listen HOST:PORT     address to serve on (default 127.0.0.1:0: a free port)
   --prepare-reply CODE   200 (default) or 425: answer every prepare "in progress"
@@ -56,6 +65,20 @@ class NullHandler final : public participant::BranchHandler {
 
  private:
   const bool prepare_in_progress_;
+};
+
+// A saga step that keeps nothing: its action succeeds, or with `refuse` is refused (409); its
+// compensation succeeds.
+class NullStep final : public participant::SagaStepHandler {
+ public:
+  explicit NullStep(bool refuse) : refuse_(refuse) {}
+  PhaseResult Action(const CallbackContext&) override {
+    return refuse_ ? PhaseResult::Refused("refused by the benchmark") : PhaseResult::Done();
+  }
+  PhaseResult Compensate(const CallbackContext&) override { return PhaseResult::Done(); }
+
+ private:
+  const bool refuse_;
 };
 
 struct Flags {
@@ -103,14 +126,27 @@ int Run(const Flags& f) {
   options.max_queued = f.max_threads;
   participant::CallbackServer server(options);
   NullHandler handler(f.prepare_in_progress);
-  (void)server.AddHandler("/2pc", &handler);
-  (void)server.AddHandler("/tcc", &handler);
-  (void)server.AddRoute("POST", "/app/try",
-                        [](const participant::HttpRequest&, participant::HttpResponse& response) {
-                          response.body = R"({"result":"done"})";
-                        });
-  (void)server.AddRoute("POST", "/app/noop",
-                        [](const participant::HttpRequest&, participant::HttpResponse&) {});
+  NullStep step(/*refuse=*/false);
+  NullStep refused_step(/*refuse=*/true);
+  // The routes are fixed and valid; a refusal here is a bug in this file, said before serving.
+  for (const Status& s : {
+           server.AddHandler("/2pc", &handler),
+           server.AddHandler("/tcc", &handler),
+           server.AddSagaStep("/saga/action", "/saga/compensate", &step),
+           server.AddSagaStep("/saga/refuse/action", "/saga/refuse/compensate", &refused_step),
+           server.AddRoute(
+               "POST", "/app/try",
+               [](const participant::HttpRequest&, participant::HttpResponse& response) {
+                 response.body = R"({"result":"done"})";
+               }),
+           server.AddRoute("POST", "/app/noop",
+                           [](const participant::HttpRequest&, participant::HttpResponse&) {}),
+       }) {
+    if (!s.ok()) {
+      std::cerr << "null_participant: cannot add a route: " << s.message() << std::endl;
+      return 1;
+    }
+  }
   auto port = server.Start(f.listen);
   if (!port.ok()) {
     std::cerr << "null_participant: cannot listen on " << f.listen << ": "
