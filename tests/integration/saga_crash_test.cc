@@ -15,7 +15,7 @@
 //   seq4   s1 -> s2 -> s3 -> s4
 //   pair   s1 -> {s2, s3} -> s4        (s2 and s3 in parallel)
 //   fork   s1 -> {s2, s3}
-// with saga deadlines from 3 to 20 s and, on some steps, a max_attempts of 3, so that sagas also
+// with saga deadlines from 3 to 20 s (one in eight below 2 s) and, on some steps, a max_attempts of 3, so that sagas also
 // abort by their deadline and by attempts running out. Client threads submit them with
 // idempotent gtids (wait=true) and retry the submission across coordinator restarts, then read
 // the outcome. Meanwhile a killer SIGKILLs the coordinator at least `coordinator_kills` times
@@ -36,7 +36,7 @@
 // The participants' databases are read after the participants are stopped.
 //
 // Knobs: TXCOORD_SAGA_CRASH_SAGAS (300), TXCOORD_SAGA_CRASH_COORDINATOR_KILLS (30),
-// TXCOORD_SAGA_CRASH_PARTICIPANT_KILLS (10), TXCOORD_SAGA_CRASH_CLIENTS (32),
+// TXCOORD_SAGA_CRASH_PARTICIPANT_KILLS (10), TXCOORD_SAGA_CRASH_CLIENTS (100),
 // TXCOORD_SAGA_CRASH_FAULT_PERCENT (20), TXCOORD_SEED (printed on every run).
 #include <Poco/Net/ServerSocket.h>
 #include <gtest/gtest.h>
@@ -44,6 +44,7 @@
 #include <sqlite3.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -185,7 +186,10 @@ std::vector<SagaPlan> DrawSagas(int count, uint64_t seed) {
     SagaPlan saga;
     saga.gtid = "saga-" + std::to_string(i);
     saga.shape = shape;
-    saga.timeout_ms = 3000 + static_cast<int>(rng() % 17'000);
+    // Mostly long enough to get through the kills; one in eight short enough that the deadline
+    // may pass while an action is in flight.
+    saga.timeout_ms = rng() % 8 == 0 ? 800 + static_cast<int>(rng() % 1200)
+                                     : 3000 + static_cast<int>(rng() % 17'000);
     // About one saga in four has a step that refuses.
     const int refusing = rng() % 4 == 0 ? static_cast<int>(rng() % deps.size()) : -1;
     for (size_t s = 0; s < deps.size(); ++s) {
@@ -355,7 +359,7 @@ TEST_F(SagaCrashTest, EveryEffectIsAppliedOnceOrCompensatedOnce) {
   const int saga_count = EnvInt("TXCOORD_SAGA_CRASH_SAGAS", 300);
   const int coordinator_kills = EnvInt("TXCOORD_SAGA_CRASH_COORDINATOR_KILLS", 30);
   const int participant_kills = EnvInt("TXCOORD_SAGA_CRASH_PARTICIPANT_KILLS", 10);
-  const int client_count = EnvInt("TXCOORD_SAGA_CRASH_CLIENTS", 32);
+  const int client_count = EnvInt("TXCOORD_SAGA_CRASH_CLIENTS", 100);
   const auto started = Clock::now();
   const std::vector<SagaPlan> plan = DrawSagas(saga_count, seed_);
 
@@ -364,7 +368,24 @@ TEST_F(SagaCrashTest, EveryEffectIsAppliedOnceOrCompensatedOnce) {
   std::atomic<Clock::rep> give_up{(Clock::now() + std::chrono::minutes(10)).time_since_epoch().count()};
   auto past_give_up = [&] { return Clock::now().time_since_epoch().count() >= give_up.load(); };
 
+  // When the sagas start: a third at once, the rest spread over the first three quarters of the
+  // kills, so that every kill lands among sagas in all their states (starting, going forward,
+  // compensating, finishing). Saga i may be submitted once `kills_done` reaches ReleaseAfter(i).
+  const int burst = saga_count / 3;
+  const int spread_over = (coordinator_kills + participant_kills) * 3 / 4;
+  auto release_after = [&](int i) {
+    if (i < burst) return 0;
+    return static_cast<int>(static_cast<int64_t>(i - burst) * spread_over /
+                            std::max(1, saga_count - burst));
+  };
+  std::mutex release_mu;
+  std::condition_variable release_cv;
+  int kills_done = 0;        // GUARDED_BY(release_mu)
+  bool killer_done = false;  // GUARDED_BY(release_mu): every saga may start
+
   std::atomic<int> next{0};
+  std::atomic<int> submitted{0};  // sagas submitted at least once
+  std::atomic<int> finished{0};   // sagas whose client is done with them
   std::atomic<int> resubmits{0};
   std::mutex results_mu;
   std::map<std::string, std::string> seen;  // gtid -> the terminal state the client saw
@@ -382,6 +403,11 @@ TEST_F(SagaCrashTest, EveryEffectIsAppliedOnceOrCompensatedOnce) {
         return;
       }
       for (int i; (i = next++) < saga_count;) {
+        {
+          std::unique_lock lock(release_mu);
+          release_cv.wait(lock, [&] { return killer_done || kills_done >= release_after(i); });
+        }
+        ++submitted;
         const participant::Saga saga = Build(**client, plan[i]);
         // Submit until the coordinator answers: the same request every time (same gtid), so a
         // repeat after a lost reply or a restart returns the saga already begun.
@@ -413,6 +439,7 @@ TEST_F(SagaCrashTest, EveryEffectIsAppliedOnceOrCompensatedOnce) {
             break;
           }
         }
+        ++finished;
         std::lock_guard lock(results_mu);
         seen[plan[i].gtid] = state;
       }
@@ -424,11 +451,16 @@ TEST_F(SagaCrashTest, EveryEffectIsAppliedOnceOrCompensatedOnce) {
   // pauses, the coordinator more often than the participants, until both counts are reached and
   // every saga has started (at most four times the coordinator's count).
   int killed_coordinator = 0, killed_participants = 0;
+  int64_t in_flight_at_kills = 0;  // sagas submitted and not yet finished, summed over the kills
+  int max_in_flight_at_kill = 0;
   {
     std::mt19937_64 krng(seed_ ^ 0x9e3779b97f4a7c15ULL);
     while (killed_coordinator < coordinator_kills || killed_participants < participant_kills ||
-           (next < saga_count && killed_coordinator < coordinator_kills * 4)) {
+           (submitted < saga_count && killed_coordinator < coordinator_kills * 4)) {
       std::this_thread::sleep_for(milliseconds(50 + krng() % 400));
+      const int in_flight = submitted - finished;
+      in_flight_at_kills += in_flight;
+      max_in_flight_at_kill = std::max(max_in_flight_at_kill, in_flight);
       if (killed_participants >= participant_kills || krng() % 4 != 0) {
         coordinator_->Kill();
         coordinator_->Start();
@@ -439,9 +471,19 @@ TEST_F(SagaCrashTest, EveryEffectIsAppliedOnceOrCompensatedOnce) {
         p->Start();
         ++killed_participants;
       }
+      {
+        std::lock_guard lock(release_mu);
+        ++kills_done;
+      }
+      release_cv.notify_all();
       if (HasFatalFailure()) break;
     }
   }
+  {
+    std::lock_guard lock(release_mu);
+    killer_done = true;
+  }
+  release_cv.notify_all();
   const auto last_restart = Clock::now();
   give_up = (last_restart + seconds(60)).time_since_epoch().count();
   for (auto& t : clients) t.join();
@@ -559,7 +601,8 @@ TEST_F(SagaCrashTest, EveryEffectIsAppliedOnceOrCompensatedOnce) {
             << " aborted (" << refusals << " with a refusing step, " << by_deadline
             << " by the deadline, " << by_attempts << " by attempts); killed the coordinator "
             << killed_coordinator << " times and participants " << killed_participants
-            << " times; " << resubmits << " resubmissions; " << elapsed.count() << " s"
+            << " times, with " << in_flight_at_kills / std::max(1, killed_coordinator + killed_participants)
+            << " sagas in flight on average (at most " << max_in_flight_at_kill << "); " << resubmits << " resubmissions; " << elapsed.count() << " s"
             << std::endl;
   EXPECT_GT(committed, 0);
   EXPECT_GE(aborted, refusals);
