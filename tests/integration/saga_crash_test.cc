@@ -6,8 +6,9 @@
 // barrier (SqliteSagaStep) and record each action and each compensation as a row of their own
 // database, in the same local transaction. The participants inject transient faults on actions
 // and compensations (503, 500, a reply lost after the effect, a reply slower than the
-// coordinator's callback timeout, a call that arrives late). Some steps refuse by their payload
-// (409): the test knows which sagas must abort.
+// coordinator's callback timeout, a call that arrives late, a connection reset before the call
+// or after it ran). Some steps refuse by their payload (409): the test knows which sagas must
+// abort.
 //
 // `sagas` sagas (300), drawn from the seed, of four shapes over steps spread at random over the
 // participants:
@@ -15,10 +16,10 @@
 //   seq4   s1 -> s2 -> s3 -> s4
 //   pair   s1 -> {s2, s3} -> s4        (s2 and s3 in parallel)
 //   fork   s1 -> {s2, s3}
-// with saga deadlines from 3 to 20 s (one in eight below 2 s) and, on some steps, a max_attempts of 3, so that sagas also
-// abort by their deadline and by attempts running out. Client threads submit them with
-// idempotent gtids (wait=true) and retry the submission across coordinator restarts, then read
-// the outcome. Meanwhile a killer SIGKILLs the coordinator at least `coordinator_kills` times
+// with saga deadlines from 3 to 20 s (one in eight below 2 s) and, on some steps, a max_attempts of
+// 3, so that sagas also abort by their deadline and by attempts running out. Client threads submit
+// them with idempotent gtids (wait=true) and retry the submission across coordinator restarts, then
+// read the outcome. Meanwhile a killer SIGKILLs the coordinator at least `coordinator_kills` times
 // and a random participant at least `participant_kills` times, restarting each at once on the
 // same port (the coordinator on the same store).
 //
@@ -37,7 +38,8 @@
 //
 // Knobs: TXCOORD_SAGA_CRASH_SAGAS (300), TXCOORD_SAGA_CRASH_COORDINATOR_KILLS (30),
 // TXCOORD_SAGA_CRASH_PARTICIPANT_KILLS (10), TXCOORD_SAGA_CRASH_CLIENTS (100),
-// TXCOORD_SAGA_CRASH_FAULT_PERCENT (20), TXCOORD_SEED (printed on every run).
+// TXCOORD_SAGA_CRASH_FAULT_PERCENT (20: faults per callback), TXCOORD_SAGA_CRASH_DROP_PERCENT (5:
+// connection resets), TXCOORD_SEED (printed on every run).
 #include <Poco/Net/ServerSocket.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -154,8 +156,8 @@ struct StepPlan {
   std::string id;
   int participant = 0;
   int64_t amount = 0;
-  bool refuse = false;    // the action answers 409, by its payload
-  int max_attempts = 0;   // 0: retried until the deadline
+  bool refuse = false;   // the action answers 409, by its payload
+  int max_attempts = 0;  // 0: retried until the deadline
   std::vector<std::string> depends_on;
 };
 
@@ -270,8 +272,8 @@ class SagaCrashTest : public ::testing::Test {
   void SetUp() override {
     seed_ = Seed();
     std::cout << "seed " << seed_ << " (TXCOORD_SEED to replay)" << std::endl;
-    dir_ = std::filesystem::temp_directory_path() /
-           ("txcoord-saga-crash-" + std::to_string(getpid()));
+    dir_ =
+        std::filesystem::temp_directory_path() / ("txcoord-saga-crash-" + std::to_string(getpid()));
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
 
@@ -296,6 +298,7 @@ class SagaCrashTest : public ::testing::Test {
         },
         dir_.string());
     const int fault_percent = EnvInt("TXCOORD_SAGA_CRASH_FAULT_PERCENT", 20);
+    const int drop_percent = EnvInt("TXCOORD_SAGA_CRASH_DROP_PERCENT", 5);
     for (int p = 0; p < kParticipants; ++p) {
       const int port = FreePort();
       const std::string db = (dir_ / ("p" + std::to_string(p) + ".db")).string();
@@ -310,7 +313,8 @@ class SagaCrashTest : public ::testing::Test {
                 "--sqlite",        db,
                 "--seed",          std::to_string((seed ^ (1000003ULL * (p + 1))) + start),
                 "--fault-percent", std::to_string(fault_percent),
-                "--slow-ms",       std::to_string(kSlowMs)};
+                "--slow-ms",       std::to_string(kSlowMs),
+                "--drop-percent",  std::to_string(drop_percent)};
           },
           dir_.string()));
     }
@@ -325,8 +329,7 @@ class SagaCrashTest : public ::testing::Test {
   }
 
   std::string StepUrl(int participant, const char* phase) const {
-    return "http://127.0.0.1:" + std::to_string(participant_ports_[participant]) + "/step/" +
-           phase;
+    return "http://127.0.0.1:" + std::to_string(participant_ports_[participant]) + "/step/" + phase;
   }
 
   participant::Saga Build(participant::CoordinatorClient& client, const SagaPlan& plan) const {
@@ -365,7 +368,8 @@ TEST_F(SagaCrashTest, EveryEffectIsAppliedOnceOrCompensatedOnce) {
 
   // Until the killer is done, clients keep at it for up to 10 minutes (ctest's timeout is the
   // real bound); then for 60 s after the last restart.
-  std::atomic<Clock::rep> give_up{(Clock::now() + std::chrono::minutes(10)).time_since_epoch().count()};
+  std::atomic<Clock::rep> give_up{
+      (Clock::now() + std::chrono::minutes(10)).time_since_epoch().count()};
   auto past_give_up = [&] { return Clock::now().time_since_epoch().count() >= give_up.load(); };
 
   // When the sagas start: a third at once, the rest spread over the first three quarters of the
@@ -532,7 +536,8 @@ TEST_F(SagaCrashTest, EveryEffectIsAppliedOnceOrCompensatedOnce) {
     refusals += s.must_abort();
     by_deadline += tx.reason().find("deadline") != std::string::npos;
     by_attempts += tx.reason().find("attempts") != std::string::npos;
-    const std::string where = s.gtid + " (" + s.shape + ", " + tx.state() + ": " + tx.reason() + ")";
+    const std::string where =
+        s.gtid + " (" + s.shape + ", " + tx.state() + ": " + tx.reason() + ")";
     EXPECT_EQ(seen[s.gtid], tx.state()) << where << ": the client saw another state";
     if (s.must_abort()) {
       EXPECT_FALSE(is_committed) << where << " has a refusing step";
@@ -556,9 +561,8 @@ TEST_F(SagaCrashTest, EveryEffectIsAppliedOnceOrCompensatedOnce) {
       const StepEffects e = found != rows.end() ? found->second : StepEffects{};
       effects[step.id] = e;
       const std::string at = where + " step " + step.id + " on participant " +
-                             std::to_string(step.participant) + ": " +
-                             std::to_string(e.actions) + " actions, " +
-                             std::to_string(e.compensations) + " compensations";
+                             std::to_string(step.participant) + ": " + std::to_string(e.actions) +
+                             " actions, " + std::to_string(e.compensations) + " compensations";
       if (is_committed) {
         EXPECT_EQ(e.actions, 1) << at;
         EXPECT_EQ(e.compensations, 0) << at;
@@ -601,9 +605,10 @@ TEST_F(SagaCrashTest, EveryEffectIsAppliedOnceOrCompensatedOnce) {
             << " aborted (" << refusals << " with a refusing step, " << by_deadline
             << " by the deadline, " << by_attempts << " by attempts); killed the coordinator "
             << killed_coordinator << " times and participants " << killed_participants
-            << " times, with " << in_flight_at_kills / std::max(1, killed_coordinator + killed_participants)
-            << " sagas in flight on average (at most " << max_in_flight_at_kill << "); " << resubmits << " resubmissions; " << elapsed.count() << " s"
-            << std::endl;
+            << " times, with "
+            << in_flight_at_kills / std::max(1, killed_coordinator + killed_participants)
+            << " sagas in flight on average (at most " << max_in_flight_at_kill << "); "
+            << resubmits << " resubmissions; " << elapsed.count() << " s" << std::endl;
   EXPECT_GT(committed, 0);
   EXPECT_GE(aborted, refusals);
 }

@@ -3,7 +3,7 @@
 // compensation in its own SQLite database, and injects transient faults at random.
 //
 //   saga_participant --listen 127.0.0.1:7001 --sqlite ./p0.db [--seed N] [--fault-percent 20]
-//                    [--slow-ms 1300]
+//                    [--slow-ms 1300] [--drop-percent 5]
 //
 // A step's action URL is http://HOST:PORT/step/action, its compensate URL
 // http://HOST:PORT/step/compensate; the step is told apart by the callback's gtid and step id
@@ -28,21 +28,35 @@
 //                 a dropped connection)
 //   late arrival  the callback waits --slow-ms before it runs (it may then land after the
 //                 coordinator's retry, or after the saga turned to compensation)
-// on actions and compensations alike. Real dropped connections come from the test SIGKILLing
-// this process mid-call.
+// on actions and compensations alike. And dropped connections: the callback server listens on
+// an internal port behind a small TCP relay on the --listen port, which resets the coordinator's
+// connection instead of passing on a chunk, with probability --drop-percent / 2 for each chunk
+// either way: a request that never arrives, or a reply lost after the step ran (a callback and
+// its reply are one chunk each, mostly). The test SIGKILLing this process mid-call does the
+// same once more.
 //
 // Prints "saga_participant listening on HOST:PORT" once serving; exits 0 on SIGTERM, 1 when the
 // store or the port is unusable, 2 for a bad flag.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <cstring>
 #include <iostream>
+#include <list>
 #include <mutex>
 #include <random>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "txcoord/participant/barrier.h"
 #include "txcoord/participant/endpoint.h"
@@ -60,12 +74,19 @@ struct Flags {
   uint64_t seed = 1;
   int fault_percent = 20;
   int slow_ms = 1300;
+  int drop_percent = 5;
 };
 
 int Usage(const std::string& message) {
   std::cerr << "saga_participant: " << message
             << "; see the top of tests/integration/saga_participant_main.cc" << std::endl;
   return 2;
+}
+
+bool ParseInt(const std::string& text, int64_t min, int64_t max, int64_t& out) {
+  const char* end = text.data() + text.size();
+  auto [p, ec] = std::from_chars(text.data(), end, out);
+  return ec == std::errc() && p == end && out >= min && out <= max;
 }
 
 constexpr const char* kSchema = R"sql(
@@ -187,8 +208,8 @@ class FaultyStep final : public participant::SagaStepHandler {
 
   template <typename Run>
   PhaseResult WithFault(const CallbackContext& ctx, Run&& run) {
-    const std::string what = std::string(participant::PhaseName(ctx.phase)) + " of " + ctx.gtid +
-                             "/" + ctx.branch_id;
+    const std::string what =
+        std::string(participant::PhaseName(ctx.phase)) + " of " + ctx.gtid + "/" + ctx.branch_id;
     switch (Draw()) {
       case Fault::kNone:
         return run();
@@ -215,6 +236,139 @@ class FaultyStep final : public participant::SagaStepHandler {
   const Flags& flags_;
   std::mutex mu_;
   std::mt19937_64 rng_;  // GUARDED_BY(mu_)
+};
+
+// The TCP relay in front of the callback server that drops connections (see the top). One thread
+// accepts; one thread per connection relays both ways with poll(). POSIX sockets: nothing here
+// throws.
+class DroppingRelay {
+ public:
+  DroppingRelay(int drop_percent, uint64_t seed) : drop_percent_(drop_percent), rng_(seed) {}
+  ~DroppingRelay() { Stop(); }
+
+  // Listens on host:port (IPv4) and relays to 127.0.0.1:upstream_port. Returns the bound port.
+  Result<int> Start(const std::string& host, int port, int upstream_port) {
+    upstream_port_ = upstream_port;
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<uint16_t>(port));
+    if (inet_pton(AF_INET, host.c_str(), &address.sin_addr) != 1) {
+      return Status::InvalidArgument("not an IPv4 address: " + host);
+    }
+    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int one = 1;
+    setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+        listen(listen_fd_, 256) != 0) {
+      return Status::Unavailable(std::string("bind: ") + strerror(errno));
+    }
+    socklen_t length = sizeof address;
+    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&address), &length);
+    acceptor_ = std::thread([this] { Accept(); });
+    return static_cast<int>(ntohs(address.sin_port));
+  }
+
+  void Stop() {
+    if (stopping_.exchange(true)) return;
+    if (acceptor_.joinable()) acceptor_.join();
+    std::list<Connection> connections;
+    {
+      std::lock_guard lock(mu_);
+      connections.swap(connections_);
+    }
+    for (Connection& c : connections) c.thread.join();
+    if (listen_fd_ >= 0) close(listen_fd_);
+  }
+
+ private:
+  void Accept() {
+    while (!stopping_) {
+      pollfd p{listen_fd_, POLLIN, 0};
+      if (poll(&p, 1, 100) <= 0) continue;
+      const int client = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (client < 0) continue;
+      std::lock_guard lock(mu_);
+      // Joins the relays that ended, so that their threads do not pile up.
+      for (auto it = connections_.begin(); it != connections_.end();) {
+        if (it->done) {
+          it->thread.join();
+          it = connections_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      Connection& c = connections_.emplace_back();
+      c.thread = std::thread([this, client, &c] {
+        Relay(client);
+        c.done = true;
+      });
+    }
+  }
+
+  bool Drop() {
+    std::lock_guard lock(mu_);
+    return static_cast<int>(rng_() % 200) < drop_percent_;
+  }
+
+  void Relay(int client) {
+    const int upstream = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<uint16_t>(upstream_port_));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool reset = false;
+    if (connect(upstream, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) {
+      char buffer[16384];
+      pollfd fds[2] = {{client, POLLIN, 0}, {upstream, POLLIN, 0}};
+      while (!stopping_ && !reset) {
+        if (poll(fds, 2, 100) <= 0) continue;
+        bool closed = false;
+        for (int from = 0; from < 2 && !closed && !reset; ++from) {
+          if (fds[from].revents == 0) continue;
+          const ssize_t n = recv(fds[from].fd, buffer, sizeof buffer, 0);
+          if (n <= 0) {
+            closed = true;
+          } else if (Drop()) {
+            reset = true;
+          } else {
+            closed = !SendAll(fds[1 - from].fd, buffer, static_cast<size_t>(n));
+          }
+        }
+        if (closed) break;
+      }
+    }
+    if (reset) {
+      // RST, not FIN: the coordinator sees the connection reset mid-call.
+      const linger abort_on_close{1, 0};
+      setsockopt(client, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof abort_on_close);
+    }
+    close(client);
+    close(upstream);
+  }
+
+  static bool SendAll(int fd, const char* data, size_t size) {
+    while (size > 0) {
+      const ssize_t n = send(fd, data, size, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      data += n;
+      size -= static_cast<size_t>(n);
+    }
+    return true;
+  }
+
+  struct Connection {
+    std::thread thread;
+    std::atomic<bool> done{false};
+  };
+
+  const int drop_percent_;
+  int listen_fd_ = -1;
+  int upstream_port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::thread acceptor_;
+  std::mutex mu_;
+  std::mt19937_64 rng_;                // GUARDED_BY(mu_)
+  std::list<Connection> connections_;  // GUARDED_BY(mu_); joined by Accept once done, or Stop
 };
 
 int Run(const Flags& flags) {
@@ -258,27 +412,38 @@ int Run(const Flags& flags) {
     sqlite3_close(db);
     return 1;
   }
-  auto port = server.Start(flags.listen);
+  auto internal_port = server.Start("127.0.0.1:0");
+  if (!internal_port.ok()) {
+    std::cerr << "saga_participant: cannot listen: " << internal_port.status().message()
+              << std::endl;
+    sqlite3_close(db);
+    return 1;
+  }
+  const size_t colon = flags.listen.rfind(':');
+  const std::string host = flags.listen.substr(0, colon);
+  int64_t listen_port = -1;
+  if (colon == std::string::npos ||
+      !ParseInt(flags.listen.substr(colon + 1), 0, 65535, listen_port)) {
+    std::cerr << "saga_participant: --listen wants HOST:PORT" << std::endl;
+    sqlite3_close(db);
+    return 2;
+  }
+  DroppingRelay relay(flags.drop_percent, flags.seed ^ 0x5deece66dULL);
+  auto port = relay.Start(host, static_cast<int>(listen_port), *internal_port);
   if (!port.ok()) {
     std::cerr << "saga_participant: cannot listen on " << flags.listen << ": "
               << port.status().message() << std::endl;
     sqlite3_close(db);
     return 1;
   }
-  const std::string host = flags.listen.substr(0, flags.listen.rfind(':'));
   std::cout << "saga_participant listening on " << host << ":" << *port << std::endl;
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
+  relay.Stop();
   server.Stop();
   sqlite3_close(db);
   return 0;
-}
-
-bool ParseInt(const std::string& text, int64_t min, int64_t max, int64_t& out) {
-  const char* end = text.data() + text.size();
-  auto [p, ec] = std::from_chars(text.data(), end, out);
-  return ec == std::errc() && p == end && out >= min && out <= max;
 }
 
 }  // namespace
@@ -305,6 +470,9 @@ int main(int argc, char** argv) {
     } else if (flag == "--slow-ms") {
       if (!ParseInt(value, 0, 60'000, n)) return Usage("--slow-ms wants 0 to 60000");
       flags.slow_ms = static_cast<int>(n);
+    } else if (flag == "--drop-percent") {
+      if (!ParseInt(value, 0, 100, n)) return Usage("--drop-percent wants 0 to 100");
+      flags.drop_percent = static_cast<int>(n);
     } else {
       return Usage("unknown flag " + flag);
     }
