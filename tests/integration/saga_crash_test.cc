@@ -17,11 +17,12 @@
 //   pair   s1 -> {s2, s3} -> s4        (s2 and s3 in parallel)
 //   fork   s1 -> {s2, s3}
 // with saga deadlines from 3 to 20 s (one in eight below 2 s) and, on some steps, a max_attempts of
-// 3, so that sagas also abort by their deadline and by attempts running out. Client threads submit
-// them with idempotent gtids (wait=true) and retry the submission across coordinator restarts, then
-// read the outcome. Meanwhile a killer SIGKILLs the coordinator at least `coordinator_kills` times
-// and a random participant at least `participant_kills` times, restarting each at once on the
-// same port (the coordinator on the same store).
+// 3, so that sagas also abort by their deadline and by attempts running out. Client threads (100)
+// submit them with idempotent gtids (wait=true) and retry the submission across coordinator
+// restarts, then read the outcome: a third of the sagas at once, the rest released as the kills go
+// on, so that every kill lands among running sagas. Meanwhile a killer SIGKILLs the coordinator at
+// least `coordinator_kills` times and a random participant at least `participant_kills` times,
+// restarting each at once on the same port (the coordinator on the same store).
 //
 // Afterwards, within 60 s of the last restart:
 //   - every saga is terminal (GET), as the client saw it, with every step `succeeded`
@@ -374,7 +375,7 @@ TEST_F(SagaCrashTest, EveryEffectIsAppliedOnceOrCompensatedOnce) {
 
   // When the sagas start: a third at once, the rest spread over the first three quarters of the
   // kills, so that every kill lands among sagas in all their states (starting, going forward,
-  // compensating, finishing). Saga i may be submitted once `kills_done` reaches ReleaseAfter(i).
+  // compensating, finishing). Saga i may be submitted once `kills_done` reaches release_after(i).
   const int burst = saga_count / 3;
   const int spread_over = (coordinator_kills + participant_kills) * 3 / 4;
   auto release_after = [&](int i) {
@@ -426,6 +427,7 @@ TEST_F(SagaCrashTest, EveryEffectIsAppliedOnceOrCompensatedOnce) {
         if (!reply.ok()) {
           std::lock_guard lock(results_mu);
           errors.push_back(plan[i].gtid + ": submit: " + reply.status().ToString());
+          ++finished;
           continue;
         }
         // Not terminal yet (the coordinator's wait ended first): read it until it is.
