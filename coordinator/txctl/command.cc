@@ -24,6 +24,7 @@ ExitCode ExitCodeFor(const Status& status) {
       return ExitCode::kUsage;
     case StatusCode::kUnavailable:
     case StatusCode::kUnknownOutcome:
+    case StatusCode::kPermissionDenied:  // the coordinator refused the token or the client
       return ExitCode::kUnreachable;
     default:
       return ExitCode::kRefused;
@@ -139,24 +140,11 @@ void Table::Print(std::ostream& out) const {
   out.flush();
 }
 
-namespace {
-
-void PrintJsonText(const Context& ctx, const std::string& json) {
-  // Re-parsed so that every JSON printed by txctl has the same layout.
-  try {
-    Poco::JSON::Parser parser;
-    const Poco::Dynamic::Var value = parser.parse(json);
-    Poco::JSON::Stringifier::stringify(value, ctx.out(), 2);
-    ctx.out() << std::endl;
-  } catch (const Poco::Exception&) {
-    ctx.out() << json << std::endl;
-  }
-}
-
-}  // namespace
-
 void PrintJson(const Context& ctx, const google::protobuf::Message& message) {
-  PrintJsonText(ctx, MessageToJson(message));
+  // Protobuf's own printer keeps the schema's field order, which Poco's objects would sort.
+  std::string json = MessageToJson(message, {.print_defaults = true, .pretty = true});
+  while (!json.empty() && json.back() == '\n') json.pop_back();
+  ctx.out() << json << std::endl;
 }
 
 void PrintJson(const Context& ctx, const Poco::JSON::Object::Ptr& object) {

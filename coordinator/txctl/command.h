@@ -40,7 +40,8 @@ enum class ExitCode : int {
 inline int ToInt(ExitCode code) { return static_cast<int>(code); }
 
 // The exit code for a failed Status: kNotFound → kNotFound; kInvalidArgument → kUsage;
-// kUnavailable and kUnknownOutcome → kUnreachable; everything else → kRefused.
+// kUnavailable, kUnknownOutcome and kPermissionDenied (a refused token) → kUnreachable;
+// everything else → kRefused.
 ExitCode ExitCodeFor(const Status& status);
 
 // The global flags, parsed by main before the command runs.
@@ -130,6 +131,7 @@ class ProgressBar {
   ProgressBar& operator=(const ProgressBar&) = delete;
 
   void Update(uint64_t done);
+  void SetTotal(uint64_t total) { total_ = total; }
   void Finish();
   bool active() const { return active_; }
 
