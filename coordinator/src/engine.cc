@@ -168,9 +168,12 @@ class BranchEngine final : public Engine {
       state_ = commit ? kCommitting : kAborting;
       const std::string_view acked = commit ? kCommitted : kAborted;
       for (BranchRuntime& b : branches_) {
-        const bool done = b.state == acked;
+        if (b.state == acked) {  // acknowledged (or resolved by hand): keeps its attempts
+          b.phase = std::string(commit ? kCommit : kAbort);
+          b.done = true;
+          continue;
+        }
         StartPhase(b, commit ? kCommit : kAbort);
-        b.done = done;
       }
       phase2_started_ = true;
       SendDue(now, out);
