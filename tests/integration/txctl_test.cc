@@ -33,6 +33,7 @@
 #include "txcoord/schemas/json.h"
 #include "txcoord/testing/poll.h"
 #include "txcoord/testing/postgres_server.h"
+#include "txcoord/testing/test_pki.h"
 #include "txcoord/v1/api.pb.h"
 #include "txcoord_process.h"
 
@@ -188,10 +189,11 @@ class TxctlTest : public ::testing::Test {
   std::string Path(const std::string& name) const { return dir_ + "/" + name; }
 
   // Long retry delays: a stuck branch is retried only when txctl says so (or after minutes).
-  void StartTxcoord() {
+  void StartTxcoord(const std::vector<std::string>& extra = {}) {
     std::vector<std::string> args = {"--listen",     "127.0.0.1:0",    "--store=" + store_,
                                      "--token-file", Path("tokens"),   "--retry-initial-ms",
                                      "600000",       "--retry-max-ms", "600000"};
+    args.insert(args.end(), extra.begin(), extra.end());
     txcoord_ = std::make_unique<TxcoordProcess>(TXCOORD_BIN, args,
                                                 Path("txcoord-stderr-" + std::to_string(++runs_)));
     const std::optional<int> port = txcoord_->WaitForListening(kStartTimeout);
@@ -470,6 +472,35 @@ TEST_F(TxctlTest, TokensUsageErrorsAndAnUnreachableCoordinator) {
   const TxctlRun missing = Txctl({"--store", "sqlite://" + Path("typo.db"), "list"});
   EXPECT_EQ(missing.exit_code, 4) << missing;
   EXPECT_FALSE(std::filesystem::exists(Path("typo.db")));
+}
+
+// HTTPS with a client certificate: txctl verifies the coordinator against --ca and presents
+// --cert/--key; without them, or trusting another CA, it cannot connect (exit 4).
+TEST_F(TxctlTest, HttpsWithClientCertificates) {
+  const txcoord::testing::TestPki pki(dir_);
+  StartTxcoord({"--tls-cert", pki.Pem("server"), "--tls-key", pki.Key("server"), "--tls-client-ca",
+                pki.Pem("ca")});
+  const std::string url = "https://localhost:" + std::to_string(port_);
+  const std::vector<std::string> common = {"--coordinator", url, "--token-file", Path("token")};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = common;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return Txctl(args);
+  };
+  const TxctlRun ok = with({"--ca", pki.Pem("ca"), "--cert", pki.Pem("txcoord-client"), "--key",
+                            pki.Key("txcoord-client"), "list", "--json"});
+  ASSERT_EQ(ok.exit_code, 0) << ok;
+  EXPECT_EQ(Parse<v1::TransactionList>(ok).transactions_size(), 0);
+  const TxctlRun no_cert = with({"--ca", pki.Pem("ca"), "list"});
+  EXPECT_EQ(no_cert.exit_code, 4) << no_cert;
+  const TxctlRun wrong_ca = with({"--ca", pki.Pem("other-ca"), "--cert", pki.Pem("txcoord-client"),
+                                  "--key", pki.Key("txcoord-client"), "list"});
+  EXPECT_EQ(wrong_ca.exit_code, 4) << wrong_ca;
+  const TxctlRun missing_file = with({"--ca", Path("missing.pem"), "list"});
+  EXPECT_EQ(missing_file.exit_code, 2) << missing_file;
+  const TxctlRun plain = Txctl({"--coordinator", "http://127.0.0.1:" + std::to_string(port_),
+                                "--token-file", Path("token"), "list"});
+  EXPECT_EQ(plain.exit_code, 4) << plain;
 }
 
 // Offline on the store of a stopped txcoord: the same commands, and what they write is what
