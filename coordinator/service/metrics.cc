@@ -1,9 +1,28 @@
 #include "metrics.h"
 
+#include <cstdio>
+#include <string>
 #include <string_view>
 
 namespace txcoord::service {
 namespace {
+
+// Milliseconds as seconds for an `le` label: 1 -> 0.001, 2500 -> 2.5, 10000 -> 10.
+std::string FormatSeconds(int64_t ms) {
+  std::string text = std::to_string(ms / 1000);
+  if (ms % 1000 != 0) {
+    char frac[8];
+    std::snprintf(frac, sizeof frac, ".%03d", static_cast<int>(ms % 1000));
+    std::string f(frac);
+    while (f.back() == '0') f.pop_back();
+    text += f;
+  }
+  return text;
+}
+
+std::string Label(std::string_view key, std::string_view value) {
+  return std::string(key) + "=\"" + std::string(value) + "\"";
+}
 
 class Page {
  public:
@@ -29,6 +48,37 @@ class Page {
     text_ += ' ';
     text_ += std::to_string(value);
     text_ += '\n';
+  }
+  void Sample(std::string_view name, std::string_view labels, double value) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.6f", value);
+    SampleText(name, labels, buf);
+  }
+  void SampleText(std::string_view name, std::string_view labels, std::string_view value) {
+    text_ += name;
+    if (!labels.empty()) {
+      text_ += '{';
+      text_ += labels;
+      text_ += '}';
+    }
+    text_ += ' ';
+    text_ += value;
+    text_ += '\n';
+  }
+  // A histogram's _bucket (cumulative, with le), _sum and _count lines; `labels` as above.
+  void Histogram(std::string_view name, const std::string& labels,
+                 const coordinator::Coordinator::Histogram& h) {
+    const std::string prefix = labels.empty() ? "" : labels + ",";
+    int64_t cumulative = 0;
+    for (size_t i = 0; i < h.buckets.size(); ++i) {
+      cumulative += h.buckets[i];
+      const std::string le = i < h.kBoundsMs.size()
+                                 ? FormatSeconds(h.kBoundsMs[i])
+                                 : std::string("+Inf");
+      Sample(std::string(name) + "_bucket", prefix + "le=\"" + le + "\"", cumulative);
+    }
+    Sample(std::string(name) + "_sum", labels, h.sum_seconds);
+    Sample(std::string(name) + "_count", labels, h.count);
   }
   void One(std::string_view name, std::string_view type, std::string_view help, int64_t value) {
     Family(name, type, help);
@@ -62,6 +112,40 @@ std::string RenderMetrics(const MetricsSnapshot& snapshot, const HttpMetrics& ht
               "Transactions that reached a terminal state since start, by outcome.");
   page.Sample("txcoord_transactions_finished_total", "outcome=\"committed\"", c.committed);
   page.Sample("txcoord_transactions_finished_total", "outcome=\"aborted\"", c.aborted);
+  using Counters = coordinator::Coordinator::Counters;
+  page.Family("txcoord_transactions_total", "counter",
+              "Transactions that reached a terminal state since start, by protocol and outcome.");
+  for (size_t p = 0; p < Counters::kProtocols.size(); ++p) {
+    const std::string protocol = Label("protocol", Counters::kProtocols[p]);
+    page.Sample("txcoord_transactions_total", protocol + ",outcome=\"committed\"",
+                c.finished[p][0]);
+    page.Sample("txcoord_transactions_total", protocol + ",outcome=\"aborted\"",
+                c.finished[p][1]);
+  }
+  page.Family("txcoord_transaction_duration_seconds", "histogram",
+              "Begin to terminal state, by protocol, for transactions begun by this process.");
+  for (size_t p = 0; p < Counters::kProtocols.size(); ++p)
+    page.Histogram("txcoord_transaction_duration_seconds", Label("protocol", Counters::kProtocols[p]),
+                   c.duration[p]);
+  page.Family("txcoord_callback_duration_seconds", "histogram",
+              "Callback round trips to participants (sent to reply, refusal or timeout), by "
+              "phase.");
+  for (size_t i = 0; i < Counters::kPhases.size(); ++i)
+    page.Histogram("txcoord_callback_duration_seconds", Label("phase", Counters::kPhases[i]),
+                   c.callback_latency[i]);
+  page.Family("txcoord_callback_retries_total", "counter",
+              "Callbacks sent again after a failed or unanswered attempt, by phase.");
+  for (size_t i = 0; i < Counters::kPhases.size(); ++i)
+    page.Sample("txcoord_callback_retries_total", Label("phase", Counters::kPhases[i]),
+                c.retries[i]);
+  page.Family("txcoord_transactions_by_state", "gauge",
+              "Live transactions by their current non-terminal state.");
+  for (const auto& [state, n] : c.by_state)
+    page.Sample("txcoord_transactions_by_state", Label("state", state), n);
+  page.One("txcoord_transactions_in_doubt", "gauge",
+           "Live transactions whose participants may hold prepared work waiting for an outcome "
+           "(preparing, pre-committing, committing, aborting, compensating).",
+           c.in_doubt);
   page.One("txcoord_transactions_recovered_total", "counter",
            "Unfinished transactions resumed from the log since start.", c.recovered);
   page.One("txcoord_transactions_parked_total", "counter",

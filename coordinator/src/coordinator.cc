@@ -178,7 +178,53 @@ struct Live {
   // Each branch's payload as JSON, printed once: every callback of the branch carries it.
   std::unordered_map<std::string, std::string> payload_json;  // GUARDED_BY(mu)
   SteadyTime wait_until{};  // deadline + grace, for `wait` replies
+  // When this process began it; unset for a recovered transaction (its duration is unknown).
+  std::optional<SteadyTime> begun_at;
+  size_t protocol = 0;  // index into Coordinator::Counters::kProtocols (size(): another)
+  // The state the by-state gauges count it in ("" when not counted: finished or parked).
+  std::string counted_state;  // GUARDED_BY(mu)
 };
+
+// Index of a protocol or phase name in `names`; names.size() when absent.
+template <size_t N>
+size_t IndexOf(const std::array<std::string_view, N>& names, std::string_view name) {
+  for (size_t i = 0; i < N; ++i) {
+    if (names[i] == name) return i;
+  }
+  return N;
+}
+
+// A histogram updated from many threads with relaxed atomics; sum kept in microseconds.
+class AtomicHistogram {
+ public:
+  using Snapshot = Coordinator::Histogram;
+  void Observe(std::chrono::nanoseconds elapsed) {
+    const int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count();
+    size_t i = 0;
+    while (i < Snapshot::kBoundsMs.size() && us > Snapshot::kBoundsMs[i] * 1000) ++i;
+    buckets_[i].fetch_add(1, std::memory_order_relaxed);
+    sum_us_.fetch_add(us, std::memory_order_relaxed);
+  }
+  Snapshot Read() const {
+    Snapshot h;
+    for (size_t i = 0; i < buckets_.size(); ++i) {
+      h.buckets[i] = buckets_[i].load(std::memory_order_relaxed);
+      h.count += h.buckets[i];
+    }
+    h.sum_seconds = static_cast<double>(sum_us_.load(std::memory_order_relaxed)) / 1e6;
+    return h;
+  }
+
+ private:
+  std::array<std::atomic<int64_t>, Snapshot::kBoundsMs.size() + 1> buckets_{};
+  std::atomic<int64_t> sum_us_{0};
+};
+
+// States in which participants may hold prepared work waiting for an outcome (in doubt).
+bool InDoubtState(std::string_view state) {
+  return state == "preparing" || state == "pre-committing" || state == "committing" ||
+         state == "aborting" || state == "compensating";
+}
 
 struct TimerEntry {
   Timestamp at;
@@ -268,6 +314,8 @@ class Coordinator::Impl {
         }
         live->wait_until =
             std::chrono::steady_clock::now() + milliseconds(args.timeout_ms) + options_.wait_grace;
+        live->begun_at = std::chrono::steady_clock::now();
+        live->protocol = IndexOf(Counters::kProtocols, args.request.protocol());
         live_.emplace(gtid, live);
         ++begun_;
       }
@@ -426,6 +474,22 @@ class Coordinator::Impl {
     c.parked = parked_;
     c.callbacks = callbacks_;
     c.callback_failures = callback_failures_;
+    for (size_t p = 0; p < c.finished.size(); ++p) {
+      for (size_t o = 0; o < 2; ++o) c.finished[p][o] = finished_[p][o];
+      c.duration[p] = duration_[p].Read();
+    }
+    for (size_t i = 0; i < c.callback_latency.size(); ++i) {
+      c.callback_latency[i] = callback_latency_[i].Read();
+      c.retries[i] = retries_[i];
+    }
+    {
+      std::lock_guard lock(state_mu_);
+      for (const auto& [state, n] : live_by_state_) {
+        if (n == 0) continue;
+        c.by_state.emplace_back(state, n);
+        if (InDoubtState(state)) c.in_doubt += n;
+      }
+    }
     return c;
   }
 
@@ -746,10 +810,18 @@ class Coordinator::Impl {
       sent.push_back(std::move(s));
     }
     fx.Clear();
+    if (!e.finished()) TrackState(*live, e.state());
     if (e.finished()) {
       if (!live->forgotten) {
         live->forgotten = true;  // nothing more to drive
-        (e.state() == "committed" ? committed_ : aborted_)++;
+        const bool committed = e.state() == "committed";
+        (committed ? committed_ : aborted_)++;
+        const size_t p = live->protocol;
+        if (p < finished_.size()) {
+          ++finished_[p][committed ? 0 : 1];
+          if (live->begun_at) duration_[p].Observe(std::chrono::steady_clock::now() - *live->begun_at);
+        }
+        TrackState(*live, "");
         Forget(live, e.gtid());
       }
       live->cv.notify_all();
@@ -771,13 +843,20 @@ class Coordinator::Impl {
                 std::vector<Send> sent) {
     for (size_t i = 0; i < sends.size(); ++i) {
       ++callbacks_;
+      const size_t phase = IndexOf(Counters::kPhases, sent[i].phase);
+      if (phase < retries_.size() && sent[i].attempt > 1) ++retries_[phase];
+      const SteadyTime sent_at = std::chrono::steady_clock::now();
       std::weak_ptr<Live> weak = live;
       // The reply is handled on the transport's thread that received it, not posted to the
       // executor: one thread hand-off less per callback. That thread may then append (and wait
       // for the fsync); the transport has enough threads for that. After Stop nothing runs.
       transport_.Send(std::move(sends[i]),
-                      [this, weak, s = std::move(sent[i])](CallbackReply reply) {
+                      [this, weak, phase, sent_at, s = std::move(sent[i])](CallbackReply reply) {
                         if (reply.reply_class != ReplyClass::kSuccess) ++callback_failures_;
+                        if (phase < callback_latency_.size()) {
+                          callback_latency_[phase].Observe(std::chrono::steady_clock::now() -
+                                                           sent_at);
+                        }
                         if (stopping_) return;
                         std::shared_ptr<Live> live = weak.lock();
                         if (!live) return;
@@ -832,6 +911,7 @@ class Coordinator::Impl {
     if (live->parked) return;
     live->parked = true;
     live->pending.clear();
+    TrackState(*live, "");
     if (s.code() == StatusCode::kAlreadyExists) {
       live->park_status = s;  // a begin for a gtid in the log: Begin answers from the log
     } else {
@@ -863,6 +943,7 @@ class Coordinator::Impl {
       if ((*engine)->finished()) return false;
       live = std::make_shared<Live>();
       live->engine = std::move(*engine);
+      live->protocol = IndexOf(Counters::kProtocols, live->engine->View().protocol());
       live->wait_until = std::chrono::steady_clock::now() + options_.wait_grace;
       live_.emplace(gtid, live);
     }
@@ -958,6 +1039,24 @@ class Coordinator::Impl {
 
   std::atomic<int64_t> begun_{0}, committed_{0}, aborted_{0}, recovered_{0}, parked_{0},
       callbacks_{0}, callback_failures_{0};
+  std::array<std::array<std::atomic<int64_t>, 2>, Counters::kProtocols.size()> finished_{};
+  std::array<AtomicHistogram, Counters::kProtocols.size()> duration_;
+  std::array<AtomicHistogram, Counters::kPhases.size()> callback_latency_;
+  std::array<std::atomic<int64_t>, Counters::kPhases.size()> retries_{};
+
+  // Live transactions by state. A leaf lock: taken with a Live's mu held, never the reverse.
+  mutable std::mutex state_mu_;
+  std::map<std::string, int64_t, std::less<>> live_by_state_;  // GUARDED_BY(state_mu_)
+
+  // Moves `live` from the state it is counted in to `state` ("": no longer counted).
+  // REQUIRES: live.mu held.
+  void TrackState(Live& live, std::string_view state) {
+    if (live.counted_state == state) return;
+    std::lock_guard lock(state_mu_);
+    if (!live.counted_state.empty()) --live_by_state_[live.counted_state];
+    if (!state.empty()) ++live_by_state_[std::string(state)];
+    live.counted_state = std::string(state);
+  }
 };
 
 Coordinator::Coordinator(TransactionLog& log, CallbackTransport& transport, Clock& clock,

@@ -1,29 +1,27 @@
-// What the two example services share: flags, a small Poco HTTP server, SQLite helpers, and the
-// SIGTERM wait. Example code: short on purpose, not a framework.
+// What the two example services share: flags, JSON and SQLite helpers, and serving a
+// CallbackServer (the participant SDK's HTTP server: saga step callbacks plus the service's own
+// routes) until SIGTERM. Example code: short on purpose, not a framework.
 #pragma once
 
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
-#include <Poco/Net/HTTPRequestHandler.h>
-#include <Poco/Net/HTTPRequestHandlerFactory.h>
-#include <Poco/Net/HTTPServer.h>
-#include <Poco/Net/HTTPServerParams.h>
-#include <Poco/Net/HTTPServerRequest.h>
-#include <Poco/Net/HTTPServerResponse.h>
-#include <Poco/Net/ServerSocket.h>
-#include <Poco/StreamCopier.h>
 #include <signal.h>
 #include <sqlite3.h>
 
+#include <cstdint>
 #include <functional>
 #include <iostream>
 #include <map>
 #include <sstream>
 #include <stdexcept>
 #include <string>
-#include <vector>
+
+#include "txcoord/participant/endpoint.h"
 
 namespace credit_limit {
+
+using txcoord::participant::HttpRequest;
+using txcoord::participant::HttpResponse;
 
 // --name value pairs; anything else is an error with one line on stderr and exit code 2.
 inline std::map<std::string, std::string> ParseFlags(
@@ -45,73 +43,27 @@ inline std::map<std::string, std::string> ParseFlags(
   return flags;
 }
 
-struct Reply {
-  int status = 200;
-  std::string body;  // JSON, or text when content_type says so
-  std::string content_type = "application/json";
-};
-
-using Route = std::function<Reply(const std::string& method, const std::string& path,
-                                  const std::string& query, const std::string& body)>;
-
-class Handler final : public Poco::Net::HTTPRequestHandler {
- public:
-  explicit Handler(const Route& route) : route_(route) {}
-  void handleRequest(Poco::Net::HTTPServerRequest& request,
-                     Poco::Net::HTTPServerResponse& response) override {
-    std::string body;
-    Poco::StreamCopier::copyToString(request.stream(), body);
-    const std::string& uri = request.getURI();
-    const size_t q = uri.find('?');
-    Reply reply;
-    try {
-      reply = route_(request.getMethod(), uri.substr(0, q),
-                     q == std::string::npos ? "" : uri.substr(q + 1), body);
-    } catch (const std::exception& e) {
-      reply = {500, R"({"error":{"code":"UNAVAILABLE","message":"internal error"}})"};
-      std::cerr << "request failed: " << e.what() << std::endl;
-    }
-    response.setStatus(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(reply.status));
-    response.setContentType(reply.content_type);
-    response.setContentLength64(static_cast<Poco::Int64>(reply.body.size()));
-    response.send() << reply.body;
-  }
-
- private:
-  const Route& route_;
-};
-
-class Factory final : public Poco::Net::HTTPRequestHandlerFactory {
- public:
-  explicit Factory(const Route& route) : route_(route) {}
-  Poco::Net::HTTPRequestHandler* createRequestHandler(
-      const Poco::Net::HTTPServerRequest&) override {
-    return new Handler(route_);
-  }
-
- private:
-  const Route& route_;
-};
-
-inline Reply Error(int status, const std::string& code, const std::string& message) {
-  Poco::JSON::Object error;
-  error.set("code", code);
-  error.set("message", message);
-  Poco::JSON::Object body;
-  body.set("error", error);
-  std::ostringstream out;
-  body.stringify(out);
-  return {status, out.str()};
-}
-
 inline std::string Json(const Poco::JSON::Object& object) {
   std::ostringstream out;
   object.stringify(out);
   return out.str();
 }
 
+// Throws (Poco's exceptions) when `body` is not a JSON object.
 inline Poco::JSON::Object::Ptr ParseObject(const std::string& body) {
   return Poco::JSON::Parser().parse(body).extract<Poco::JSON::Object::Ptr>();
+}
+
+inline void Reply(HttpResponse& response, int status, const Poco::JSON::Object& body) {
+  response.status = status;
+  response.content_type = "application/json";
+  response.body = Json(body);
+}
+
+inline void ReplyText(HttpResponse& response, std::string text) {
+  response.status = 200;
+  response.content_type = "text/plain";
+  response.body = std::move(text);
 }
 
 inline void Exec(sqlite3* db, const std::string& sql) {
@@ -123,9 +75,48 @@ inline void Exec(sqlite3* db, const std::string& sql) {
   }
 }
 
+// One prepared statement; every SQLite failure throws std::runtime_error with SQLite's message.
+class Statement {
+ public:
+  Statement(sqlite3* db, const char* sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql, -1, &s_, nullptr) != SQLITE_OK) Fail();
+  }
+  ~Statement() { sqlite3_finalize(s_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  Statement& Bind(int index, const std::string& value) {
+    if (sqlite3_bind_text(s_, index, value.c_str(), -1, SQLITE_TRANSIENT) != SQLITE_OK) Fail();
+    return *this;
+  }
+  Statement& Bind(int index, int64_t value) {
+    if (sqlite3_bind_int64(s_, index, value) != SQLITE_OK) Fail();
+    return *this;
+  }
+  // True with a row to read, false when done.
+  bool Step() {
+    const int rc = sqlite3_step(s_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    Fail();
+  }
+  int64_t Int(int column) const { return sqlite3_column_int64(s_, column); }
+  std::string Text(int column) const {
+    const unsigned char* text = sqlite3_column_text(s_, column);
+    return text != nullptr ? reinterpret_cast<const char*>(text) : "";
+  }
+
+ private:
+  [[noreturn]] void Fail() const { throw std::runtime_error(sqlite3_errmsg(db_)); }
+
+  sqlite3* const db_;
+  sqlite3_stmt* s_ = nullptr;
+};
+
 inline sqlite3* OpenDatabase(const std::string& path) {
   sqlite3* db = nullptr;
   if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) {
+    sqlite3_close(db);
     throw std::runtime_error("cannot open " + path);
   }
   sqlite3_busy_timeout(db, 5000);
@@ -133,34 +124,39 @@ inline sqlite3* OpenDatabase(const std::string& path) {
   return db;
 }
 
-// Serves `route` on `listen` ("HOST:PORT", port 0 picks one), prints "<name> listening on
-// HOST:PORT" on stdout, and blocks until SIGTERM or SIGINT. Returns 0.
-inline int ServeUntilSignal(const std::string& name, const std::string& listen,
-                            const Route& route) {
-  const size_t colon = listen.rfind(':');
-  Poco::Net::ServerSocket socket;
+// A saga step's business function that throws (Statement does on a SQLite failure) is answered
+// 500 by the barrier; a SQLite failure is "could not do it now" (503, retried), so wrap it.
+inline txcoord::Status Unthrown(const std::function<txcoord::Status()>& business) {
   try {
-    socket.bind(
-        Poco::Net::SocketAddress(listen.substr(0, colon),
-                                 static_cast<Poco::UInt16>(std::stoi(listen.substr(colon + 1)))),
-        true);
-    socket.listen(64);
+    return business();
   } catch (const std::exception& e) {
-    std::cerr << name << ": cannot listen on " << listen << ": " << e.what() << std::endl;
+    return txcoord::Status::Unavailable(e.what());
+  }
+}
+
+// Starts `server` on `listen` ("HOST:PORT", port 0 picks one), calls `started` with the bound
+// port, prints "<name> listening on HOST:PORT" on stdout, and blocks until SIGTERM or SIGINT;
+// then stops the server (requests in progress are answered first). Returns 0, or 1 when it
+// cannot listen.
+inline int ServeUntilSignal(const std::string& name, const std::string& listen,
+                            txcoord::participant::CallbackServer& server,
+                            const std::function<void(int port)>& started = {}) {
+  auto port = server.Start(listen);
+  if (!port.ok()) {
+    std::cerr << name << ": cannot listen on " << listen << ": " << port.status().message()
+              << std::endl;
     return 1;
   }
-  auto* params = new Poco::Net::HTTPServerParams;
-  params->setMaxThreads(4);
-  Poco::Net::HTTPServer server(new Factory(route), socket, params);
-  server.start();
-  std::cout << name << " listening on " << socket.address().toString() << std::endl;
+  if (started) started(*port);
+  std::cout << name << " listening on " << listen.substr(0, listen.rfind(':')) << ":" << *port
+            << std::endl;
   sigset_t stop;
   sigemptyset(&stop);
   sigaddset(&stop, SIGTERM);
   sigaddset(&stop, SIGINT);
   int signal = 0;
   sigwait(&stop, &signal);
-  server.stopAll(true);
+  server.Stop();
   return 0;
 }
 

@@ -351,7 +351,7 @@ TEST(RenderMetricsTest, EverySampleLineIsNameLabelsValue) {
   const std::string page = RenderMetrics(snapshot, http);
 
   const std::regex sample(
-      R"(^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?[0-9]+$)");
+      R"(^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?[0-9]+(\.[0-9]+)?$)");
   std::istringstream lines(page);
   for (std::string line; std::getline(lines, line);) {
     if (line.starts_with("# HELP ") || line.starts_with("# TYPE ")) continue;

@@ -7,6 +7,7 @@
 #include <Poco/Net/HTTPClientSession.h>
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/ServerSocket.h>
 #include <Poco/StreamCopier.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -566,8 +567,9 @@ TEST_F(TxcoordApiTest, ProtobufRequestsAndReplies) {
 // The samples of a /metrics page by name and labels; a test failure for a line that is neither
 // a comment nor `name{labels} value`.
 std::map<std::string, double> ParseMetrics(const ApiReply& metrics) {
-  const std::regex sample(R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*")"
-                          R"((,[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*")*\})? (-?[0-9]+(\.[0-9]+)?)$)");
+  const std::regex sample(
+      R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*")"
+      R"((?:,[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*")*\})? (-?[0-9]+(?:\.[0-9]+)?)$)");
   std::map<std::string, double> values;
   for (const std::string& line : Lines(metrics.body)) {
     if (line.starts_with("#")) continue;
@@ -576,7 +578,7 @@ std::map<std::string, double> ParseMetrics(const ApiReply& metrics) {
       ADD_FAILURE() << "not a sample line: " << line;
       continue;
     }
-    values[match[1].str() + match[2].str()] = std::stod(match[4].str());
+    values[match[1].str() + match[2].str()] = std::stod(match[3].str());
   }
   return values;
 }
@@ -606,6 +608,52 @@ TEST_F(TxcoordApiTest, MetricsAreParseablePrometheusText) {
   EXPECT_GE(values["txcoord_callbacks_total"], 1);
   EXPECT_GE(values["txcoord_http_requests_total{code=\"404\"}"], 1);
   EXPECT_EQ(values["txcoord_http_rejected_total"], 0);
+}
+
+// The per-protocol, per-phase and in-doubt figures follow what happened: a committed 2pc
+// transaction counts under protocol 2pc and its callbacks in the prepare and commit histograms;
+// one whose second branch never answers retries its prepare, aborts at the deadline and then
+// stays `aborting` (its abort cannot be delivered), so it is in doubt until it can be.
+TEST_F(TxcoordApiTest, MetricsCountByProtocolPhaseAndShowTransactionsInDoubt) {
+  FakeParticipant bank;
+  StartTxcoord();
+  ASSERT_EQ(Post("/v1/transactions", BeginBody("p-1", "2pc", {bank.Url("a"), bank.Url("b")}, true))
+                .status,
+            200);
+  int dead_port = 0;  // a port just released: nothing listens there, every callback is refused
+  {
+    Poco::Net::ServerSocket probe(Poco::Net::SocketAddress("127.0.0.1", 0));
+    dead_port = probe.address().port();
+  }
+  const std::string dead = "http://127.0.0.1:" + std::to_string(dead_port) + "/bank";
+  ASSERT_EQ(Post("/v1/transactions",
+                 BeginBody("p-2", "2pc", {bank.Url("a"), dead}, /*wait=*/true, /*timeout_ms=*/600))
+                .status,
+            202);
+
+  std::map<std::string, double> values;
+  ASSERT_TRUE(testing::PollUntil(seconds(10), milliseconds(50), [&] {
+    values = ParseMetrics(Get("/metrics"));
+    return values["txcoord_callback_retries_total{phase=\"abort\"}"] >= 1;
+  })) << Get("/metrics").body;
+  EXPECT_EQ(values["txcoord_transactions_total{protocol=\"2pc\",outcome=\"committed\"}"], 1);
+  EXPECT_EQ(values["txcoord_transactions_total{protocol=\"2pc\",outcome=\"aborted\"}"], 0);
+  EXPECT_EQ(values["txcoord_transactions_total{protocol=\"saga\",outcome=\"committed\"}"], 0);
+  EXPECT_EQ(values["txcoord_transaction_duration_seconds_count{protocol=\"2pc\"}"], 1);
+  EXPECT_EQ(values["txcoord_transaction_duration_seconds_bucket{protocol=\"2pc\",le=\"+Inf\"}"],
+            1);
+  // p-1: 2 prepares and 2 commits; p-2: at least 2 prepares (one retried) and 2 aborts.
+  EXPECT_GE(values["txcoord_callback_duration_seconds_count{phase=\"prepare\"}"], 4);
+  EXPECT_EQ(values["txcoord_callback_duration_seconds_count{phase=\"commit\"}"], 2);
+  EXPECT_GE(values["txcoord_callback_retries_total{phase=\"prepare\"}"], 1);
+  EXPECT_EQ(values["txcoord_callback_retries_total{phase=\"commit\"}"], 0);
+  // Buckets are cumulative and end with +Inf = count.
+  EXPECT_LE(values["txcoord_callback_duration_seconds_bucket{phase=\"commit\",le=\"0.001\"}"],
+            values["txcoord_callback_duration_seconds_bucket{phase=\"commit\",le=\"10\"}"]);
+  EXPECT_EQ(values["txcoord_callback_duration_seconds_bucket{phase=\"commit\",le=\"+Inf\"}"], 2);
+  EXPECT_EQ(values["txcoord_transactions_by_state{state=\"aborting\"}"], 1);
+  EXPECT_EQ(values["txcoord_transactions_in_doubt"], 1);
+  EXPECT_EQ(values.count("txcoord_transactions_by_state{state=\"preparing\"}"), 0u);
 }
 
 // Connections beyond threads + queue get a 503 with the contract's body, never a silent close.

@@ -18,11 +18,14 @@
 // Thread-safety: every public method may be called from any thread concurrently.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "txcoord/coordinator/engine.h"
 #include "txcoord/coordinator/log.h"
@@ -127,6 +130,14 @@ class Coordinator {
   // For /healthz.
   Status Ping();
 
+  // A latency histogram: counts per upper bound (kBoundsMs, then +Inf), not cumulative.
+  struct Histogram {
+    static constexpr std::array<int64_t, 13> kBoundsMs{1,   2,   5,    10,   25,   50,  100,
+                                                       250, 500, 1000, 2500, 5000, 10000};
+    std::array<int64_t, kBoundsMs.size() + 1> buckets{};
+    int64_t count = 0;
+    double sum_seconds = 0;
+  };
   struct Counters {
     int64_t live = 0;               // transactions in memory
     int64_t begun = 0;              // begins accepted since start
@@ -136,6 +147,25 @@ class Coordinator {
     int64_t parked = 0;             // dropped from memory after a failed append
     int64_t callbacks = 0;          // callbacks sent
     int64_t callback_failures = 0;  // replies other than 2xx
+
+    // By protocol (index into kProtocols) and outcome (0 committed, 1 aborted), since start.
+    static constexpr std::array<std::string_view, 4> kProtocols{"2pc", "3pc", "tcc", "saga"};
+    std::array<std::array<int64_t, 2>, kProtocols.size()> finished{};
+    // Begin to terminal, by protocol, for transactions begun by this process (a recovered one's
+    // start is not known here).
+    std::array<Histogram, kProtocols.size()> duration{};
+    // Callback round trips (sent to reply or timeout), by phase (index into kPhases), and
+    // callbacks that were retries (Tx-Attempt > 1).
+    static constexpr std::array<std::string_view, 7> kPhases{
+        "prepare", "can-commit", "pre-commit", "commit", "abort", "action", "compensate"};
+    std::array<Histogram, kPhases.size()> callback_latency{};
+    std::array<int64_t, kPhases.size()> retries{};
+    // Live transactions by their current, non-terminal state ("preparing", "committing", ...).
+    std::vector<std::pair<std::string, int64_t>> by_state;
+    // Live transactions whose participants may hold prepared work waiting for an outcome they
+    // have not all acknowledged: states preparing, pre-committing, committing, aborting,
+    // compensating.
+    int64_t in_doubt = 0;
   };
   Counters counters() const;
 
