@@ -30,8 +30,9 @@ constexpr size_t kMaxTraceparentLength = 512;
 ErrorAnswer NotFound(std::string_view method, std::string_view path) {
   return {HTTPResponse::HTTP_NOT_FOUND, "NOT_FOUND",
           "no endpoint " + std::string(method) + " " + PrintableForMessage(path) +
-              "; the API is POST/GET /v1/transactions, GET /v1/transactions/{gtid} and POST "
-              "/v1/transactions/{gtid}/branches, /commit or /abort"};
+              "; the API is POST/GET/DELETE /v1/transactions, GET /v1/transactions/{gtid} and "
+              "/history, POST /v1/transactions/{gtid}/branches, /commit, /abort, /retry and "
+              "/branches/{branch_id}/resolve"};
 }
 
 ErrorAnswer MethodNotAllowed(std::string_view method, std::string_view path,
@@ -93,13 +94,16 @@ std::variant<ApiRoute, ErrorAnswer> MatchApiRoute(std::string_view method, std::
   if (path == kCollection) {
     if (method == "POST") return ApiRoute{Endpoint::kBegin, ""};
     if (IsGet(method)) return ApiRoute{Endpoint::kList, ""};
-    return MethodNotAllowed(method, path, "GET, HEAD, POST");
+    if (method == "DELETE") return ApiRoute{Endpoint::kPurge, ""};
+    return MethodNotAllowed(method, path, "DELETE, GET, HEAD, POST");
   }
   if (!path.starts_with(kCollection) || path[kCollection.size()] != '/') {
     return NotFound(method, path);
   }
   const std::vector<std::string_view> rest = Split(path.substr(kCollection.size() + 1), '/');
-  if (rest.size() > 2) return NotFound(method, path);
+  // {gtid}, {gtid}/{verb}, or {gtid}/branches/{branch_id}/resolve.
+  const bool resolve = rest.size() == 4 && rest[1] == "branches" && rest[3] == "resolve";
+  if (rest.size() > 2 && !resolve) return NotFound(method, path);
   auto gtid = Decoded("gtid in the path", rest[0]);
   if (!gtid.ok()) return ErrorAnswerFor(gtid.status());
   if (Status valid = ValidateId("gtid in the path", *gtid); !valid.ok()) {
@@ -109,6 +113,19 @@ std::variant<ApiRoute, ErrorAnswer> MatchApiRoute(std::string_view method, std::
     if (IsGet(method)) return ApiRoute{Endpoint::kGet, std::move(gtid).value()};
     return MethodNotAllowed(method, path, "GET, HEAD");
   }
+  if (resolve) {
+    auto branch_id = Decoded("branch_id in the path", rest[2]);
+    if (!branch_id.ok()) return ErrorAnswerFor(branch_id.status());
+    if (Status valid = ValidateId("branch_id in the path", *branch_id); !valid.ok()) {
+      return ErrorAnswerFor(valid);
+    }
+    if (method != "POST") return MethodNotAllowed(method, path, "POST");
+    return ApiRoute{Endpoint::kResolve, std::move(gtid).value(), std::move(branch_id).value()};
+  }
+  if (rest[1] == "history") {
+    if (IsGet(method)) return ApiRoute{Endpoint::kHistory, std::move(gtid).value()};
+    return MethodNotAllowed(method, path, "GET, HEAD");
+  }
   Endpoint endpoint;
   if (rest[1] == "branches") {
     endpoint = Endpoint::kRegisterBranch;
@@ -116,6 +133,8 @@ std::variant<ApiRoute, ErrorAnswer> MatchApiRoute(std::string_view method, std::
     endpoint = Endpoint::kCommit;
   } else if (rest[1] == "abort") {
     endpoint = Endpoint::kAbort;
+  } else if (rest[1] == "retry") {
+    endpoint = Endpoint::kRetry;
   } else {
     return NotFound(method, path);
   }
@@ -169,6 +188,53 @@ Result<coordinator::ListQuery> ParseListQuery(std::string_view query, coordinato
     }
   }
   return list;
+}
+
+Result<PurgeQuery> ParsePurgeQuery(std::string_view query, coordinator::Timestamp now) {
+  constexpr int64_t kMaxPurgeLimit = 100'000;
+  PurgeQuery purge;
+  std::set<std::string, std::less<>> seen;
+  for (const std::string_view pair : Split(query, '&')) {
+    if (pair.empty()) continue;
+    const size_t equals = pair.find('=');
+    auto name = Decoded("query parameter", pair.substr(0, equals));
+    if (!name.ok()) return name.status();
+    auto value = Decoded("query parameter " + PrintableForMessage(*name, 40),
+                         equals == std::string_view::npos ? "" : pair.substr(equals + 1));
+    if (!value.ok()) return value.status();
+    if (!seen.insert(*name).second) {
+      return Status::InvalidArgument("query parameter " + PrintableForMessage(*name, 40) +
+                                     " is given twice");
+    }
+    if (*name == "older_than_ms") {
+      auto ms = ParseNonNegative("older_than_ms", *value, kMaxOlderThanMs);
+      if (!ms.ok()) return ms.status();
+      purge.finished_before = now - std::chrono::milliseconds(*ms);
+    } else if (*name == "limit") {
+      auto limit = ParseNonNegative("limit", *value, kMaxPurgeLimit);
+      if (!limit.ok() || *limit < 1) {
+        return Status::InvalidArgument("limit \"" + PrintableForMessage(*value, 40) +
+                                       "\" is not a whole number from 1 to " +
+                                       std::to_string(kMaxPurgeLimit));
+      }
+      purge.limit = *limit;
+    } else if (*name == "dry_run") {
+      if (*value != "true" && *value != "false") {
+        return Status::InvalidArgument("dry_run \"" + PrintableForMessage(*value, 40) +
+                                       "\" is not true or false");
+      }
+      purge.dry_run = *value == "true";
+    } else {
+      return Status::InvalidArgument("unknown query parameter \"" + PrintableForMessage(*name, 40) +
+                                     "\"; a purge takes older_than_ms, limit and dry_run");
+    }
+  }
+  if (!seen.contains("older_than_ms")) {
+    return Status::InvalidArgument(
+        "a purge needs older_than_ms: finished transactions whose end is older than that many "
+        "milliseconds are deleted");
+  }
+  return purge;
 }
 
 bool IsValidTraceparent(std::string_view traceparent) {

@@ -6,6 +6,7 @@
 #include <google/protobuf/message.h>
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -23,11 +24,24 @@ enum class Endpoint {
   kRegisterBranch,  // POST /v1/transactions/{gtid}/branches
   kCommit,          // POST /v1/transactions/{gtid}/commit
   kAbort,           // POST /v1/transactions/{gtid}/abort
+  // Operator endpoints (docs/contract-additions.md section 4).
+  kRetry,    // POST   /v1/transactions/{gtid}/retry
+  kResolve,  // POST   /v1/transactions/{gtid}/branches/{branch_id}/resolve
+  kHistory,  // GET    /v1/transactions/{gtid}/history
+  kPurge,    // DELETE /v1/transactions?older_than_ms=&limit=&dry_run=
 };
 
 struct ApiRoute {
   Endpoint endpoint = Endpoint::kBegin;
-  std::string gtid;  // from the path, valid per the contract; empty for kBegin and kList
+  std::string gtid;  // from the path, valid per the contract; empty for kBegin, kList, kPurge
+  std::string branch_id = {};  // kResolve only: from the path, valid per the contract
+};
+
+// The query of DELETE /v1/transactions.
+struct PurgeQuery {
+  coordinator::Timestamp finished_before{};
+  int64_t limit = 10'000;  // transactions deleted by one request at most
+  bool dry_run = false;    // count only: purged 0, remaining the eligible ones
 };
 
 // True for the paths the API owns, "/v1" and everything under "/v1/": they need a token.
@@ -44,6 +58,11 @@ std::variant<ApiRoute, ErrorAnswer> MatchApiRoute(std::string_view method, std::
 // parameter, a limit outside 1..1000, a negative or non-integer number, a bad `after` gtid or
 // state.
 Result<coordinator::ListQuery> ParseListQuery(std::string_view query, coordinator::Timestamp now);
+
+// The query of DELETE /v1/transactions: `older_than_ms` (required; transactions whose end is
+// older) becomes finished_before = now - n; `limit` 1..100000 (default 10000); `dry_run` true or
+// false. Errors (kInvalidArgument) as for ParseListQuery.
+Result<PurgeQuery> ParsePurgeQuery(std::string_view query, coordinator::Timestamp now);
 
 // A W3C trace-context traceparent, checked loosely: "vv-<32 hex>-<16 hex>-ff" in lowercase hex,
 // version not "ff", ids not all zeros; a version other than 00 may carry more after a '-'.

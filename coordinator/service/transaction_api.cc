@@ -1,5 +1,8 @@
 #include "transaction_api.h"
 
+#include <algorithm>
+#include <cstdint>
+#include <limits>
 #include <string>
 #include <utility>
 
@@ -98,6 +101,55 @@ void List(coordinator::Coordinator& coordinator, Exchange& exchange) {
   SendMessage(exchange, HTTPResponse::HTTP_OK, *page);
 }
 
+void Retry(coordinator::Coordinator& coordinator, const ApiOptions& options,
+           const std::string& gtid, Exchange& exchange) {
+  v1::CompleteRequest ignored;  // no fields are read; an empty body or {} is expected
+  if (!ReadMessage(options, /*empty_allowed=*/true, exchange, &ignored)) return;
+  SendTransactionReply(exchange, coordinator.Retry(gtid));
+}
+
+void Resolve(coordinator::Coordinator& coordinator, const ApiOptions& options,
+             const ApiRoute& route, Exchange& exchange) {
+  v1::ResolveRequest resolve;
+  if (!ReadMessage(options, /*empty_allowed=*/false, exchange, &resolve)) return;
+  SendTransactionReply(exchange, coordinator.Resolve(route.gtid, route.branch_id, resolve));
+}
+
+void History(coordinator::Coordinator& coordinator, const std::string& gtid, Exchange& exchange) {
+  DiscardBody(exchange);
+  auto history = coordinator.History(gtid);
+  if (!history.ok()) {
+    SendError(exchange, ErrorAnswerFor(history.status()));
+    return;
+  }
+  SendMessage(exchange, HTTPResponse::HTTP_OK, *history);
+}
+
+void Purge(coordinator::Coordinator& coordinator, Exchange& exchange) {
+  DiscardBody(exchange);
+  const std::string& uri = exchange.request.getURI();
+  const size_t question = uri.find('?');
+  const std::string_view query = question == std::string::npos
+                                     ? std::string_view()
+                                     : std::string_view(uri).substr(question + 1);
+  auto purge_query = ParsePurgeQuery(query, coordinator::SystemClock().Now());
+  if (!purge_query.ok()) {
+    SendError(exchange, ErrorAnswerFor(purge_query.status()));
+    return;
+  }
+  auto result = coordinator.Purge(purge_query->finished_before,
+                                  purge_query->dry_run ? 0 : purge_query->limit);
+  if (!result.ok()) {
+    SendError(exchange, ErrorAnswerFor(result.status()));
+    return;
+  }
+  constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
+  v1::PurgeReply reply;
+  reply.set_purged(static_cast<int32_t>(std::min(result->purged, kMax)));
+  reply.set_remaining(static_cast<int32_t>(std::min(result->remaining, kMax)));
+  SendMessage(exchange, HTTPResponse::HTTP_OK, reply);
+}
+
 }  // namespace
 
 void ServeApi(coordinator::Coordinator& coordinator, const ApiOptions& options,
@@ -122,6 +174,18 @@ void ServeApi(coordinator::Coordinator& coordinator, const ApiOptions& options,
       return;
     case Endpoint::kAbort:
       Complete(coordinator, options, /*commit=*/false, route.gtid, exchange);
+      return;
+    case Endpoint::kRetry:
+      Retry(coordinator, options, route.gtid, exchange);
+      return;
+    case Endpoint::kResolve:
+      Resolve(coordinator, options, route, exchange);
+      return;
+    case Endpoint::kHistory:
+      History(coordinator, route.gtid, exchange);
+      return;
+    case Endpoint::kPurge:
+      Purge(coordinator, exchange);
       return;
   }
 }

@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -392,6 +393,72 @@ class Coordinator::Impl {
     return list;
   }
 
+  Result<TransactionReply> Retry(std::string_view gtid) {
+    TXCOORD_RETURN_IF_ERROR(CheckRunning());
+    TXCOORD_RETURN_IF_ERROR(ValidateId("gtid", gtid));
+    if (std::shared_ptr<Live> live = Find(gtid)) {
+      std::unique_lock lock(live->mu);
+      if (!live->parked && live->engine->finished()) return Finished(gtid, live->engine->state());
+    }
+    auto reply = Command(
+        gtid, /*wait=*/false,
+        [&](Engine& e, Effects& fx) -> Result<uint64_t> {
+          e.RetryNow(clock_.Now(), fx);
+          return uint64_t{0};
+        },
+        /*logged_ok_state=*/"");
+    if (reply.ok() && reply->http_status == 200 && IsTerminalName(reply->transaction.state())) {
+      return Finished(gtid, reply->transaction.state());  // finished while we looked
+    }
+    if (reply.ok()) reply->http_status = 200;
+    return reply;
+  }
+
+  Result<TransactionReply> Resolve(std::string_view gtid, std::string_view branch_id,
+                                   const v1::ResolveRequest& request) {
+    TXCOORD_RETURN_IF_ERROR(CheckRunning());
+    TXCOORD_RETURN_IF_ERROR(ValidateId("gtid", gtid));
+    TXCOORD_RETURN_IF_ERROR(ValidateId("branch_id", branch_id));
+    TXCOORD_RETURN_IF_ERROR(CheckResolveRequest(request));
+    v1::ResolvedRecord resolve;
+    resolve.set_branch_id(std::string(branch_id));
+    resolve.set_as(request.as());
+    resolve.set_operator_(request.operator_());
+    resolve.set_reason(request.reason());
+    if (std::shared_ptr<Live> live = Find(gtid)) {
+      std::unique_lock lock(live->mu);
+      if (!live->parked && live->engine->finished()) return Finished(gtid, live->engine->state());
+    }
+    auto reply = Command(
+        gtid, /*wait=*/false,
+        [&](Engine& e, Effects& fx) { return e.Resolve(clock_.Now(), resolve, fx); },
+        /*logged_ok_state=*/"");
+    if (reply.ok()) {
+      reply->http_status = 200;
+      spdlog::info("{}: branch {} resolved by hand as {} by {}", gtid, branch_id, request.as(),
+                   request.operator_());
+    }
+    return reply;
+  }
+
+  Result<v1::TransactionHistory> History(std::string_view gtid) {
+    TXCOORD_RETURN_IF_ERROR(ValidateId("gtid", gtid));
+    auto logged = log_.Read(gtid);
+    if (!logged.ok()) return ForClient(logged.status(), gtid);
+    return HistoryOf(*logged);
+  }
+
+  Result<Coordinator::PurgeResult> Purge(Timestamp finished_before, int64_t max_count) {
+    if (max_count < 0) return Status::InvalidArgument("a purge needs a limit of at least 0");
+    Result<int64_t> purged = int64_t{0};  // max_count 0: count only
+    if (max_count > 0) purged = log_.Purge(finished_before, max_count);
+    if (!purged.ok()) return purged.status();
+    auto remaining = log_.CountPurgeable(finished_before);
+    if (!remaining.ok()) return remaining.status();
+    if (*purged > 0) spdlog::info("purged {} finished transactions", *purged);
+    return Coordinator::PurgeResult{*purged, *remaining};
+  }
+
   Status Ping() { return log_.Ping(); }
 
   Coordinator::Counters counters() const {
@@ -463,6 +530,36 @@ class Coordinator::Impl {
     std::lock_guard lock(map_mu_);
     auto it = live_.find(gtid);
     if (it != live_.end() && it->second == live) live_.erase(it);
+  }
+
+  static bool IsTerminalName(const std::string& state) {
+    return state == "committed" || state == "aborted";
+  }
+
+  static Status Finished(std::string_view gtid, const std::string& state) {
+    return Status::Conflict("transaction " + std::string(gtid) + " is " + state +
+                            ", finished: nothing is outstanding");
+  }
+
+  // Operators' words end up in the log and in replies: short, one line, printable.
+  static Status CheckResolveRequest(const v1::ResolveRequest& r) {
+    if (r.as() != "committed" && r.as() != "aborted") {
+      return Status::InvalidArgument("\"as\" must be \"committed\" or \"aborted\"; got \"" +
+                                     PrintableForMessage(r.as(), 40) + "\"");
+    }
+    const auto printable = [](const std::string& text) {
+      return std::all_of(text.begin(), text.end(),
+                         [](char c) { return static_cast<unsigned char>(c) >= 0x20 && c != 0x7f; });
+    };
+    if (r.operator_().empty() || r.operator_().size() > 128 || !printable(r.operator_())) {
+      return Status::InvalidArgument(
+          "\"operator\" must name who resolves it: 1 to 128 printable characters");
+    }
+    if (r.reason().size() > 1024 || !printable(r.reason())) {
+      return Status::InvalidArgument(
+          "\"reason\" must be at most 1024 printable characters on one line");
+    }
+    return Status::Ok();
   }
 
   static Status ForClient(const Status& s, std::string_view gtid) {
@@ -982,6 +1079,17 @@ Result<TransactionReply> Coordinator::Abort(std::string_view gtid, bool wait) {
 }
 Result<v1::Transaction> Coordinator::Get(std::string_view gtid) { return impl_->Get(gtid); }
 Result<v1::TransactionList> Coordinator::List(const ListQuery& query) { return impl_->List(query); }
+Result<TransactionReply> Coordinator::Retry(std::string_view gtid) { return impl_->Retry(gtid); }
+Result<TransactionReply> Coordinator::Resolve(std::string_view gtid, std::string_view branch_id,
+                                              const v1::ResolveRequest& request) {
+  return impl_->Resolve(gtid, branch_id, request);
+}
+Result<v1::TransactionHistory> Coordinator::History(std::string_view gtid) {
+  return impl_->History(gtid);
+}
+Result<Coordinator::PurgeResult> Coordinator::Purge(Timestamp finished_before, int64_t max_count) {
+  return impl_->Purge(finished_before, max_count);
+}
 Status Coordinator::Ping() { return impl_->Ping(); }
 Coordinator::Counters Coordinator::counters() const { return impl_->counters(); }
 Result<int> Coordinator::RecoverNow() { return impl_->RecoverNow(); }

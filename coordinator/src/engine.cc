@@ -130,6 +130,19 @@ class BranchEngine final : public Engine {
           b->last_error = r.branch_outcome().last_error();
           break;
         }
+        case v1::LogRecord::kResolved: {
+          // An operator's resolve: the branch acknowledged its phase, by hand.
+          BranchRuntime* b = FindRuntime(r.resolved().branch_id());
+          if (b == nullptr) return Status::Corruption(gtid_ + ": resolve of an unknown branch");
+          if (r.resolved().state() != kCommitted && r.resolved().state() != kAborted) {
+            return Status::Corruption(gtid_ + ": branch resolved to state \"" +
+                                      r.resolved().state() + "\"");
+          }
+          b->state = r.resolved().state();
+          b->attempts = r.resolved().attempts();
+          b->last_error = r.resolved().last_error();
+          break;
+        }
         case v1::LogRecord::kEnd:
           ended = true;
           break;
@@ -155,9 +168,12 @@ class BranchEngine final : public Engine {
       state_ = commit ? kCommitting : kAborting;
       const std::string_view acked = commit ? kCommitted : kAborted;
       for (BranchRuntime& b : branches_) {
-        const bool done = b.state == acked;
+        if (b.state == acked) {  // acknowledged (or resolved by hand): keeps its attempts
+          b.phase = std::string(commit ? kCommit : kAbort);
+          b.done = true;
+          continue;
+        }
         StartPhase(b, commit ? kCommit : kAbort);
-        b.done = done;
       }
       phase2_started_ = true;
       SendDue(now, out);
@@ -254,6 +270,64 @@ class BranchEngine final : public Engine {
     }
     Decide(now, v1::OUTCOME_ABORT, reason.empty() ? "aborted by the application" : reason, out);
     return decision_seq_;
+  }
+
+  // Phase 2 of a decided transaction: `as` must be the decision's ("committed" for commit,
+  // "aborted" for abort) and the branch must not have acknowledged it yet. A one-phase commit
+  // still outstanding is the other case: its outcome is the participant's, so the operator's
+  // word decides it (commit, or abort with the operator's reason) in the same append.
+  Result<uint64_t> Resolve(Timestamp now, const v1::ResolvedRecord& request,
+                           Effects& out) override {
+    BranchRuntime* b = FindRuntime(request.branch_id());
+    if (b == nullptr) {
+      return Status::NotFound("transaction " + gtid_ + " has no branch \"" + request.branch_id() +
+                              "\"");
+    }
+    const std::string& as = request.as();
+    if (as != kCommitted && as != kAborted) {
+      return Status::InvalidArgument("resolve as \"" + as + "\": use committed or aborted");
+    }
+    if (finished_ || end_seq_ != 0) {
+      return Status::Conflict("transaction " + gtid_ + " is finished (" + state_ +
+                              "); nothing is outstanding");
+    }
+    const bool commit_as = as == kCommitted;
+    if (decision_ == v1::OUTCOME_UNSPECIFIED) {
+      if (one_phase_ && first_phase_started_) return ResolveOnePhase(now, *b, request, out);
+      return Status::Conflict("transaction " + gtid_ + " is " + state_ +
+                              " and not decided, so no commit or abort is outstanding; abort it "
+                              "first (txctl abort), then resolve a branch whose abort stays "
+                              "stuck");
+    }
+    if (!phase2_started_) {
+      return Status::Unavailable("the decision of transaction " + gtid_ +
+                                 " is not durable yet; retry in a moment");
+    }
+    const bool commit = decision_ == v1::OUTCOME_COMMIT;
+    if (commit_as != commit) {
+      return Status::Conflict("the decision of transaction " + gtid_ + " is " +
+                              (commit ? "commit" : "abort") + ": branch \"" + b->def.branch_id() +
+                              "\" can only be resolved as " + (commit ? "committed" : "aborted") +
+                              " (its " + (commit ? "commit" : "abort") + " done by hand)");
+    }
+    if (b->done) {
+      return Status::Conflict("branch \"" + b->def.branch_id() + "\" acknowledged its " + b->phase +
+                              " already (" + b->state + "); nothing is outstanding");
+    }
+    const uint64_t seq = EmitResolved(now, *b, request, out);
+    MarkResolved(*b, as);
+    MaybeFinish(now, out);
+    return seq;
+  }
+
+  void RetryNow(Timestamp now, Effects& out) override {
+    for (BranchRuntime& b : branches_) {
+      if (!b.in_flight && !b.done && b.retry_at && *b.retry_at > now) {
+        b.retry_at = now;
+        b.failures = 0;
+      }
+    }
+    OnTimer(now, out);
   }
 
   void OnDurable(Timestamp now, uint64_t seq, Effects& out) override {
@@ -474,6 +548,52 @@ class BranchEngine final : public Engine {
                               .attempt = b.attempts,
                               .one_phase = first && one_phase_});
     }
+  }
+
+  // The decision first, then the resolve, so that the log sees the resolve agree with it.
+  Result<uint64_t> ResolveOnePhase(Timestamp now, BranchRuntime& b,
+                                   const v1::ResolvedRecord& request, Effects& out) {
+    const bool commit = request.as() == kCommitted;
+    std::string reason;
+    if (!commit) {
+      reason = "the one-phase commit of branch \"" + b.def.branch_id() +
+               "\" was resolved as aborted by " + request.operator_();
+      if (!request.reason().empty()) reason += ": " + request.reason();
+    }
+    Decide(now, commit ? v1::OUTCOME_COMMIT : v1::OUTCOME_ABORT, std::move(reason), out);
+    const uint64_t seq = EmitResolved(now, b, request, out);
+    MarkResolved(b, request.as());
+    if (commit) {
+      phase2_started_ = true;  // nothing to send: the one branch committed
+      MaybeFinish(now, out);
+    } else {
+      b.phase = std::string(kAbort);  // acknowledged: phase 2 sends it no abort
+    }
+    return seq;
+  }
+
+  uint64_t EmitResolved(Timestamp now, const BranchRuntime& b, const v1::ResolvedRecord& request,
+                        Effects& out) {
+    v1::LogRecord r;
+    v1::ResolvedRecord* o = r.mutable_resolved();
+    o->set_branch_id(b.def.branch_id());
+    o->set_as(request.as());
+    o->set_operator_(request.operator_());
+    o->set_reason(request.reason());
+    o->set_phase(b.phase);
+    o->set_state(request.as());
+    o->set_attempts(b.attempts);
+    o->set_last_error(b.last_error);
+    return Emit(now, std::move(r), out);
+  }
+
+  // The branch acknowledged its phase: replies to an attempt still in flight are stale now.
+  static void MarkResolved(BranchRuntime& b, const std::string& state) {
+    b.state = state;
+    b.done = true;
+    b.in_flight = false;
+    b.failures = 0;
+    b.retry_at.reset();
   }
 
   // Makes the outcome durable; phase 2 starts in OnDurable once it is.

@@ -87,6 +87,21 @@ v1::Transaction FoldRecord(const LoggedTransaction& logged) {
         st->set_last_error(o.last_error());
         break;
       }
+      case v1::LogRecord::kResolved: {
+        // The branch or step takes the state the operator gave it; attempts and last_error
+        // stay as they were, so the record still shows what had been failing.
+        const auto& o = r.resolved();
+        if (v1::Branch* b = FindBranch(&tx, o.branch_id())) {
+          b->set_state(o.state());
+          b->set_attempts(o.attempts());
+          b->set_last_error(o.last_error());
+        } else if (v1::Step* st = FindStep(&tx, o.branch_id())) {
+          st->set_state(o.state());
+          st->set_attempts(o.attempts());
+          st->set_last_error(o.last_error());
+        }
+        break;
+      }
       case v1::LogRecord::kEnd:
       case v1::LogRecord::BODY_NOT_SET:
         break;

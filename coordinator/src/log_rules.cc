@@ -74,6 +74,8 @@ std::string_view RecordKind(const v1::LogRecord& record) {
       return "step_outcome";
     case v1::LogRecord::kEnd:
       return "end";
+    case v1::LogRecord::kResolved:
+      return "resolved";
     case v1::LogRecord::BODY_NOT_SET:
       break;
   }
@@ -137,6 +139,16 @@ Status CheckRecord(const v1::LogRecord& r) {
         return Status::InvalidArgument("end's tx_state must equal its final_state");
       }
       return Status::Ok();
+    case v1::LogRecord::kResolved: {
+      const v1::ResolvedRecord& o = r.resolved();
+      TXCOORD_RETURN_IF_ERROR(ValidateId("branch_id", o.branch_id()));
+      if (o.as() != "committed" && o.as() != "aborted") {
+        return Status::InvalidArgument("resolved needs `as` committed or aborted");
+      }
+      if (o.operator_().empty()) return Status::InvalidArgument("resolved needs an operator");
+      if (!IsValidStateName(o.state())) return Status::InvalidArgument("resolved needs a state");
+      return Status::Ok();
+    }
     case v1::LogRecord::BODY_NOT_SET:
       break;
   }
@@ -176,6 +188,16 @@ Status ApplyRecord(const v1::LogRecord& r, std::optional<TransactionSummary>* su
                               OutcomeName(next.decision) + "; a decision never changes");
     }
     next.decision = outcome;
+  }
+  if (r.has_resolved()) {
+    // A branch resolved by hand must agree with the durable decision: "aborted" only once the
+    // abort is decided, "committed" never after it.
+    const bool aborted = r.resolved().as() == "aborted";
+    if (aborted != (next.decision == v1::OUTCOME_ABORT)) {
+      return Status::Conflict("transaction " + r.gtid() + " cannot have branch \"" +
+                              r.resolved().branch_id() + "\" resolved as " + r.resolved().as() +
+                              " when its decision is " + OutcomeName(next.decision));
+    }
   }
   if (r.has_end()) {
     // The outcome a transaction ends with must be the durable decision, if there is one;

@@ -86,10 +86,12 @@ class MemoryLog final : public TransactionLog {
     return page;
   }
 
-  Result<int64_t> Purge(Timestamp finished_before) override {
+  using TransactionLog::Purge;
+  Result<int64_t> Purge(Timestamp finished_before, int64_t max_count) override {
     std::lock_guard lock(store_->mu);
     int64_t purged = 0;
-    for (auto it = store_->summaries.begin(); it != store_->summaries.end();) {
+    for (auto it = store_->summaries.begin();
+         it != store_->summaries.end() && purged < max_count;) {
       if (it->second.finished_at && *it->second.finished_at < finished_before) {
         store_->records.erase(it->first);
         it = store_->summaries.erase(it);
@@ -99,6 +101,15 @@ class MemoryLog final : public TransactionLog {
       }
     }
     return purged;
+  }
+
+  Result<int64_t> CountPurgeable(Timestamp finished_before) override {
+    std::lock_guard lock(store_->mu);
+    int64_t count = 0;
+    for (const auto& [gtid, summary] : store_->summaries) {
+      if (summary.finished_at && *summary.finished_at < finished_before) ++count;
+    }
+    return count;
   }
 
   Status Ping() override { return Status::Ok(); }

@@ -269,9 +269,11 @@ class PostgresLog final : public TransactionLog {
     });
   }
 
-  Result<int64_t> Purge(Timestamp finished_before) override {
+  using TransactionLog::Purge;
+  Result<int64_t> Purge(Timestamp finished_before, int64_t max_count) override {
     int64_t purged = 0;
-    for (;;) {
+    while (purged < max_count) {
+      const int64_t want = std::min(kPurgeChunk, max_count - purged);
       std::lock_guard lock(write_mu_);
       try {
         if (!writer_) writer_ = Connect(config_.conninfo);
@@ -281,15 +283,27 @@ class PostgresLog final : public TransactionLog {
             "  finished_at_ms < $1 LIMIT $2 FOR UPDATE SKIP LOCKED), "
             "gone AS (DELETE FROM txcoord_tx_record WHERE gtid IN (SELECT gtid FROM doomed)) "
             "DELETE FROM txcoord_tx WHERE gtid IN (SELECT gtid FROM doomed) RETURNING gtid",
-            ToMillis(finished_before), kPurgeChunk);
+            ToMillis(finished_before), want);
         w.commit();
         purged += static_cast<int64_t>(r.size());
-        if (static_cast<int64_t>(r.size()) < kPurgeChunk) return purged;
+        if (static_cast<int64_t>(r.size()) < want) break;
       } catch (const std::exception& e) {
         if (IsConnectionLoss(e)) writer_.reset();
         return FromException(e, "purge", config_.conninfo);
       }
     }
+    return purged;
+  }
+
+  Result<int64_t> CountPurgeable(Timestamp finished_before) override {
+    const int64_t before = ToMillis(finished_before);
+    return WithReader<int64_t>("count purgeable", [before](SnapshotRead& t) -> Result<int64_t> {
+      const pqxx::result r = t.exec_params(
+          "SELECT count(*) FROM txcoord_tx WHERE finished_at_ms IS NOT NULL AND "
+          "finished_at_ms < $1",
+          before);
+      return r[0][0].as<int64_t>();
+    });
   }
 
   Status Ping() override {

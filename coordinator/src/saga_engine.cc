@@ -61,6 +61,19 @@ class SagaAdapter final : public Engine {
     Convert(fx, out);
     return seq;
   }
+  Result<uint64_t> Resolve(Timestamp now, const v1::ResolvedRecord& request,
+                           Effects& out) override {
+    saga::Effects fx;
+    Result<uint64_t> seq = e_->Resolve(now, request.branch_id(), request.as(), request.operator_(),
+                                       request.reason(), fx);
+    Convert(fx, out);
+    return seq;
+  }
+  void RetryNow(Timestamp now, Effects& out) override {
+    saga::Effects fx;
+    e_->RetryNow(now, fx);
+    Convert(fx, out);
+  }
   void OnDurable(Timestamp now, uint64_t seq, Effects& out) override {
     saga::Effects fx;
     e_->OnDurable(now, seq, fx);

@@ -90,6 +90,8 @@ constexpr const char* kSelectPage =
 constexpr const char* kSelectPurgeable =
     "SELECT gtid FROM txcoord_tx WHERE finished_at_ms IS NOT NULL AND finished_at_ms < ?1 "
     "LIMIT ?2";
+constexpr const char* kCountPurgeable =
+    "SELECT count(*) FROM txcoord_tx WHERE finished_at_ms IS NOT NULL AND finished_at_ms < ?1";
 constexpr const char* kDeleteRecords = "DELETE FROM txcoord_tx_record WHERE gtid = ?1";
 constexpr const char* kDeleteSummary = "DELETE FROM txcoord_tx WHERE gtid = ?1";
 
@@ -360,22 +362,39 @@ class SqliteLog final : public TransactionLog {
     return page;
   }
 
-  Result<int64_t> Purge(Timestamp finished_before) override {
+  using TransactionLog::Purge;
+  Result<int64_t> Purge(Timestamp finished_before, int64_t max_count) override {
     int64_t purged = 0;
     // Small chunks, each its own transaction, so appends are never held up for long.
-    for (;;) {
+    while (purged < max_count) {
+      const int64_t want = std::min(kPurgeChunk, max_count - purged);
       std::lock_guard lock(write_mu_);
       sqlite3* db = writer_->db();
       TXCOORD_RETURN_IF_ERROR(Exec(db, "BEGIN IMMEDIATE"));
-      auto chunk = PurgeChunk(finished_before);
+      auto chunk = PurgeChunk(finished_before, want);
       Status s = chunk.ok() ? Exec(db, "COMMIT") : chunk.status();
       if (!s.ok()) {
         if (!sqlite3_get_autocommit(db)) (void)Exec(db, "ROLLBACK");
         return s.WithContext("purge");
       }
       purged += *chunk;
-      if (*chunk < kPurgeChunk) return purged;
+      if (*chunk < want) break;
     }
+    return purged;
+  }
+
+  Result<int64_t> CountPurgeable(Timestamp finished_before) override {
+    auto reader = AcquireReader();
+    if (!reader.ok()) return reader.status();
+    ReaderLease lease(this, std::move(reader).value());
+    auto count = lease->Get(kCountPurgeable);
+    if (!count.ok()) return count.status().WithContext("count purgeable");
+    (*count)->Bind(1, ToMillis(finished_before));
+    Status status;
+    if (!(*count)->Step(&status)) {
+      return status.ok() ? Status::Internal("count purgeable: no row") : status;
+    }
+    return (*count)->Int(0);
   }
 
   Status Ping() override {
@@ -499,12 +518,12 @@ class SqliteLog final : public TransactionLog {
   }
 
   // REQUIRES: write_mu_ held, inside a write transaction.
-  Result<int64_t> PurgeChunk(Timestamp finished_before) {
+  Result<int64_t> PurgeChunk(Timestamp finished_before, int64_t limit) {
     std::vector<std::string> gtids;
     {
       auto select = writer_->Get(kSelectPurgeable);
       if (!select.ok()) return select.status();
-      (*select)->Bind(1, ToMillis(finished_before)).Bind(2, kPurgeChunk);
+      (*select)->Bind(1, ToMillis(finished_before)).Bind(2, limit);
       Status status;
       while ((*select)->Step(&status)) gtids.emplace_back((*select)->Text(0));
       if (!status.ok()) return status;

@@ -170,6 +170,26 @@ Result<std::unique_ptr<SagaEngine>> SagaEngine::Recover(Timestamp now,
         }
         e->reason_ = r.decision().reason();
         break;
+      case v1::LogRecord::kResolved: {
+        // An operator's resolve: the step takes the state it gives, as a 2xx reply would.
+        if (!began) return Status::Corruption(where + "a resolve before the begin");
+        const v1::ResolvedRecord& o = r.resolved();
+        const int i = e->FindStep(o.branch_id());
+        if (i < 0) return Status::Corruption(where + "resolve of an unknown step " + o.branch_id());
+        if (o.state() != kSucceeded && o.state() != kCompensated) {
+          return Status::Corruption(where + Quoted(o.branch_id()) + " resolved to state \"" +
+                                    o.state() + "\"");
+        }
+        StepRuntime& s = e->steps_[i];
+        if (s.state == kCompensated && o.state() != kCompensated) {
+          return Status::Corruption(where + Quoted(o.branch_id()) + " left compensated");
+        }
+        s.state = o.state();
+        s.phase = o.phase();
+        s.attempts = std::max(0, o.attempts());
+        s.last_error = o.last_error();
+        break;
+      }
       case v1::LogRecord::kEnd:
         if (!began) return Status::Corruption(where + "an end before the begin");
         final_state = r.end().final_state();
@@ -290,6 +310,84 @@ Result<uint64_t> SagaEngine::Commit(Timestamp /*now*/, Effects& /*out*/) {
   }
   return Status::Conflict("a saga commits by itself once every step has succeeded; " + gtid_ +
                           " is " + state_);
+}
+
+Result<uint64_t> SagaEngine::Resolve(Timestamp now, const std::string& step_id,
+                                     const std::string& as, const std::string& operator_name,
+                                     const std::string& reason, Effects& out) {
+  const int i = FindStep(step_id);
+  if (i < 0) return Status::NotFound("saga " + gtid_ + " has no step \"" + step_id + "\"");
+  if (finished_ || ending_) {
+    return Status::Conflict("saga " + gtid_ + " is finished (" + state_ +
+                            "); nothing is outstanding");
+  }
+  StepRuntime& s = steps_[i];
+  const bool committed = as == "committed";
+  if (!committed && as != "aborted") {
+    return Status::InvalidArgument("resolve as \"" + as + "\": use committed or aborted");
+  }
+  if (committed) {
+    if (backward()) {
+      return Status::Conflict("saga " + gtid_ + " is compensating (" + reason_ +
+                              "): its actions are being undone, so " + Quoted(step_id) +
+                              " can only be resolved as aborted, once its compensation was done "
+                              "by hand");
+    }
+    if (s.state != kStepRunning) {
+      return Status::Conflict(Quoted(step_id) + " is " + s.state +
+                              ": only a step whose action is outstanding (running) can be "
+                              "resolved as committed");
+    }
+  } else {
+    if (!backward()) {
+      return Status::Conflict("saga " + gtid_ + " is " + state_ +
+                              " and not decided: abort it first (its compensations start), then "
+                              "resolve a compensation that stays stuck");
+    }
+    if (s.state == kCompensated) {
+      return Status::Conflict(Quoted(step_id) + " is compensated already");
+    }
+    if (s.state != kStepCompensating) {
+      return Status::Conflict(Quoted(step_id) + " is " + s.state +
+                              ": its compensation has not started, because the steps that depend "
+                              "on it compensate first; resolve those");
+    }
+  }
+  v1::LogRecord r;
+  v1::ResolvedRecord* o = r.mutable_resolved();
+  o->set_branch_id(step_id);
+  o->set_as(as);
+  o->set_operator_(operator_name);
+  o->set_reason(reason);
+  o->set_phase(committed ? kPhaseAction : kPhaseCompensate);
+  o->set_state(std::string(committed ? kSucceeded : kCompensated));
+  o->set_attempts(s.attempts);
+  o->set_last_error(s.last_error);
+  s.state = o->state();
+  s.phase = o->phase();
+  const uint64_t seq = Emit(now, std::move(r), out);
+  s.started = false;
+  s.in_flight = false;  // a reply to the attempt in flight is stale from here on
+  s.failures = 0;
+  s.retry_at.reset();
+  if (committed) {
+    StartReadyActions(now, out);
+  } else {
+    StartReadyCompensations(now, out);
+  }
+  MaybeFinish(now, out);
+  SendDue(now, out);
+  return seq;
+}
+
+void SagaEngine::RetryNow(Timestamp now, Effects& out) {
+  for (StepRuntime& s : steps_) {
+    if (s.started && !s.in_flight && s.retry_at && *s.retry_at > now) {
+      s.retry_at = now;
+      s.failures = 0;
+    }
+  }
+  OnTimer(now, out);
 }
 
 void SagaEngine::OnDurable(Timestamp now, uint64_t seq, Effects& out) {

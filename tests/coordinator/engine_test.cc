@@ -253,6 +253,26 @@ class Harness {
     return r;
   }
 
+  // ---- an operator's side
+
+  Result<uint64_t> Resolve(const std::string& branch, const std::string& as,
+                           const std::string& op = "alice", const std::string& reason = "") {
+    v1::ResolvedRecord request;
+    request.set_branch_id(branch);
+    request.set_as(as);
+    request.set_operator_(op);
+    request.set_reason(reason);
+    Effects fx;
+    auto r = engine_->Resolve(now_, request, fx);
+    Apply(fx);
+    return r;
+  }
+  void RetryNow() {
+    Effects fx;
+    engine_->RetryNow(now_, fx);
+    Apply(fx);
+  }
+
   // ---- reading
 
   Engine& engine() { return *engine_; }
@@ -432,6 +452,166 @@ void RunToEnd(Harness& h, int max_rounds = 1000) {
     }
   }
   ASSERT_TRUE(h.engine().finished()) << "still " << h.engine().state();
+}
+
+// ================================================================================ operators
+
+// A 2pc decided commit whose branch b0 fails every commit; b1 committed.
+void StuckInCommit(Harness& h) {
+  h.Begin(Args("2pc", 2));
+  h.MakeAllDurable();
+  h.AnswerAll(Ok());
+  h.MakeAllDurable();
+  h.Answer("b1", "commit", Ok());
+  for (int i = 0; i < 5; ++i) {
+    h.Answer("b0", "commit", ServerError());
+    h.MakeAllDurable();
+    ASSERT_TRUE(h.Fire());
+  }
+  ASSERT_EQ(h.engine().state(), "committing");
+  ASSERT_EQ(h.outstanding().size(), 1u) << "attempt 6 of b0's commit is in flight";
+}
+
+TEST(Resolve, AStuckCommitResolvedByHandFinishesTheTransaction) {
+  Harness h;
+  StuckInCommit(h);
+  const Send in_flight = h.outstanding().front();
+  const size_t before = h.records().size();
+
+  EXPECT_EQ(h.Resolve("nope", "committed").status().code(), StatusCode::kNotFound);
+  const auto contradicts = h.Resolve("b0", "aborted");
+  EXPECT_EQ(contradicts.status().code(), StatusCode::kConflict);
+  EXPECT_NE(contradicts.status().message().find("decision"), std::string::npos);
+  EXPECT_EQ(h.Resolve("b1", "committed").status().code(), StatusCode::kConflict)
+      << "b1 acknowledged its commit: nothing is outstanding";
+  EXPECT_EQ(h.records().size(), before) << "a refused resolve writes nothing";
+
+  auto seq = h.Resolve("b0", "committed", "alice", "applied by hand");
+  ASSERT_TRUE(seq.ok()) << seq.status().ToString();
+  const v1::LogRecord& resolved = h.records()[h.Absolute(*seq) - 1];
+  ASSERT_TRUE(resolved.has_resolved());
+  EXPECT_EQ(resolved.resolved().branch_id(), "b0");
+  EXPECT_EQ(resolved.resolved().operator_(), "alice");
+  EXPECT_EQ(resolved.resolved().reason(), "applied by hand");
+  EXPECT_EQ(resolved.resolved().phase(), "commit");
+  EXPECT_EQ(resolved.resolved().state(), "committed");
+  EXPECT_EQ(resolved.resolved().attempts(), 6);
+  EXPECT_EQ(resolved.resolved().last_error(), "HTTP 500: boom");
+  EXPECT_EQ(h.records().back().end().final_state(), "committed") << "the end follows at once";
+  h.MakeAllDurable();
+  EXPECT_TRUE(h.engine().finished());
+  EXPECT_EQ(h.engine().state(), "committed");
+  EXPECT_EQ(h.ViewBranch("b0")->state(), "committed");
+  h.ExpectFoldMatchesView();
+  // The reply of the attempt that was in flight is stale now.
+  h.DeliverStale(in_flight, Ok());
+}
+
+TEST(Resolve, RecoveryReplaysTheResolveAndSendsNothingToTheResolvedBranch) {
+  Harness h;
+  StuckInCommit(h);
+  ASSERT_TRUE(h.Resolve("b0", "committed").ok());
+  // Only the resolve is durable; the end is lost in a crash.
+  size_t resolved_at = 0;
+  for (size_t i = 0; i < h.records().size(); ++i) {
+    if (h.records()[i].has_resolved()) resolved_at = i + 1;
+  }
+  h.MakeDurable(resolved_at);
+  ASSERT_TRUE(h.Crash());
+  // b1's acknowledgement was logged with the end, which was lost: b1 is asked again; b0 never.
+  EXPECT_EQ(Keys(h.incarnation_sends()), std::vector<std::string>{"commit:b1"});
+  EXPECT_EQ(h.ViewBranch("b0")->state(), "committed");
+  EXPECT_EQ(h.ViewBranch("b0")->attempts(), 6) << "a resolved branch keeps its attempts";
+  h.Answer("b1", "commit", Ok());
+  EXPECT_EQ(h.records().back().end().final_state(), "committed");
+  h.MakeAllDurable();
+  EXPECT_TRUE(h.engine().finished());
+  h.ExpectFoldMatchesView();
+}
+
+TEST(Resolve, OnlyAnOutstandingPhaseTwoOrOnePhaseCommit) {
+  Harness preparing;
+  preparing.Begin(Args("2pc", 2));
+  preparing.MakeAllDurable();
+  const auto undecided = preparing.Resolve("b0", "committed");
+  EXPECT_EQ(undecided.status().code(), StatusCode::kConflict);
+  EXPECT_NE(undecided.status().message().find("not decided"), std::string::npos);
+
+  Harness tcc;
+  tcc.Begin(Args("tcc", 1));
+  tcc.MakeAllDurable();
+  EXPECT_EQ(tcc.Resolve("b0", "aborted").status().code(), StatusCode::kConflict);
+
+  Harness done;
+  done.Begin(Args("2pc", 2));
+  RunToEnd(done);
+  EXPECT_EQ(done.Resolve("b0", "committed").status().code(), StatusCode::kConflict);
+  EXPECT_EQ(done.Resolve("b0", "maybe").status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(Resolve, AStuckAbortTakesAbortedOnly) {
+  Harness h;
+  h.Begin(Args("2pc", 2));
+  h.MakeAllDurable();
+  h.Answer("b1", "prepare", Refused());
+  h.Answer("b0", "prepare", Ok());
+  h.MakeAllDurable();
+  h.Answer("b1", "abort", Ok());
+  h.Answer("b0", "abort", NoReply());
+  ASSERT_EQ(h.engine().state(), "aborting");
+  EXPECT_EQ(h.Resolve("b0", "committed").status().code(), StatusCode::kConflict);
+  ASSERT_TRUE(h.Resolve("b0", "aborted", "bob", "rolled back by hand").ok());
+  h.MakeAllDurable();
+  EXPECT_EQ(h.engine().state(), "aborted");
+  EXPECT_EQ(h.ViewBranch("b0")->state(), "aborted");
+  h.ExpectFoldMatchesView();
+}
+
+TEST(Resolve, AnOutstandingOnePhaseCommitIsDecidedByTheOperatorsWord) {
+  for (const std::string as : {"committed", "aborted"}) {
+    SCOPED_TRACE(as);
+    Harness h;
+    h.Begin(Args("2pc", 1));
+    h.MakeAllDurable();
+    h.Answer("b0", "commit", ServerError());
+    ASSERT_EQ(h.engine().state(), "preparing");
+    const size_t before = h.records().size();
+    ASSERT_TRUE(h.Resolve("b0", as, "carol", "checked the ledger").ok());
+    const auto added = h.RecordsFrom(before);
+    ASSERT_GE(added.size(), 2u);
+    ASSERT_TRUE(added[0].has_decision()) << "the decision comes first, then the resolve";
+    EXPECT_EQ(added[0].decision().outcome(),
+              as == "committed" ? v1::OUTCOME_COMMIT : v1::OUTCOME_ABORT);
+    if (as == "aborted") {
+      EXPECT_NE(added[0].decision().reason().find("carol"), std::string::npos);
+    }
+    EXPECT_EQ(CountKind(added, v1::LogRecord::kResolved), 1);
+    h.MakeAllDurable();
+    EXPECT_EQ(h.engine().state(), as);
+    EXPECT_TRUE(h.engine().finished());
+    EXPECT_FALSE(h.sent_phase2_abort()) << "the operator said it is done: no abort is sent";
+    h.ExpectFoldMatchesView();
+  }
+}
+
+TEST(RetryNow, SendsWaitingRetriesAtOnceAndStartsTheBackoffOver) {
+  Harness h(Options(100, 600'000));
+  StuckInCommit(h);
+  h.Answer("b0", "commit", ServerError());  // attempt 6 fails; attempt 7 waits its backoff
+  ASSERT_TRUE(h.outstanding().empty());
+  ASSERT_TRUE(h.engine().WakeAt().has_value());
+  h.TakeSends();
+  h.RetryNow();
+  const std::vector<Send> sent = h.TakeSends();
+  ASSERT_EQ(sent.size(), 1u) << "the waiting commit goes out without the clock moving";
+  EXPECT_EQ(sent[0].attempt, 7);
+  h.RetryNow();
+  EXPECT_TRUE(h.TakeSends().empty()) << "a call in flight is left to finish";
+  const Timestamp failed_at = h.now();
+  h.Answer("b0", "commit", ServerError());
+  ASSERT_TRUE(h.engine().WakeAt().has_value());
+  EXPECT_LE(*h.engine().WakeAt() - failed_at, milliseconds(100))
+      << "the backoff started over at the initial interval";
 }
 
 // ================================================================================ backoff

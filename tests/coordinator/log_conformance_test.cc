@@ -385,6 +385,97 @@ TYPED_TEST(LogConformance, PurgeRemovesOnlyFinishedTransactionsOlderThanTheReten
   EXPECT_TRUE(log->Append({Begin("old0", kEpochMs + 70'000)}).ok());
 }
 
+TYPED_TEST(LogConformance, PurgeTakesAtMostTheLimitAndCountsWhatIsEligible) {
+  auto& log = this->log_;
+  ASSERT_NE(log, nullptr);
+  for (int i = 0; i < 700; ++i) this->AppendFinished("old" + std::to_string(i), kEpochMs, true);
+  this->AppendFinished("recent", kEpochMs + 60'000, false);
+  ASSERT_TRUE(log->Append({Begin("open-old", kEpochMs - 1000)}).ok());
+  const Timestamp cutoff = T(kEpochMs + 30'000);
+
+  auto eligible = log->CountPurgeable(cutoff);
+  ASSERT_TRUE(eligible.ok()) << eligible.status().ToString();
+  EXPECT_EQ(*eligible, 700);
+  EXPECT_EQ(*log->CountPurgeable(T(kEpochMs + 70'000)), 701) << "recent counts once old enough";
+  EXPECT_EQ(*log->CountPurgeable(T(kEpochMs)), 0) << "ended at the cutoff: not before it";
+
+  auto first = log->Purge(cutoff, 600);  // more than one chunk, less than all
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(*first, 600);
+  EXPECT_EQ(*log->CountPurgeable(cutoff), 100);
+  auto second = log->Purge(cutoff, 600);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(*second, 100);
+  EXPECT_EQ(*log->CountPurgeable(cutoff), 0);
+  EXPECT_EQ(*log->Purge(cutoff, 600), 0);
+  EXPECT_TRUE(log->Read("recent").ok());
+  EXPECT_TRUE(log->Read("open-old").ok());
+}
+
+// The history of a transaction is Read's records in append order, resolves included.
+TYPED_TEST(LogConformance, AResolveIsStoredInTheHistoryAndMustAgreeWithTheDecision) {
+  auto& log = this->log_;
+  ASSERT_NE(log, nullptr);
+  // Undecided: a resolve as aborted is refused (no abort decision); as committed it is not
+  // (a saga's action, or a one-phase commit decided in the same append).
+  ASSERT_TRUE(log->Append({Begin("tx-1", kEpochMs)}).ok());
+  EXPECT_EQ(log->Append({Resolved("tx-1", kEpochMs + 1, "b1", "aborted")}).code(),
+            StatusCode::kConflict);
+  ASSERT_TRUE(log->Append({Decision("tx-1", kEpochMs + 2, v1::OUTCOME_COMMIT)}).ok());
+  EXPECT_EQ(log->Append({Resolved("tx-1", kEpochMs + 3, "b1", "aborted")}).code(),
+            StatusCode::kConflict);
+  ASSERT_TRUE(log->Append({BranchOutcome("tx-1", kEpochMs + 3, "b0", "committed")}).ok());
+  ASSERT_TRUE(
+      log->Append({Resolved("tx-1", kEpochMs + 4, "b1", "committed", "alice", "why")}).ok());
+  ASSERT_TRUE(log->Append({End("tx-1", kEpochMs + 5, "committed")}).ok());
+
+  ASSERT_TRUE(
+      log->Append({Begin("tx-2", kEpochMs), Decision("tx-2", kEpochMs + 1, v1::OUTCOME_ABORT)})
+          .ok());
+  EXPECT_EQ(log->Append({Resolved("tx-2", kEpochMs + 2, "b0", "committed")}).code(),
+            StatusCode::kConflict);
+  EXPECT_TRUE(log->Append({Resolved("tx-2", kEpochMs + 2, "b0", "aborted")}).ok());
+  // Malformed: no operator, or an `as` that is neither.
+  EXPECT_EQ(log->Append({Resolved("tx-2", kEpochMs + 3, "b1", "aborted", "")}).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(log->Append({Resolved("tx-2", kEpochMs + 3, "b1", "maybe")}).code(),
+            StatusCode::kInvalidArgument);
+
+  auto tx = log->Read("tx-1");
+  ASSERT_TRUE(tx.ok()) << tx.status().ToString();
+  ASSERT_EQ(tx->records.size(), 5u);
+  ASSERT_TRUE(tx->records[3].has_resolved());
+  EXPECT_TRUE(MessageDifferencer::Equals(
+      tx->records[3], Resolved("tx-1", kEpochMs + 4, "b1", "committed", "alice", "why")));
+  const v1::Transaction record = FoldRecord(*tx);
+  ASSERT_EQ(record.branches_size(), 2);
+  EXPECT_EQ(record.branches(1).state(), "committed");
+  EXPECT_EQ(record.branches(1).attempts(), 8);
+  EXPECT_EQ(record.branches(1).last_error(), "HTTP 500: disk full");
+
+  const v1::TransactionHistory history = HistoryOf(*tx);
+  ASSERT_EQ(history.entries_size(), 5);
+  const std::vector<std::string> kinds = {"begin", "decision", "branch_outcome", "resolved", "end"};
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(history.entries(i).seq(), i + 1);
+    EXPECT_EQ(history.entries(i).kind(), kinds[i]);
+    EXPECT_FALSE(history.entries(i).detail().empty());
+  }
+  const v1::HistoryEntry& resolved = history.entries(3);
+  EXPECT_EQ(resolved.branch_id(), "b1");
+  EXPECT_EQ(resolved.operator_(), "alice");
+  EXPECT_EQ(resolved.reason(), "why");
+  EXPECT_EQ(resolved.resolved_as(), "committed");
+  EXPECT_EQ(resolved.attempts(), 8);
+  EXPECT_EQ(resolved.at().seconds(), (kEpochMs + 4) / 1000);
+  EXPECT_NE(resolved.detail().find("resolved by hand as committed by alice: why"),
+            std::string::npos)
+      << resolved.detail();
+  EXPECT_EQ(history.entries(1).outcome(), "commit");
+  EXPECT_EQ(history.entries(4).state(), "committed");
+  EXPECT_EQ(history.state(), "committed");
+}
+
 TYPED_TEST(LogConformance, ATornRecordIsReportedAsCorruption) {
   auto& log = this->log_;
   ASSERT_NE(log, nullptr);

@@ -61,6 +61,24 @@ inline v1::LogRecord BranchOutcome(const std::string& gtid, int64_t at_ms,
   return r;
 }
 
+inline v1::LogRecord Resolved(const std::string& gtid, int64_t at_ms, const std::string& branch,
+                              const std::string& as, const std::string& op = "alice",
+                              const std::string& reason = "done by hand") {
+  v1::LogRecord r;
+  r.set_gtid(gtid);
+  *r.mutable_at() = ToProto(T(at_ms));
+  auto* o = r.mutable_resolved();
+  o->set_branch_id(branch);
+  o->set_as(as);
+  o->set_operator_(op);
+  o->set_reason(reason);
+  o->set_phase(as == "committed" ? "commit" : "abort");
+  o->set_state(as);
+  o->set_attempts(8);
+  o->set_last_error("HTTP 500: disk full");
+  return r;
+}
+
 inline v1::LogRecord End(const std::string& gtid, int64_t at_ms, const std::string& final_state) {
   v1::LogRecord r;
   r.set_gtid(gtid);

@@ -66,7 +66,7 @@ TEST(MatchApiRouteTest, Errors) {
   const ErrorAnswer put = ErrorOf("PUT", "/v1/transactions");
   EXPECT_EQ(put.status, Poco::Net::HTTPResponse::HTTP_METHOD_NOT_ALLOWED);
   EXPECT_EQ(put.code, "INVALID_ARGUMENT");
-  EXPECT_EQ(put.allow, "GET, HEAD, POST");
+  EXPECT_EQ(put.allow, "DELETE, GET, HEAD, POST");
   EXPECT_EQ(ErrorOf("DELETE", "/v1/transactions/a").allow, "GET, HEAD");
   EXPECT_EQ(ErrorOf("GET", "/v1/transactions/a/commit").allow, "POST");
 
@@ -80,6 +80,54 @@ TEST(MatchApiRouteTest, Errors) {
   const std::string long_gtid = "/v1/transactions/" + std::string(129, 'g');
   EXPECT_EQ(ErrorOf("GET", long_gtid).status, Poco::Net::HTTPResponse::HTTP_BAD_REQUEST);
   EXPECT_EQ(RouteOf("GET", "/v1/transactions/" + std::string(128, 'g')).endpoint, Endpoint::kGet);
+}
+
+TEST(MatchApiRouteTest, OperatorEndpoints) {
+  EXPECT_EQ(RouteOf("DELETE", "/v1/transactions").endpoint, Endpoint::kPurge);
+  const ApiRoute retry = RouteOf("POST", "/v1/transactions/order-42/retry");
+  EXPECT_EQ(retry.endpoint, Endpoint::kRetry);
+  EXPECT_EQ(retry.gtid, "order-42");
+  const ApiRoute history = RouteOf("GET", "/v1/transactions/order-42/history");
+  EXPECT_EQ(history.endpoint, Endpoint::kHistory);
+  EXPECT_EQ(history.gtid, "order-42");
+  EXPECT_EQ(RouteOf("HEAD", "/v1/transactions/order-42/history").endpoint, Endpoint::kHistory);
+  const ApiRoute resolve = RouteOf("POST", "/v1/transactions/order-42/branches/ns%3Adebit/resolve");
+  EXPECT_EQ(resolve.endpoint, Endpoint::kResolve);
+  EXPECT_EQ(resolve.gtid, "order-42");
+  EXPECT_EQ(resolve.branch_id, "ns:debit");
+
+  EXPECT_EQ(ErrorOf("GET", "/v1/transactions/a/retry").allow, "POST");
+  EXPECT_EQ(ErrorOf("POST", "/v1/transactions/a/history").allow, "GET, HEAD");
+  EXPECT_EQ(ErrorOf("GET", "/v1/transactions/a/branches/b/resolve").allow, "POST");
+  EXPECT_EQ(ErrorOf("POST", "/v1/transactions/a/branches/bad%20id/resolve").status,
+            Poco::Net::HTTPResponse::HTTP_BAD_REQUEST);
+  for (const char* path :
+       {"/v1/transactions/a/branches/b/confirm", "/v1/transactions/a/steps/b/resolve",
+        "/v1/transactions/a/branches/b/resolve/x"}) {
+    EXPECT_EQ(ErrorOf("POST", path).status, Poco::Net::HTTPResponse::HTTP_NOT_FOUND) << path;
+  }
+}
+
+TEST(ParsePurgeQueryTest, ReadsEveryParameterAndNeedsOlderThan) {
+  const Timestamp now{milliseconds(1'700'000'000'000)};
+  auto query = ParsePurgeQuery("older_than_ms=86400000&limit=500&dry_run=true", now);
+  ASSERT_TRUE(query.ok()) << query.status().ToString();
+  EXPECT_EQ(query->finished_before, now - milliseconds(86'400'000));
+  EXPECT_EQ(query->limit, 500);
+  EXPECT_TRUE(query->dry_run);
+  auto defaults = ParsePurgeQuery("older_than_ms=0", now);
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->finished_before, now);
+  EXPECT_EQ(defaults->limit, PurgeQuery{}.limit);
+  EXPECT_FALSE(defaults->dry_run);
+  for (const char* bad :
+       {"", "limit=5", "older_than_ms=-1", "older_than_ms=x", "older_than_ms=1&limit=0",
+        "older_than_ms=1&limit=100001", "older_than_ms=1&dry_run=yes", "older_than_ms=1&state=x",
+        "older_than_ms=1&older_than_ms=2"}) {
+    auto refused = ParsePurgeQuery(bad, now);
+    EXPECT_FALSE(refused.ok()) << bad;
+    EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument) << bad;
+  }
 }
 
 TEST(IsApiPathTest, OnlyV1) {

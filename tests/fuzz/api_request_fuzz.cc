@@ -48,9 +48,15 @@ void FuzzRoute(std::string_view in) {
   if (const auto* route = std::get_if<ApiRoute>(&result)) {
     Check(txcoord::service::IsApiPath(path), "a matched route is an API path");
     const bool needs_gtid = route->endpoint != txcoord::service::Endpoint::kBegin &&
-                            route->endpoint != txcoord::service::Endpoint::kList;
+                            route->endpoint != txcoord::service::Endpoint::kList &&
+                            route->endpoint != txcoord::service::Endpoint::kPurge;
     Check(needs_gtid == !route->gtid.empty(), "a gtid exactly for the per-transaction routes");
     if (needs_gtid) Check(txcoord::ValidateId("gtid", route->gtid).ok(), "a matched gtid is valid");
+    const bool needs_branch = route->endpoint == txcoord::service::Endpoint::kResolve;
+    Check(needs_branch == !route->branch_id.empty(), "a branch_id exactly for resolve");
+    if (needs_branch) {
+      Check(txcoord::ValidateId("branch_id", route->branch_id).ok(), "a matched branch is valid");
+    }
   } else {
     const auto& error = std::get<ErrorAnswer>(result);
     Check(!error.code.empty() && !error.message.empty(), "an error has a code and a message");
@@ -70,6 +76,18 @@ void FuzzListQuery(std::string_view in) {
   Check(query->after.empty() || txcoord::ValidateId("after", query->after).ok(),
         "after is a valid gtid");
   if (query->created_before) Check(*query->created_before <= now, "older_than_ms looks back");
+}
+
+// The same text as the query of a purge (DELETE /v1/transactions).
+void FuzzPurgeQuery(std::string_view in) {
+  const txcoord::coordinator::Timestamp now{std::chrono::milliseconds(1'700'000'000'000)};
+  auto query = txcoord::service::ParsePurgeQuery(in, now);
+  if (!query.ok()) {
+    Check(!query.status().message().empty(), "a refused purge query says why");
+    return;
+  }
+  Check(query->limit >= 1 && query->limit <= 100'000, "purge limit within 1..100000");
+  Check(query->finished_before <= now, "older_than_ms looks back");
 }
 
 void FuzzTraceparent(std::string_view in) {
@@ -152,6 +170,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     case 1:
       FuzzListQuery(in);
+      FuzzPurgeQuery(in);
       break;
     case 2:
       FuzzTraceparent(in);

@@ -170,6 +170,24 @@ class Harness {
     return seq;
   }
 
+  Result<uint64_t> Resolve(const std::string& step, const std::string& as) {
+    Effects fx;
+    Result<uint64_t> seq = engine_->Resolve(now_, step, as, "alice", "done by hand", fx);
+    Apply(fx);
+    return seq;
+  }
+  void RetryNow() {
+    Effects fx;
+    engine_->RetryNow(now_, fx);
+    Apply(fx);
+  }
+  // Forgets the callbacks in flight without answering them (their replies never come).
+  std::vector<Send> DropOutstanding() {
+    std::vector<Send> dropped;
+    dropped.swap(outstanding_);
+    return dropped;
+  }
+
   // Runs until the saga is finished: records durable, every callback in flight answered by
   // `respond` (oldest first), timers fired. False if it does not finish within `max_events`.
   bool Drive(const std::function<Reply(const Send&)>& respond, int max_events = 10'000) {
@@ -219,6 +237,7 @@ class Harness {
         for (const auto& s : r.begin().steps()) states[s.step_id()] = "pending";
       }
       if (r.has_step_outcome()) states[r.step_outcome().step_id()] = r.step_outcome().state();
+      if (r.has_resolved()) states[r.resolved().branch_id()] = r.resolved().state();
     }
     return states;
   }
@@ -818,6 +837,110 @@ TEST(SagaCommands, AbortAfterCommitIsAConflict) {
   Effects fx;
   EXPECT_EQ(h.engine().Abort(h.now(), "", fx).status().code(), StatusCode::kConflict);
   EXPECT_TRUE(h.engine().Commit(h.now(), fx).ok());
+}
+
+}  // namespace
+}  // namespace txcoord::saga
+
+namespace txcoord::saga {
+namespace {
+
+// ---- operators: resolve and retry (txctl)
+
+int CountResolved(const std::vector<v1::LogRecord>& records) {
+  return static_cast<int>(std::count_if(records.begin(), records.end(),
+                                        [](const auto& r) { return r.has_resolved(); }));
+}
+
+TEST(SagaOperator, AnActionResolvedAsCommittedLetsTheSagaGoOn) {
+  Harness h;
+  h.Begin(MakeSaga(kSequential));
+  h.MakeAllDurable();
+  h.Answer("action:a", ServerError());
+  h.MakeAllDurable();  // the failed attempt is logged (attempt 1)
+  h.AdvanceTo(*h.engine().WakeAt());
+  ASSERT_EQ(h.outstanding().size(), 1u);  // attempt 2 of a's action in flight
+  const Send in_flight = h.outstanding().front();
+
+  EXPECT_EQ(h.Resolve("a", "aborted").status().code(), StatusCode::kConflict)
+      << "nothing is compensating before the saga is aborted";
+  EXPECT_EQ(h.Resolve("b", "committed").status().code(), StatusCode::kConflict)
+      << "b's action has not started";
+  EXPECT_EQ(h.Resolve("zz", "committed").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(CountResolved(h.records()), 0);
+
+  ASSERT_TRUE(h.Resolve("a", "committed").ok());
+  EXPECT_EQ(CountResolved(h.records()), 1);
+  EXPECT_EQ(h.StepState("a"), "succeeded");
+  EXPECT_EQ(h.StepState("b"), "running");
+  h.MakeAllDurable();
+  h.DeliverStale(in_flight, Ok());
+  ASSERT_TRUE(h.Drive([](const Send&) { return Ok(); }));
+  EXPECT_EQ(h.engine().state(), "committed");
+  EXPECT_EQ(std::count(h.calls().begin(), h.calls().end(), "action:a"), 2);
+}
+
+TEST(SagaOperator, ACompensationResolvedAsAbortedFinishesAndRecoveryKeepsIt) {
+  Harness h;
+  h.Begin(MakeSaga(kSequential));
+  h.MakeAllDurable();
+  h.Answer("action:a", Ok());
+  h.MakeAllDurable();
+  h.Answer("action:b", Refused());
+  h.MakeAllDurable();
+  h.Answer("compensate:c", Ok());
+  h.MakeAllDurable();
+  h.Answer("compensate:b", ServerError());
+  ASSERT_EQ(h.StepState("b"), "compensating");
+
+  EXPECT_EQ(h.Resolve("b", "committed").status().code(), StatusCode::kConflict)
+      << "the saga is compensating: only aborted";
+  EXPECT_EQ(h.Resolve("a", "aborted").status().code(), StatusCode::kConflict)
+      << "a compensates after b";
+  EXPECT_EQ(h.Resolve("c", "aborted").status().code(), StatusCode::kConflict)
+      << "c is compensated already";
+  ASSERT_TRUE(h.Resolve("b", "aborted").ok());
+  EXPECT_EQ(h.StepState("b"), "compensated");
+  EXPECT_EQ(h.StepState("a"), "compensating");
+  const v1::LogRecord* resolved = nullptr;
+  for (const auto& r : h.records()) {
+    if (r.has_resolved()) resolved = &r;
+  }
+  ASSERT_NE(resolved, nullptr);
+  EXPECT_EQ(resolved->resolved().phase(), "compensate");
+  EXPECT_EQ(resolved->resolved().state(), "compensated");
+  EXPECT_EQ(resolved->resolved().operator_(), "alice");
+  EXPECT_EQ(resolved->resolved().attempts(), 1);
+  EXPECT_EQ(resolved->resolved().last_error(), "HTTP 500: boom");
+
+  // A crash once the resolve is durable: b is not compensated again, a is.
+  h.MakeAllDurable();
+  h.DropOutstanding();
+  const size_t calls_before = h.calls().size();
+  h.Crash();
+  ASSERT_TRUE(h.Drive([](const Send&) { return Ok(); }));
+  EXPECT_EQ(h.engine().state(), "aborted");
+  const std::vector<std::string> after(h.calls().begin() + calls_before, h.calls().end());
+  EXPECT_EQ(after, std::vector<std::string>{"compensate:a"});
+}
+
+TEST(SagaOperator, RetryNowSendsAWaitingCompensationAtOnce) {
+  SagaOptions slow = Opts();
+  slow.retry_initial = milliseconds(60'000);
+  slow.retry_max = milliseconds(600'000);
+  Harness h(slow);
+  h.Begin(MakeSaga({{"a", {}}}));
+  h.MakeAllDurable();
+  ASSERT_TRUE(h.Abort().ok());
+  h.MakeAllDurable();
+  h.Answer("compensate:a", ServerError());  // the next attempt waits up to a minute
+  h.MakeAllDurable();                       // the failed attempt is logged (attempt 1)
+  const size_t waiting = h.calls().size();
+  h.RetryNow();
+  ASSERT_EQ(h.calls().size(), waiting + 1) << "sent without the clock moving";
+  EXPECT_EQ(h.calls().back(), "compensate:a");
+  h.RetryNow();
+  EXPECT_EQ(h.calls().size(), waiting + 1) << "a call in flight is left to finish";
 }
 
 }  // namespace

@@ -105,6 +105,28 @@ class Coordinator {
   // GET /v1/transactions?...
   Result<v1::TransactionList> List(const ListQuery& query);
 
+  // ---- operator endpoints (docs/contract-additions.md section 4; txctl)
+  // POST /v1/transactions/{gtid}/retry: callbacks waiting out a retry delay are sent now, their
+  // backoff reset (Engine::RetryNow). kConflict when the transaction is terminal; kUnavailable
+  // while it is being recovered (the recovery pass resends everything anyway).
+  Result<TransactionReply> Retry(std::string_view gtid);
+  // POST /v1/transactions/{gtid}/branches/{branch_id}/resolve: an operator did the branch's (or
+  // saga step's) outstanding call by hand (Engine::Resolve). Answers once the resolved record is
+  // durable. kInvalidArgument for a bad `as` or a missing operator; kConflict with why, when the
+  // state does not allow it.
+  Result<TransactionReply> Resolve(std::string_view gtid, std::string_view branch_id,
+                                   const v1::ResolveRequest& request);
+  // GET /v1/transactions/{gtid}/history: every durable record, oldest first (HistoryOf).
+  Result<v1::TransactionHistory> History(std::string_view gtid);
+  // DELETE /v1/transactions?older_than_ms=N: deletes at most `max_count` finished transactions
+  // whose end is older than `finished_before` (0: none, only count); `remaining` counts those
+  // still eligible after.
+  struct PurgeResult {
+    int64_t purged = 0;
+    int64_t remaining = 0;
+  };
+  Result<PurgeResult> Purge(Timestamp finished_before, int64_t max_count);
+
   // For /healthz.
   Status Ping();
 

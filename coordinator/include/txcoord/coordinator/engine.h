@@ -132,6 +132,22 @@ class Engine {
   virtual Result<uint64_t> Commit(Timestamp now, Effects& out) = 0;
   virtual Result<uint64_t> Abort(Timestamp now, std::string reason, Effects& out) = 0;
 
+  // ---- operator commands (POST .../resolve and .../retry; `txctl resolve`, `txctl retry`).
+  // An operator did the outstanding call of branch (or saga step) `request.branch_id()` by hand:
+  // the engine emits a ResolvedRecord (log.proto) with `request`'s as, operator and reason, and
+  // goes on as if that call had answered 2xx. Allowed only while the call is outstanding and
+  // `as` agrees with the decision (see each engine); otherwise kConflict saying why, kNotFound
+  // for an unknown branch. The seq is the resolved record's. Engines that do not support it
+  // refuse with kConflict.
+  virtual Result<uint64_t> Resolve(Timestamp /*now*/, const v1::ResolvedRecord& /*request*/,
+                                   Effects& /*out*/) {
+    return Status::Conflict("transaction " + gtid() + " (" + state() +
+                            ") does not support resolving a branch by hand");
+  }
+  // Callbacks waiting out a retry delay are sent now and their backoff starts over. Calls in
+  // flight are left to finish. The default only runs the timer, which sends what is due.
+  virtual void RetryNow(Timestamp now, Effects& out) { OnTimer(now, out); }
+
   // ---- events from the driver
   // Records up to `seq` (counted as described above) are durable.
   virtual void OnDurable(Timestamp now, uint64_t seq, Effects& out) = 0;

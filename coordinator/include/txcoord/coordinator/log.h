@@ -25,6 +25,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -102,8 +103,17 @@ class TransactionLog {
   virtual Result<SummaryPage> List(const ListQuery& query) = 0;
 
   // Deletes finished transactions whose `end` was appended before `finished_before`, with all
-  // their records; returns how many. Unfinished ones are never purged.
-  virtual Result<int64_t> Purge(Timestamp finished_before) = 0;
+  // their records, at most `max_count` of them (in small transactions, so appends are not held
+  // up); returns how many. Unfinished ones are never purged. Which of the eligible ones go first
+  // is the backend's choice. A caller that shows progress purges in slices of max_count.
+  virtual Result<int64_t> Purge(Timestamp finished_before, int64_t max_count) = 0;
+  // Every eligible one.
+  Result<int64_t> Purge(Timestamp finished_before) {
+    return Purge(finished_before, std::numeric_limits<int64_t>::max());
+  }
+
+  // How many finished transactions Purge(finished_before) would delete now.
+  virtual Result<int64_t> CountPurgeable(Timestamp finished_before) = 0;
 
   // OK when the store answers; for /healthz.
   virtual Status Ping() = 0;
@@ -141,5 +151,9 @@ google::protobuf::Timestamp ToProto(Timestamp t);
 
 // The public record (GET /v1/transactions/{gtid}) folded from a transaction's records.
 v1::Transaction FoldRecord(const LoggedTransaction& tx);
+
+// The transaction's history (GET /v1/transactions/{gtid}/history, `txctl show`): one entry per
+// record, in append order, with a one-line description each. Pure.
+v1::TransactionHistory HistoryOf(const LoggedTransaction& tx);
 
 }  // namespace txcoord::coordinator

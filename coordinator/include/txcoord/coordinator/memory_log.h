@@ -38,8 +38,12 @@ class ForwardingLog : public TransactionLog {
     return target_->ScanUnfinished(after, limit);
   }
   Result<SummaryPage> List(const ListQuery& query) override { return target_->List(query); }
-  Result<int64_t> Purge(Timestamp finished_before) override {
-    return target_->Purge(finished_before);
+  using TransactionLog::Purge;
+  Result<int64_t> Purge(Timestamp finished_before, int64_t max_count) override {
+    return target_->Purge(finished_before, max_count);
+  }
+  Result<int64_t> CountPurgeable(Timestamp finished_before) override {
+    return target_->CountPurgeable(finished_before);
   }
   Status Ping() override { return target_->Ping(); }
   LogStats Stats() const override { return target_->Stats(); }

@@ -152,6 +152,19 @@ class SagaEngine {
   // A saga commits by itself: kConflict unless the commit is decided already.
   Result<uint64_t> Commit(Timestamp now, Effects& out);
 
+  // ---- operator commands
+  // An operator did a step's outstanding call by hand (log.proto ResolvedRecord): as
+  // "committed", a `running` step's action, while the saga goes forward (no decision); as
+  // "aborted", a `compensating` step's compensation, once the abort is decided. The step becomes
+  // `succeeded` or `compensated` and the saga goes on as if the call had answered 2xx (replies
+  // of attempts still in flight are stale from here on). Emits the resolved record first; the
+  // seq is its. kNotFound for an unknown step; kConflict, saying why, for anything else.
+  Result<uint64_t> Resolve(Timestamp now, const std::string& step_id, const std::string& as,
+                           const std::string& operator_name, const std::string& reason,
+                           Effects& out);
+  // Every step waiting out a retry delay is due now, its backoff reset (`txctl retry`).
+  void RetryNow(Timestamp now, Effects& out);
+
   // ---- events
   void OnDurable(Timestamp now, uint64_t seq, Effects& out);
   // `sent` is a Send this engine emitted; stale ones (another attempt or phase, a finished
