@@ -212,7 +212,7 @@ class DeadLetterQueue::Impl {
     jsPubAck_Destroy(ack);
     js_error = static_cast<jsErrCode>(0);
     s = js_DeleteMsg(js_, config_.stream.c_str(), letter.sequence, nullptr, &js_error);
-    if (s != NATS_OK && js_error != JSNoMessageFoundErr) {
+    if (s != NATS_OK && !Gone(letter.sequence)) {
       return Status::Unavailable(where + " was published again to " + letter.original_subject +
                                  " (stream " + result.stream + ", sequence " +
                                  std::to_string(result.stream_sequence) +
@@ -224,6 +224,16 @@ class DeadLetterQueue::Impl {
   }
 
  private:
+  // Whether message `seq` is no longer in the dead-letter stream (deleted by an earlier re-drive:
+  // the server answers the delete of a missing message with a generic failure).
+  bool Gone(uint64_t seq) {
+    natsMsg* msg = nullptr;
+    jsErrCode js_error = static_cast<jsErrCode>(0);
+    const natsStatus s = js_GetMsg(&msg, js_, config_.stream.c_str(), seq, nullptr, &js_error);
+    natsMsg_Destroy(msg);
+    return s == NATS_NOT_FOUND || js_error == JSNoMessageFoundErr;
+  }
+
   Status ReadStreamInfo(uint64_t* first, uint64_t* last, std::vector<std::string>* subjects) {
     jsStreamInfo* info = nullptr;
     jsErrCode js_error = static_cast<jsErrCode>(0);
