@@ -14,7 +14,9 @@
 namespace txcoord::outbox {
 namespace {
 
-// The contract's tables, verbatim, plus a partial index the relay scans for unpublished rows.
+// The contract's tables, verbatim, plus a partial index the relay scans for unpublished rows, and
+// the replay log: one row per `txctl outbox replay` (admin.h), whose highest id the relay reads
+// with every batch of rows to notice that published rows became unpublished again.
 // Every statement is idempotent, so running the script again migrates an older or a hand-made
 // table (one created from the contract alone) to what the relay expects.
 constexpr const char* kSqliteSchema = R"sql(
@@ -36,6 +38,14 @@ CREATE TABLE IF NOT EXISTS txcoord_inbox (
   event_id   TEXT NOT NULL,
   applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
   PRIMARY KEY (consumer, event_id)
+);
+CREATE TABLE IF NOT EXISTS txcoord_outbox_replays (
+  id            INTEGER PRIMARY KEY AUTOINCREMENT,
+  from_id       INTEGER NOT NULL,
+  to_id         INTEGER NOT NULL,
+  rows_replayed INTEGER NOT NULL,
+  requested_by  TEXT    NOT NULL DEFAULT '',
+  requested_at  TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
 );
 )sql";
 
@@ -59,6 +69,14 @@ CREATE TABLE IF NOT EXISTS txcoord_inbox (
   event_id   TEXT        NOT NULL,
   applied_at TIMESTAMPTZ NOT NULL DEFAULT now(),
   PRIMARY KEY (consumer, event_id)
+);
+CREATE TABLE IF NOT EXISTS txcoord_outbox_replays (
+  id            BIGSERIAL   PRIMARY KEY,
+  from_id       BIGINT      NOT NULL,
+  to_id         BIGINT      NOT NULL,
+  rows_replayed BIGINT      NOT NULL,
+  requested_by  TEXT        NOT NULL DEFAULT '',
+  requested_at  TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE OR REPLACE FUNCTION txcoord_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN

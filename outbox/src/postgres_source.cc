@@ -1,5 +1,6 @@
 // The PostgreSQL outbox source. See source.h for the rules every source follows, and
 // docs/outbox-relay.md for why a missing id holds back the rows after it.
+#include <algorithm>
 #include <optional>
 #include <pqxx/pqxx>
 
@@ -60,6 +61,11 @@ OutboxRow RowFrom(const pqxx::row& r, int first) {
   return row;
 }
 
+// Where reading starts after a connect or a replay: just below the lowest unpublished row.
+constexpr const char* kStartSql =
+    "SELECT coalesce((SELECT min(id) - 1 FROM txcoord_outbox WHERE published_at IS NULL), "
+    "(SELECT max(id) FROM txcoord_outbox), 0)";
+
 // Missing ids above the watermark, as first seen by a read.
 //
 // Why the holders' locks settle a gap: INSERT takes ROW EXCLUSIVE on the table before it
@@ -106,10 +112,11 @@ class PostgresSource final : public OutboxSource {
       }
       receiver_ = std::make_unique<WakeReceiver>(*conn_, notified_);
       pqxx::nontransaction n(*conn_);
-      watermark_ = n.exec1(
-                        "SELECT coalesce((SELECT min(id) - 1 FROM txcoord_outbox WHERE "
-                        "published_at IS NULL), (SELECT max(id) FROM txcoord_outbox), 0)")[0]
-                       .as<int64_t>();
+      // The generation first: a replay committed in between only rewinds once more.
+      replay_generation_ =
+          n.exec1("SELECT coalesce(max(id), 0) FROM txcoord_outbox_replays")[0].as<int64_t>();
+      watermark_ = n.exec1(kStartSql)[0].as<int64_t>();
+      settled_up_to_ = watermark_;
       gap_.reset();
       return Status::Ok();
     } catch (const std::exception& e) {
@@ -152,29 +159,50 @@ class PostgresSource final : public OutboxSource {
       {
         // One statement, so one snapshot, taken after the check above; in autocommit, one round
         // trip. Published rows too: only a row that is there tells a settled id from a missing
-        // one.
+        // one. And the replay log's generation, in the same snapshot (so a replay these rows
+        // come after is seen with them), on a row of its own when no outbox row is there.
         pqxx::nontransaction n(*conn_);
         rows = n.exec_params(
-            "SELECT published_at IS NULL, id, event_id, aggregate_type, aggregate_id, event_type, "
-            "payload, headers::text FROM txcoord_outbox WHERE id > $1 ORDER BY id LIMIT $2",
+            "SELECT g.generation, o.* FROM (SELECT coalesce(max(id), 0) AS generation FROM "
+            "txcoord_outbox_replays) g LEFT JOIN LATERAL (SELECT published_at IS NULL, id, "
+            "event_id, aggregate_type, aggregate_id, event_type, payload, headers::text FROM "
+            "txcoord_outbox WHERE id > $1 ORDER BY id LIMIT $2) o ON true ORDER BY o.id",
             watermark_, limit);
       }
       ReadResult result;
+      if (const int64_t generation = rows[0][0].as<int64_t>(); generation != replay_generation_) {
+        // A replay made published rows unpublished: start again below the lowest of them. The
+        // ids up to the old watermark stay settled; a missing one there never comes.
+        pqxx::nontransaction n(*conn_);
+        const int64_t start = n.exec1(kStartSql)[0].as<int64_t>();
+        replay_generation_ = generation;
+        settled_up_to_ = std::max(settled_up_to_, watermark_);
+        watermark_ = std::min(watermark_, start);
+        gap_.reset();
+        result.rewound = true;
+        result.more = true;
+        return result;
+      }
+      const size_t row_count = rows[0][2].is_null() ? 0 : rows.size();
       bool new_gap = false;
-      for (const pqxx::row& r : rows) {
-        const int64_t id = r[1].as<int64_t>();
+      for (size_t i = 0; i < row_count; ++i) {
+        const pqxx::row r = rows[static_cast<pqxx::result::size_type>(i)];
+        const int64_t id = r[2].as<int64_t>();
+        if (id > watermark_ + 1 && watermark_ < settled_up_to_) {
+          watermark_ = std::min(id - 1, settled_up_to_);  // settled before a replay: void
+        }
         if (id != watermark_ + 1) {
           const bool void_ids = gap_settled && id - 1 <= gap_->up_to;
           if (!void_ids) {
             if (!gap_ || gap_->first_missing != watermark_ + 1 || gap_settled) {
-              gap_ = Gap{watermark_ + 1, rows.back()[1].as<int64_t>(), ""};
+              gap_ = Gap{watermark_ + 1, rows[static_cast<pqxx::result::size_type>(row_count - 1)][2].as<int64_t>(), ""};
               new_gap = true;
             }
             break;
           }
         }
         watermark_ = id;
-        if (r[0].as<bool>()) result.rows.push_back(RowFrom(r, 1));
+        if (r[1].as<bool>()) result.rows.push_back(RowFrom(r, 2));
       }
       if (gap_ && watermark_ >= gap_->first_missing) gap_.reset();
       if (new_gap && gap_) {
@@ -188,7 +216,7 @@ class PostgresSource final : public OutboxSource {
       }
       // A commit that fills the gap also notifies; a rollback does not, hence the timer.
       if (gap_) result.recheck_after = kGapRecheck;
-      result.more = !gap_ && static_cast<int>(rows.size()) == limit;
+      result.more = !gap_ && static_cast<int>(row_count) == limit;
       return result;
     });
   }
@@ -317,6 +345,9 @@ class PostgresSource final : public OutboxSource {
   bool notified_ = false;
   bool leading_ = false;
   int64_t watermark_ = 0;
+  // Every id at or below this was settled before a replay moved the watermark back below it.
+  int64_t settled_up_to_ = 0;
+  int64_t replay_generation_ = 0;  // the replay log's highest id when last read
   std::optional<Gap> gap_;
 };
 

@@ -477,6 +477,18 @@ class Relay::Pump {
       OnSourceFailure(read.status());
       return false;
     }
+    if (read->rewound) {
+      // An operator replayed rows (txctl outbox replay). Rows queued here could otherwise go out
+      // before replayed rows of their aggregate; so everything not yet acknowledged is dropped
+      // and read again with the replayed rows, in id order. Acks still outstanding are ignored
+      // (their rows come again, as duplicates); acked rows keep their place in the next mark.
+      spdlog::info("{}: rows were replayed: publishing again from id {}", source_->name(),
+                   source_->watermark() + 1);
+      ++replays_;
+      DropPipeline(/*keep_acked=*/true);
+      want_read_ = true;
+      return true;
+    }
     for (OutboxRow& row : read->rows) Accept(std::move(row));
     want_read_ = read->more;
     if (read->recheck_after.count() > 0) recheck_at_ = now + read->recheck_after;
@@ -645,6 +657,7 @@ class Relay::Pump {
     status_.marked_total = marked_;
     status_.marks_put_off_total = marks_put_off_;
     status_.retention_removed_total = retention_removed_;
+    status_.replays_total = replays_;
     status_.bad_rows = static_cast<int64_t>(bad_rows_.size());
     status_.in_flight = static_cast<int64_t>(in_flight_.size());
     status_.buffered = buffered_;
@@ -791,6 +804,7 @@ class Relay::Pump {
   int64_t marked_ = 0;
   int64_t marks_put_off_ = 0;
   int64_t retention_removed_ = 0;
+  int64_t replays_ = 0;
   std::deque<std::pair<Clock::time_point, int64_t>> rate_samples_;
   std::string last_logged_error_;
   Clock::time_point last_logged_at_{};

@@ -5,6 +5,7 @@
 #include <sys/inotify.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -140,6 +141,11 @@ class SqliteSource final : public OutboxSource {
         "WHERE id IN (SELECT value FROM json_each(?1)) AND published_at IS NULL",
         // 3: data_version
         "PRAGMA data_version",
+        // 4: the replay generation (see ReadNext)
+        "SELECT coalesce(max(id), 0) FROM txcoord_outbox_replays",
+        // 5: where reading starts: just below the lowest unpublished row
+        "SELECT coalesce((SELECT min(id) - 1 FROM txcoord_outbox WHERE published_at IS NULL), "
+        "(SELECT max(id) FROM txcoord_outbox), 0)",
     };
     static_assert(sizeof(statements) / sizeof(statements[0]) == kStatementCount);
     for (int i = 0; i < kStatementCount; ++i) {
@@ -149,13 +155,15 @@ class SqliteSource final : public OutboxSource {
         return s;
       }
     }
-    auto start = QueryInt(
-        "SELECT coalesce((SELECT min(id) - 1 FROM txcoord_outbox WHERE published_at IS NULL), "
-        "(SELECT max(id) FROM txcoord_outbox), 0)");
+    // The generation before the start: a replay committed in between only rewinds once more.
+    auto generation = StepInt(statements_[kGeneration], "read the replay log");
+    auto start = generation.ok() ? StepInt(statements_[kStart], "find the first unpublished row")
+                                 : generation.status();
     if (!start.ok()) {
       Close();
       return start.status();
     }
+    replay_generation_ = *generation;
     watermark_ = *start;
     auto version = DataVersion();
     if (!version.ok()) {
@@ -214,6 +222,20 @@ class SqliteSource final : public OutboxSource {
     ReadResult result;
     auto rows = Collect(s);
     if (!rows.ok()) return rows.status();
+    // After the rows, in a later snapshot: a replay these rows may come after (its commit was
+    // before theirs) is in the log by now. Then the rows are dropped, to be read again in id
+    // order together with the rows the replay made unpublished.
+    auto generation = StepInt(statements_[kGeneration], "read the replay log");
+    if (!generation.ok()) return generation.status();
+    if (*generation != replay_generation_) {
+      auto start = StepInt(statements_[kStart], "find the first unpublished row");
+      if (!start.ok()) return start.status();
+      replay_generation_ = *generation;
+      watermark_ = std::min(watermark_, *start);
+      result.rewound = true;
+      result.more = true;
+      return result;
+    }
     result.rows = std::move(rows).value();
     if (!result.rows.empty()) watermark_ = result.rows.back().id;
     result.more = static_cast<int>(result.rows.size()) == limit;
@@ -335,7 +357,7 @@ class SqliteSource final : public OutboxSource {
   }
 
  private:
-  enum { kNext, kSweep, kMark, kDataVersion, kStatementCount };
+  enum { kNext, kSweep, kMark, kDataVersion, kGeneration, kStart, kStatementCount };
 
   Status NotConnected() const {
     return Status::Unavailable("sqlite source " + config_.path + " is not connected");
@@ -359,12 +381,14 @@ class SqliteSource final : public OutboxSource {
     return value;
   }
 
-  Result<int64_t> DataVersion() {
-    Statement& s = statements_[kDataVersion];
+  Result<int64_t> DataVersion() { return StepInt(statements_[kDataVersion], "PRAGMA data_version"); }
+
+  // The one integer a prepared statement yields.
+  Result<int64_t> StepInt(Statement& s, std::string_view what) {
     const int rc = sqlite3_step(s.get());
     const int64_t value = rc == SQLITE_ROW ? sqlite3_column_int64(s.get(), 0) : 0;
     s.Reset();
-    if (rc != SQLITE_ROW) return Error("PRAGMA data_version");
+    if (rc != SQLITE_ROW) return Error(what);
     return value;
   }
 
@@ -385,6 +409,7 @@ class SqliteSource final : public OutboxSource {
   int lock_fd_ = -1;
   bool leading_ = false;
   int64_t watermark_ = 0;
+  int64_t replay_generation_ = 0;  // the replay log's highest id when last read
   int64_t data_version_ = 0;
   std::chrono::steady_clock::time_point last_file_event_{};
   int busy_limit_us_ = kBusyTimeoutUs;  // read by the busy handler

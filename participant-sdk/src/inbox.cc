@@ -389,8 +389,10 @@ class InboxConsumer::Impl {
       auto it = event.headers.find(name);
       return it == event.headers.end() ? std::string() : it->second;
     };
-    event.event_id = header("Nats-Msg-Id");
-    if (event.event_id.empty()) event.event_id = header("Tx-Event-Id");
+    // The outbox's event id first: a re-driven dead letter (txctl deadletters redrive) carries it
+    // with a Nats-Msg-Id of its own, and consumers that applied the original must skip it.
+    event.event_id = header("Tx-Event-Id");
+    if (event.event_id.empty()) event.event_id = header("Nats-Msg-Id");
     event.event_type = header("Tx-Event-Type");
     event.aggregate_type = header("Tx-Aggregate-Type");
     event.aggregate_id = header("Tx-Aggregate-Id");
@@ -457,8 +459,12 @@ class InboxConsumer::Impl {
       if (c == '\r' || c == '\n') c = ' ';
     }
     const std::pair<const char*, std::string> extra[] = {
-        {"Nats-Msg-Id", "dead:" + options_.consumer + ":" + event.event_id},
+        // Per delivered message: a redelivery of this one (a crash before the Term below) is
+        // dropped by the dead-letter stream, a re-driven copy that fails again is kept.
+        {"Nats-Msg-Id", "dead:" + options_.consumer + ":" + event.event_id + ":" +
+                            std::to_string(event.stream_sequence)},
         {"Tx-Dead-Letter-Consumer", options_.consumer},
+        {"Tx-Dead-Letter-Event-Id", event.event_id},
         {"Tx-Dead-Letter-Reason", reason},
         {"Tx-Dead-Letter-Attempts", std::to_string(options_.max_failures)},
         {"Tx-Dead-Letter-Subject", event.subject},

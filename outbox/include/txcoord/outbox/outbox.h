@@ -33,7 +33,8 @@ std::string NewEventId();
 Status ValidateEvent(const v1::OutboxEvent& event);
 
 // Creates the contract's outbox and inbox tables when absent, plus an index of unpublished rows
-// for the relay and, in PostgreSQL, the trigger that wakes the relay (NOTIFY txcoord_outbox on
+// for the relay, the replay log txcoord_outbox_replays (written by ReplayOutbox in admin.h, read
+// by the relay) and, in PostgreSQL, the trigger that wakes the relay (NOTIFY txcoord_outbox on
 // every committed insert). Idempotent: on an existing table (an older one, or one made from the
 // contract by hand) it adds what is missing. Safe to call at every start, from several processes.
 Status EnsureSchema(sqlite3* db);

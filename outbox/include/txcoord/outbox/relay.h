@@ -79,6 +79,7 @@ struct SourceStatus {
   int64_t marked_total = 0;
   int64_t marks_put_off_total = 0;  // marks deferred because writers held the lock (SQLite)
   int64_t retention_removed_total = 0;
+  int64_t replays_total = 0;  // replays seen in the replay log (the pump read again from them)
   int64_t bad_rows = 0;  // rows currently held as unpublishable
   int64_t in_flight = 0;
   int64_t buffered = 0;

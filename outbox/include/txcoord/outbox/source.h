@@ -54,6 +54,11 @@ std::string RedactUri(std::string_view uri);
 struct ReadResult {
   std::vector<OutboxRow> rows;  // unpublished rows above the old watermark, in id order
   bool more = false;            // the batch was full: read again at once
+  // A replay (ReplayOutbox, admin.h) made published rows unpublished again: the watermark moved
+  // back to just below the lowest unpublished row, `rows` is empty, and the caller drops every
+  // row it holds that is not yet acknowledged and reads again, so that the replayed rows go out
+  // in id order with everything after them.
+  bool rewound = false;
   // Nonzero when rows wait behind a missing id (PostgreSQL): read again after this long even if
   // no change is signalled.
   std::chrono::milliseconds recheck_after{0};
@@ -91,7 +96,9 @@ class OutboxSource {
   virtual Result<bool> TryLead() = 0;
   virtual bool leading() const = 0;
 
-  // Unpublished rows above the watermark, at most `limit`, advancing the watermark.
+  // Unpublished rows above the watermark, at most `limit`, advancing the watermark. Each read
+  // also looks at the replay log (txcoord_outbox_replays) in a snapshot no older than the rows':
+  // a replay that committed since the last read rewinds the watermark (ReadResult::rewound).
   virtual Result<ReadResult> ReadNext(int limit) = 0;
   // Unpublished rows with after_id < id <= up_to_id, in id order, at most `limit`; leaves the
   // watermark alone. The relay's periodic sweep: rows it skipped, or that became visible below

@@ -15,8 +15,13 @@
 // progress at the broker (so no later message overtakes it). After `max_failures` failed attempts
 // the message is published to the dead-letter subject "{dead_letter_prefix}.{consumer}" (stream
 // `dead_letter_stream`, created when absent) with the original headers plus Tx-Dead-Letter-*
-// headers saying why, logged at error level, counted in Stats(), and terminated at the broker
-// (not redelivered). An operator may fix the cause and publish it again to its subject.
+// headers saying why (Consumer, Event-Id, Reason, Attempts, Subject: where it came from,
+// Stream-Sequence), logged at error level, counted in Stats(), and terminated at the broker
+// (not redelivered). An operator may fix the cause and re-drive it (`txctl deadletters redrive`,
+// outbox/include/txcoord/outbox/admin.h), which publishes it again to its subject.
+//
+// The inbox keys an event on its Tx-Event-Id header (the outbox's event_id), else on Nats-Msg-Id,
+// else on its stream sequence.
 //
 // Order: one message at a time, in stream order. After a consumer crash, messages it had fetched
 // but not acked come back after `ack_wait`, possibly after newer ones; handlers that care about
@@ -42,7 +47,7 @@ namespace txcoord::participant {
 
 // One event as the handler sees it.
 struct InboxEvent {
-  std::string event_id;  // Nats-Msg-Id (the outbox's event_id)
+  std::string event_id;  // Tx-Event-Id (the outbox's event_id), else Nats-Msg-Id
   std::string event_type;
   std::string aggregate_type;
   std::string aggregate_id;
