@@ -251,6 +251,7 @@ class ThreePhaseEngine final : public Engine {
     }
     if (stage_ == Stage::kPreCommit && !pre_commit_started_ && durable_ >= pre_commit_seq_) {
       pre_commit_started_ = true;
+      state_ = std::string(kPreCommitting);
       for (BranchRuntime& b : branches_) StartPhase(b, kPreCommit);
       CheckDeadlines(now, out);  // durable only past the pre-commit deadline: commit at once
     }
@@ -486,7 +487,9 @@ class ThreePhaseEngine final : public Engine {
   void EnterPreCommit(Timestamp now, Effects& out) {
     assert(stage_ == Stage::kCanCommit && decision_ == v1::OUTCOME_UNSPECIFIED);
     stage_ = Stage::kPreCommit;
-    state_ = std::string(kPreCommitting);
+    // state_ (and so GET) says pre-committing only once the record is durable (OnDurable): a
+    // participant asking before then must not take "pre-committing" for a commit that a crash
+    // could still turn into an abort.
     pre_commit_deadline_ = now + timeout_;
     for (const BranchRuntime& b : branches_) {
       v1::LogRecord o;
@@ -494,7 +497,7 @@ class ThreePhaseEngine final : public Engine {
       Emit(now, std::move(o), out);
     }
     v1::LogRecord r;
-    r.set_tx_state(state_);
+    r.set_tx_state(std::string(kPreCommitting));
     *r.mutable_pre_commit()->mutable_deadline() = ToProto(pre_commit_deadline_);
     pre_commit_seq_ = Emit(now, std::move(r), out);
   }
