@@ -312,6 +312,28 @@ TEST_P(ThreePhaseApiTest, CommitsWhenAllVoteYesAndAbortsOnANo) {
   EXPECT_TRUE(p("a").Events().empty()) << "no timer fired: the coordinator answered in time";
 }
 
+TEST_P(ThreePhaseApiTest, ABeginWithoutBranchesOrWithStepsIsRefused) {
+  v1::BeginRequest r;
+  r.set_gtid("empty");
+  r.set_protocol("3pc");
+  auto begun = client_->Begin(r);
+  ASSERT_FALSE(begun.ok());
+  EXPECT_EQ(begun.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(begun.status().message().find("a 3pc transaction needs at least one branch"),
+            std::string::npos)
+      << begun.status().message();
+  v1::Step* step = r.add_steps();
+  step->set_step_id("s");
+  step->set_action(p("a").Url() + "/do");
+  begun = client_->Begin(r);
+  ASSERT_FALSE(begun.ok());
+  EXPECT_EQ(begun.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(State("empty").find("NOT_FOUND") != std::string::npos ||
+                State("empty").find("does not exist") != std::string::npos,
+            true)
+      << "nothing half-stored: " << State("empty");
+}
+
 TEST_P(ThreePhaseApiTest, AVoterAsksWhileTheCoordinatorIsStillCollectingVotesAndWaits) {
   p("b").branch().Close(Phase::kCanCommit);  // b thinks for a long while
   Begin("slow");
