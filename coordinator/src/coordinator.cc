@@ -573,12 +573,7 @@ class Coordinator::Impl {
 
   Status CheckBegin(const v1::BeginRequest& r) {
     if (!r.gtid().empty()) TXCOORD_RETURN_IF_ERROR(ValidateId("gtid", r.gtid()));
-    if (r.protocol() != "2pc" && r.protocol() != "tcc" && r.protocol() != "saga") {
-      if (IsKnownProtocol(r.protocol())) {
-        return Status::InvalidArgument("protocol \"" + r.protocol() +
-                                       "\" is not served by this version yet; use 2pc, tcc or "
-                                       "saga");
-      }
+    if (!IsKnownProtocol(r.protocol())) {
       return Status::InvalidArgument("protocol must be one of 2pc, 3pc, tcc, saga; got \"" +
                                      PrintableForMessage(r.protocol()) + "\"");
     }
@@ -592,8 +587,9 @@ class Coordinator::Impl {
       return Status::InvalidArgument("steps are for sagas; a " + r.protocol() +
                                      " transaction has branches");
     }
-    if (r.protocol() == "2pc" && r.branches_size() == 0) {
-      return Status::InvalidArgument("a 2pc transaction needs at least one branch");
+    if ((r.protocol() == "2pc" || r.protocol() == "3pc") && r.branches_size() == 0) {
+      return Status::InvalidArgument("a " + r.protocol() +
+                                     " transaction needs at least one branch");
     }
     if (r.branches_size() > options_.engine.max_branches) {
       return Status::InvalidArgument("at most " + std::to_string(options_.engine.max_branches) +

@@ -8,6 +8,7 @@
 #include <cassert>
 #include <string_view>
 
+#include "engine_3pc.h"
 #include "saga_engine.h"
 #include "txcoord/saga/engine.h"
 
@@ -147,6 +148,7 @@ class BranchEngine final : public Engine {
           ended = true;
           break;
         case v1::LogRecord::kStepOutcome:
+        case v1::LogRecord::kPreCommit:
         case v1::LogRecord::BODY_NOT_SET:
           return Status::Corruption(gtid_ + ": a record of kind " + std::to_string(r.body_case()) +
                                     " in a " + protocol_ + " transaction");
@@ -696,6 +698,9 @@ std::unique_ptr<Engine> BeginEngine(Timestamp now, const BeginArgs& args,
   if (args.request.protocol() == "saga") {
     return internal::BeginSagaEngine(now, args, options, seed, out);
   }
+  if (args.request.protocol() == "3pc") {
+    return internal::BeginThreePhaseEngine(now, args, options, seed, out);
+  }
   auto engine = std::make_unique<BranchEngine>(options, seed);
   engine->Begin(now, args, out);
   return engine;
@@ -706,6 +711,9 @@ Result<std::unique_ptr<Engine>> RecoverEngine(Timestamp now, const LoggedTransac
                                               Effects& out) {
   if (logged.summary.protocol == "saga") {
     return internal::RecoverSagaEngine(now, logged, options, seed, out);
+  }
+  if (logged.summary.protocol == "3pc") {
+    return internal::RecoverThreePhaseEngine(now, logged, options, seed, out);
   }
   auto engine = std::make_unique<BranchEngine>(options, seed);
   TXCOORD_RETURN_IF_ERROR(engine->Recover(now, logged, out));

@@ -103,6 +103,7 @@ v1::Transaction FoldRecord(const LoggedTransaction& logged) {
         break;
       }
       case v1::LogRecord::kEnd:
+      case v1::LogRecord::kPreCommit:  // the state is the summary's; the deadline stays internal
       case v1::LogRecord::BODY_NOT_SET:
         break;
     }

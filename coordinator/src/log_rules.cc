@@ -10,6 +10,8 @@ namespace txcoord::coordinator::internal {
 namespace {
 
 // tx_state names are short lowercase words with dashes ("preparing", "pre-committed").
+constexpr std::string_view kPreCommittingState = "pre-committing";
+
 bool IsValidStateName(std::string_view s) {
   if (s.empty() || s.size() > 32) return false;
   for (char c : s) {
@@ -76,6 +78,8 @@ std::string_view RecordKind(const v1::LogRecord& record) {
       return "end";
     case v1::LogRecord::kResolved:
       return "resolved";
+    case v1::LogRecord::kPreCommit:
+      return "pre_commit";
     case v1::LogRecord::BODY_NOT_SET:
       break;
   }
@@ -95,6 +99,10 @@ Status CheckRecord(const v1::LogRecord& r) {
   if (IsTerminalState(r.tx_state()) && r.body_case() != v1::LogRecord::kEnd) {
     return Status::InvalidArgument("tx_state \"" + r.tx_state() +
                                    "\" is terminal and may only be set by an end record");
+  }
+  // So that a summary in state pre-committing always means "the pre_commit record is in".
+  if (r.tx_state() == kPreCommittingState && r.body_case() != v1::LogRecord::kPreCommit) {
+    return Status::InvalidArgument("tx_state \"pre-committing\" is set only by a pre_commit record");
   }
   switch (r.body_case()) {
     case v1::LogRecord::kBegin: {
@@ -149,6 +157,15 @@ Status CheckRecord(const v1::LogRecord& r) {
       if (!IsValidStateName(o.state())) return Status::InvalidArgument("resolved needs a state");
       return Status::Ok();
     }
+    case v1::LogRecord::kPreCommit:
+      if (r.tx_state() != kPreCommittingState) {
+        return Status::InvalidArgument("pre_commit needs tx_state \"" +
+                                       std::string(kPreCommittingState) + "\"");
+      }
+      if (!IsStorableTime(r.pre_commit().deadline())) {
+        return Status::InvalidArgument("pre_commit's deadline is not a time between 1970 and 9999");
+      }
+      return Status::Ok();
     case v1::LogRecord::BODY_NOT_SET:
       break;
   }
@@ -181,11 +198,31 @@ Status ApplyRecord(const v1::LogRecord& r, std::optional<TransactionSummary>* su
     return Status::Conflict("transaction " + r.gtid() + " already ended as " + next.state +
                             "; no " + std::string(RecordKind(r)) + " record may follow");
   }
+  // 3pc: the pre-commit record comes at most once, before the decision, and after it the
+  // outcome can only be commit (some branch may be pre-committed and commit on its own timeout).
+  const bool pre_committing = next.state == kPreCommittingState;
+  if (r.has_pre_commit()) {
+    if (next.protocol != "3pc") {
+      return Status::InvalidArgument("transaction " + r.gtid() + " is " + next.protocol +
+                                     "; only a 3pc transaction has a pre_commit record");
+    }
+    if (next.decision != v1::OUTCOME_UNSPECIFIED || pre_committing) {
+      return Status::Conflict("transaction " + r.gtid() + " is already " +
+                              (pre_committing ? std::string("pre-committing")
+                                              : "decided " + std::string(OutcomeName(next.decision))) +
+                              "; a pre_commit record comes once, before the decision");
+    }
+  }
   if (r.has_decision()) {
     const v1::Outcome outcome = r.decision().outcome();
     if (next.decision != v1::OUTCOME_UNSPECIFIED && next.decision != outcome) {
       return Status::Conflict("transaction " + r.gtid() + " is already decided " +
                               OutcomeName(next.decision) + "; a decision never changes");
+    }
+    if (pre_committing && outcome != v1::OUTCOME_COMMIT) {
+      return Status::Conflict("transaction " + r.gtid() +
+                              " is pre-committing; after its pre_commit record only a commit "
+                              "decision may follow");
     }
     next.decision = outcome;
   }

@@ -2,10 +2,17 @@
 //
 //   bank --name a --listen 127.0.0.1:7001 --sqlite ./a.db --accounts alice=100,bob=100
 //   bank --name c --listen 127.0.0.1:7003 --postgres postgresql://... --coordinator URL
+//        [--3pc-timeout-ms 10000] [--3pc-termination-query required|optional]
 //
-// Serves, on one port: the callbacks of 2pc branches under /2pc and of tcc branches under /tcc
-// (so a branch url is http://HOST:PORT/2pc), the tcc Try at POST /app/try, and the state at
-// GET /app/balances (add ?ledger=1 for every applied movement). Prints "bank listening on
+// Serves, on one port: the callbacks of 2pc branches under /2pc, of 3pc branches under /3pc and
+// of tcc branches under /tcc (so a branch url is http://HOST:PORT/2pc), the tcc Try at
+// POST /app/try, and the state at GET /app/balances (add ?ledger=1 for every applied movement).
+//
+// 3pc timeouts (participant/three_phase.h): a branch that voted yes, or acknowledged pre-commit,
+// and then hears nothing for --3pc-timeout-ms asks the coordinator (--coordinator) and does what
+// it says. When it cannot be asked, "required" (the default) waits and asks again, which keeps
+// every outcome consistent; "optional" follows the contract's rule (voted yes: abort; pre-
+// committed: commit), which a partition can turn into a split outcome (docs/3pc.md). Prints "bank listening on
 // HOST:PORT" once serving; exits 0 on SIGTERM, 1 when the store or the port is unusable, 2 for a
 // bad flag.
 #include <signal.h>
@@ -15,6 +22,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -22,6 +30,7 @@
 #include "bank.h"
 #include "txcoord/participant/client.h"
 #include "txcoord/participant/endpoint.h"
+#include "txcoord/participant/three_phase.h"
 #include "txcoord/schemas/json.h"
 
 namespace txcoord::examples::bank {
@@ -35,6 +44,8 @@ struct Flags {
   std::string coordinator;
   std::string secret_file;
   std::map<std::string, int64_t> accounts;
+  int three_phase_timeout_ms = 10'000;
+  bool termination_query_required = true;
 };
 
 int Usage(const std::string& message) {
@@ -104,7 +115,43 @@ int Run(const Flags& flags) {
   }
   participant::CallbackServer server(options);
   Bank& b = **bank;
+
+  // The 3pc keeper: its termination query needs the coordinator; without --coordinator it can
+  // never ask (and with the query required, it then leaves every outcome to the coordinator).
+  std::unique_ptr<participant::CoordinatorClient> query_client;
+  std::unique_ptr<participant::CoordinatorTerminationQuery> query;
+  if (!flags.coordinator.empty()) {
+    participant::CoordinatorClientOptions copts;
+    copts.url = flags.coordinator;
+    copts.connect_timeout = std::chrono::milliseconds(1000);
+    copts.timeout = std::chrono::milliseconds(2000);
+    auto client = participant::CoordinatorClient::Create(copts);
+    if (!client.ok()) return Usage("--coordinator: " + client.status().message());
+    query_client = std::move(*client);
+    query = std::make_unique<participant::CoordinatorTerminationQuery>(*query_client);
+  }
+  participant::ThreePhaseOptions three_phase;
+  three_phase.can_commit_timeout = std::chrono::milliseconds(flags.three_phase_timeout_ms);
+  three_phase.pre_commit_timeout = std::chrono::milliseconds(flags.three_phase_timeout_ms);
+  three_phase.termination_query_required = flags.termination_query_required;
+  participant::ThreePhaseKeeper keeper(b.ThreePhase(), query.get(), three_phase);
+  keeper.SetObserver([&flags](const participant::TimeoutEvent& e) {
+    std::cerr << "bank " << flags.name << ": 3pc timeout of " << e.gtid << "/" << e.branch_id
+              << ": " << participant::TimeoutActionName(e.action) << " (" << e.why << ")"
+              << std::endl;
+  });
+  auto in_doubt = b.ThreePhaseInDoubt();
+  if (!in_doubt.ok()) {
+    std::cerr << "bank: cannot list 3pc branches in doubt: " << in_doubt.status().message()
+              << std::endl;
+    return 1;
+  }
+  for (const participant::ThreePhaseInDoubt& branch : *in_doubt) keeper.Resume(branch);
+  keeper.Start();
+  participant::ThreePhaseHandler three_phase_handler(b.ThreePhase(), keeper);
+
   (void)server.AddHandler("/2pc", &b.TwoPhase());
+  (void)server.AddHandler("/3pc", &three_phase_handler);
   (void)server.AddHandler("/tcc", &b.Tcc());
   (void)server.AddRoute(
       "POST", "/app/try",
@@ -179,6 +226,7 @@ int Run(const Flags& flags) {
   sigwait(&stop_signals, &signal_number);
   stopping = true;
   server.Stop();
+  keeper.Stop();
   if (resolver.joinable()) resolver.join();
   purger.join();
   return 0;
@@ -194,7 +242,8 @@ int main(int argc, char** argv) {
     const std::string flag = argv[i];
     if (flag == "--help") {
       std::cout << "bank --name N --listen HOST:PORT (--sqlite PATH | --postgres CONNINFO)\n"
-                   "     [--accounts a=100,b=50] [--coordinator URL] [--callback-secret-file F]\n";
+                   "     [--accounts a=100,b=50] [--coordinator URL] [--callback-secret-file F]\n"
+                   "     [--3pc-timeout-ms MS] [--3pc-termination-query required|optional]\n";
       return 0;
     }
     if (i + 1 >= argc) return Usage(flag + " needs a value");
@@ -211,6 +260,18 @@ int main(int argc, char** argv) {
       flags.coordinator = value;
     } else if (flag == "--callback-secret-file") {
       flags.secret_file = value;
+    } else if (flag == "--3pc-timeout-ms") {
+      int ms = 0;
+      auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), ms);
+      if (ec != std::errc() || p != value.data() + value.size() || ms < 1) {
+        return Usage("--3pc-timeout-ms wants a positive number of milliseconds");
+      }
+      flags.three_phase_timeout_ms = ms;
+    } else if (flag == "--3pc-termination-query") {
+      if (value != "required" && value != "optional") {
+        return Usage("--3pc-termination-query is required or optional");
+      }
+      flags.termination_query_required = value == "required";
     } else if (flag == "--accounts") {
       if (!ParseAccounts(value, flags.accounts)) return Usage("--accounts wants a=100,b=50");
     } else {

@@ -1,4 +1,5 @@
-// The PostgreSQL bank: 2pc through prepared transactions, tcc through the barrier and holds.
+// The PostgreSQL bank: 2pc and 3pc through prepared transactions, tcc through the barrier and
+// holds.
 #include <mutex>
 #include <pqxx/pqxx>
 
@@ -205,6 +206,12 @@ class PgBank final : public Bank {
         tcc_(std::move(conninfo)) {}
 
   participant::BranchHandler& TwoPhase() override { return two_phase_; }
+  // can-commit prepares like prepare, pre-commit is recorded, commit/abort finish the prepared
+  // transaction: nothing needs the payload after the vote.
+  participant::BranchHandler& ThreePhase() override { return two_phase_; }
+  Result<std::vector<participant::ThreePhaseInDoubt>> ThreePhaseInDoubt() override {
+    return adapter_->ListThreePhaseInDoubt();
+  }
   participant::BranchHandler& Tcc() override { return tcc_; }
 
   PhaseResult Try(const std::string& gtid, const std::string& branch_id,

@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <mutex>
+#include <optional>
 
 #include "bank.h"
 #include "txcoord/participant/barrier.h"
@@ -135,33 +136,48 @@ class SqliteBank final : public Bank, public participant::BranchHandler {
   }
 
   participant::BranchHandler& TwoPhase() override { return *this; }
+  participant::BranchHandler& ThreePhase() override { return *this; }
   participant::BranchHandler& Tcc() override { return *this; }
 
-  PhaseResult Prepare(const CallbackContext& ctx) override {
-    auto m = ParseMovement(ctx.payload);
-    if (!m.ok()) return PhaseResult::Refused(m.status().message());
+  // 2pc prepare and the 3pc can-commit: the vote holds the amount.
+  PhaseResult Prepare(const CallbackContext& ctx) override { return HoldBehindBarrier(ctx); }
+  PhaseResult CanCommit(const CallbackContext& ctx) override { return HoldBehindBarrier(ctx); }
+
+  // Every branch voted yes: nothing to change, but the barrier records it (so that an abort,
+  // which only a broken coordinator would send now, is refused).
+  PhaseResult PreCommit(const CallbackContext& ctx) override {
     std::lock_guard lock(mu_);
-    return Barrier::RunInTransaction(
-        db_, ctx, [&](sqlite3* db) { return Hold(db, ctx.gtid, ctx.branch_id, *m); });
+    return Barrier::RunInTransaction(db_, ctx, [](sqlite3*) { return Status::Ok(); });
   }
 
   PhaseResult Commit(const CallbackContext& ctx) override {
-    auto m = ParseMovement(ctx.payload);
-    if (!m.ok()) return PhaseResult::Refused(m.status().message());
+    std::optional<Movement> one_phase;
+    if (ctx.one_phase) {
+      auto m = ParseMovement(ctx.payload);
+      if (!m.ok()) return PhaseResult::Refused(m.status().message());
+      one_phase = *m;
+    }
     std::lock_guard lock(mu_);
     return Barrier::RunInTransaction(db_, ctx, [&](sqlite3* db) -> Status {
-      if (ctx.one_phase) {  // never prepared: check and apply in this one transaction
-        TXCOORD_RETURN_IF_ERROR(CheckFunds(db, *m));
-        return Apply(db, ctx.gtid, ctx.branch_id, *m);
+      if (one_phase) {  // never prepared: check and apply in this one transaction
+        TXCOORD_RETURN_IF_ERROR(CheckFunds(db, *one_phase));
+        return Apply(db, ctx.gtid, ctx.branch_id, *one_phase);
       }
-      Stmt release(db, "DELETE FROM holds WHERE gtid = ? AND branch_id = ?");
-      TXCOORD_RETURN_IF_ERROR(release.Bind(1, ctx.gtid).Bind(2, ctx.branch_id).Run());
-      if (sqlite3_changes(db) != 1) {
+      // What to apply is what the first phase held, not the callback's payload: a 3pc branch
+      // committed on its own timeout after a restart has no payload.
+      Stmt held(db, "SELECT account, delta FROM holds WHERE gtid = ? AND branch_id = ?");
+      held.Bind(1, ctx.gtid).Bind(2, ctx.branch_id);
+      const int rc = held.Step();
+      if (rc != SQLITE_ROW && rc != SQLITE_DONE) return held.Error();
+      if (rc == SQLITE_DONE) {
         // The barrier lets commit through only after a prepare or Try that held: a missing hold
         // is a bug, answered 500 and retried, never applied blindly.
         return Status::Internal("no hold for " + ctx.gtid + "/" + ctx.branch_id);
       }
-      return Apply(db, ctx.gtid, ctx.branch_id, *m);
+      const Movement m{held.Text(0), held.Int(1)};
+      Stmt release(db, "DELETE FROM holds WHERE gtid = ? AND branch_id = ?");
+      TXCOORD_RETURN_IF_ERROR(release.Bind(1, ctx.gtid).Bind(2, ctx.branch_id).Run());
+      return Apply(db, ctx.gtid, ctx.branch_id, m);
     });
   }
 
@@ -204,12 +220,25 @@ class SqliteBank final : public Bank, public participant::BranchHandler {
 
   Status ResolveInDoubt(participant::CoordinatorClient&) override { return Status::Ok(); }
 
+  Result<std::vector<participant::ThreePhaseInDoubt>> ThreePhaseInDoubt() override {
+    std::lock_guard lock(mu_);
+    return participant::ListThreePhaseInDoubt(db_);
+  }
+
   Result<int64_t> PurgeBarrier(std::chrono::seconds retention) override {
     std::lock_guard lock(mu_);
     return participant::PurgeBarrier(db_, retention);
   }
 
  private:
+  PhaseResult HoldBehindBarrier(const CallbackContext& ctx) {
+    auto m = ParseMovement(ctx.payload);
+    if (!m.ok()) return PhaseResult::Refused(m.status().message());
+    std::lock_guard lock(mu_);
+    return Barrier::RunInTransaction(
+        db_, ctx, [&](sqlite3* db) { return Hold(db, ctx.gtid, ctx.branch_id, *m); });
+  }
+
   // One connection, one writer at a time: SQLite serializes writers anyway, and BEGIN IMMEDIATE
   // on a shared connection from two threads would nest.
   std::mutex mu_;

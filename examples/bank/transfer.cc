@@ -92,7 +92,7 @@ Result<TransferResult> RunTransfer(participant::CoordinatorClient& coordinator, 
   begin.set_gtid(t.gtid);
   begin.set_protocol(t.protocol);
   begin.set_timeout_ms(t.timeout_ms);
-  if (t.protocol == "2pc") {
+  if (t.protocol == "2pc" || t.protocol == "3pc") {  // the coordinator drives both phases
     *begin.add_branches() = debit;
     *begin.add_branches() = credit;
     begin.set_wait(true);

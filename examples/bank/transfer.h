@@ -2,6 +2,7 @@
 // application's side: the code a service would write with the participant SDK.
 //
 //   2pc: one begin with both branches; the coordinator prepares and commits them.
+//   3pc: the same, with can-commit, pre-commit and commit.
 //   tcc: begin, then per branch: register it with the coordinator, call the bank's Try
 //        (POST {bank}/app/try); then commit, or abort when a Try said no.
 //
@@ -20,7 +21,7 @@
 namespace txcoord::examples::bank {
 
 struct Transfer {
-  std::string protocol = "2pc";  // "2pc" or "tcc"
+  std::string protocol = "2pc";  // "2pc", "3pc" or "tcc"
   std::string gtid;
   std::string from_bank;  // base URL of the bank process, e.g. http://127.0.0.1:7001
   std::string from_account;

@@ -74,7 +74,9 @@ int main(int argc, char** argv) {
       return Usage("unknown flag " + flag);
     }
   }
-  if (t.protocol != "2pc" && t.protocol != "tcc") return Usage("--protocol is 2pc or tcc");
+  if (t.protocol != "2pc" && t.protocol != "3pc" && t.protocol != "tcc") {
+    return Usage("--protocol is 2pc, 3pc or tcc");
+  }
   if (t.gtid.empty() || t.from_bank.empty() || t.to_bank.empty() || t.amount <= 0) {
     return Usage("--gtid, --from, --to and --amount are required");
   }

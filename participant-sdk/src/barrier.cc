@@ -37,6 +37,8 @@ std::string_view OpName(Op op) {
       return "finish";
     case Op::kUndo:
       return "undo";
+    case Op::kPreCommit:
+      return "pre";
   }
   return "unknown";
 }
@@ -75,18 +77,18 @@ class BarrierRun {
       case Phase::kPrepare:
       case Phase::kTry:
       case Phase::kAction:
+      case Phase::kCanCommit:
         return First(PhaseName(ctx_.phase));
       case Phase::kCommit:
         return ctx_.one_phase ? First(kOnePhaseOrigin) : Finish();
       case Phase::kAbort:
       case Phase::kCompensate:
         return Undo();
-      case Phase::kCanCommit:
       case Phase::kPreCommit:
-        break;
+        return PreCommit();
     }
     (void)s_.RollbackTo(kOuter);
-    return Invalid(Status::InvalidArgument("the barrier does not handle 3pc phases yet"));
+    return Invalid(Status::InvalidArgument("unknown phase"));
   }
 
  private:
@@ -146,6 +148,7 @@ class BarrierRun {
 
   // commit (tcc Confirm), not one-phase.
   BarrierResult Finish() {
+    if (Status st = Lock(); !st.ok()) return StorageFailure(st);
     Result<bool> inserted = Insert(Op::kFinish, "commit", kDone);
     if (!inserted.ok()) return StorageFailure(inserted.status());
     if (!*inserted) return Keep(Path::kRepeated, PhaseResult::Done());
@@ -175,6 +178,7 @@ class BarrierRun {
   // abort (tcc Cancel) | compensate.
   BarrierResult Undo() {
     const std::string_view origin = PhaseName(ctx_.phase);
+    if (Status st = Lock(); !st.ok()) return StorageFailure(st);
     Result<bool> inserted = Insert(Op::kUndo, origin, kDone);
     if (!inserted.ok()) return StorageFailure(inserted.status());
     if (!*inserted) return Keep(Path::kRepeated, PhaseResult::Done());
@@ -189,6 +193,13 @@ class BarrierRun {
     if (finish->has_value()) {
       return Violation(std::string(origin) + " of a branch that was already committed (" +
                        (*finish)->origin + "); the coordinator must not abort it");
+    }
+    Result<std::optional<BarrierRow>> pre = s_.Read(Op::kPreCommit);
+    if (!pre.ok()) return StorageFailure(pre.status());
+    if (pre->has_value() && (*pre)->outcome == kDone) {
+      return Violation(std::string(origin) +
+                       " of a branch that acknowledged pre-commit; a pre-committed 3pc branch "
+                       "can only commit");
     }
     if (!*claimed) {
       Result<BarrierRow> first = ReadExisting(Op::kFirst);
@@ -206,6 +217,46 @@ class BarrierRun {
     if (Status st = s_.SetOutcome(Op::kUndo, kNull, ""); !st.ok()) return StorageFailure(st);
     return Keep(Path::kNullCompensation, PhaseResult::Done());
   }
+
+  // 3pc pre-commit: only after this branch voted yes (can-commit done), never after its abort.
+  BarrierResult PreCommit() {
+    if (Status st = Lock(); !st.ok()) return StorageFailure(st);
+    Result<bool> inserted = Insert(Op::kPreCommit, PhaseName(ctx_.phase), kDone);
+    if (!inserted.ok()) return StorageFailure(inserted.status());
+    if (!*inserted) return Keep(Path::kRepeated, PhaseResult::Done());
+
+    Result<std::optional<BarrierRow>> undo = s_.Read(Op::kUndo);
+    if (!undo.ok()) return StorageFailure(undo.status());
+    if (undo->has_value()) {
+      return Violation("pre-commit of a branch that was already aborted (" + (*undo)->origin +
+                       ", perhaps on its own can-commit timeout); it cannot be pre-committed");
+    }
+    Result<std::optional<BarrierRow>> first = s_.Read(Op::kFirst);
+    if (!first.ok()) return StorageFailure(first.status());
+    if (!first->has_value() || (*first)->outcome != kDone ||
+        (*first)->origin != kCanCommitOrigin) {
+      return Violation("pre-commit of a branch that never voted yes on can-commit here" +
+                       (first->has_value() ? " (its first phase was " + (*first)->origin + " " +
+                                                 (*first)->outcome + ")"
+                                           : std::string()) +
+                       "; the coordinator must not pre-commit it");
+    }
+    Result<std::optional<BarrierRow>> finish = s_.Read(Op::kFinish);
+    if (!finish.ok()) return StorageFailure(finish.status());
+    if (finish->has_value()) {
+      // Committed already (a late pre-commit after the commit): nothing left to do.
+      return Keep(Path::kRepeated, PhaseResult::Done());
+    }
+    if (Status st = s_.Savepoint(kBusiness); !st.ok()) return StorageFailure(st);
+    Status business = s_.CallBusiness();
+    if (!business.ok()) return BusinessFailure(business);
+    if (Status st = s_.Release(kBusiness); !st.ok()) return StorageFailure(st);
+    return Keep(Path::kRan, PhaseResult::Done());
+  }
+
+  // The branch lock, taken before the first row is written; the table may be missing then,
+  // which is not an error here (Insert creates it).
+  Status Lock() { return s_.LockBranch(); }
 
   // The first statement of every path: creates the table when it is missing.
   Result<bool> Insert(Op op, std::string_view origin, std::string_view outcome) {

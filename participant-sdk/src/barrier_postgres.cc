@@ -76,6 +76,16 @@ class PgBarrierStore final : public internal::BarrierStore {
     }
   }
 
+  Status LockBranch() override {
+    try {
+      tx_.exec_params("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                      "txcoord-barrier/" + ctx_.gtid + "/" + ctx_.branch_id);
+      return Status::Ok();
+    } catch (const std::exception& e) {
+      return PgStatus("lock the branch's barrier rows", e);
+    }
+  }
+
   Status EnsureSchema() override { return Barrier::EnsureSchema(tx_); }
 
   bool TableMissing() const override { return table_missing_; }
@@ -162,6 +172,30 @@ BarrierResult Barrier::TryInTransaction(pqxx::connection_base& conn, std::string
   return RunInTransaction(conn, TryContext(gtid, branch_id), business);
 }
 
+Result<std::vector<ThreePhaseInDoubt>> ListThreePhaseInDoubt(pqxx::dbtransaction& tx) {
+  try {
+    pqxx::result exists = tx.exec("SELECT to_regclass('txcoord_barrier') IS NOT NULL");
+    if (!exists[0][0].as<bool>()) return std::vector<ThreePhaseInDoubt>();
+    pqxx::result r = tx.exec(R"sql(
+SELECT f.gtid, f.branch_id,
+       EXISTS (SELECT 1 FROM txcoord_barrier p WHERE p.gtid = f.gtid AND p.branch_id = f.branch_id
+               AND p.op = 'pre' AND p.outcome = 'done')
+FROM txcoord_barrier f
+WHERE f.op = 'first' AND f.origin = 'can-commit' AND f.outcome = 'done'
+  AND NOT EXISTS (SELECT 1 FROM txcoord_barrier o WHERE o.gtid = f.gtid
+                  AND o.branch_id = f.branch_id AND o.op IN ('finish', 'undo'))
+ORDER BY f.created_at, f.gtid, f.branch_id
+)sql");
+    std::vector<ThreePhaseInDoubt> out;
+    for (const auto& row : r) {
+      out.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<bool>()});
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return PgStatus("list 3pc branches in doubt", e);
+  }
+}
+
 Result<int64_t> PurgeBarrier(pqxx::dbtransaction& tx, std::chrono::seconds older_than) {
   if (older_than.count() <= 0) {
     return Status::InvalidArgument("PurgeBarrier: older_than must be positive");
@@ -173,7 +207,8 @@ Result<int64_t> PurgeBarrier(pqxx::dbtransaction& tx, std::chrono::seconds older
 DELETE FROM txcoord_barrier WHERE (gtid, branch_id) IN (
   SELECT gtid, branch_id FROM txcoord_barrier GROUP BY gtid, branch_id
   HAVING max(created_at) < now() - make_interval(secs => $1)
-     AND NOT (bool_or(op = 'first' AND outcome = 'done' AND origin IN ('prepare', 'try'))
+     AND NOT (bool_or((op = 'first' AND outcome = 'done'
+                       AND origin IN ('prepare', 'try', 'can-commit')) OR op = 'pre')
               AND NOT bool_or(op IN ('finish', 'undo'))))
 )sql",
                                     static_cast<int64_t>(older_than.count()));

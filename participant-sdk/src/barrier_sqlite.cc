@@ -27,6 +27,17 @@ CREATE TABLE IF NOT EXISTS txcoord_barrier (
 );
 )sql";
 
+constexpr const char* kThreePhaseInDoubt = R"sql(
+SELECT f.gtid, f.branch_id,
+       EXISTS (SELECT 1 FROM txcoord_barrier p WHERE p.gtid = f.gtid AND p.branch_id = f.branch_id
+               AND p.op = 'pre' AND p.outcome = 'done')
+FROM txcoord_barrier f
+WHERE f.op = 'first' AND f.origin = 'can-commit' AND f.outcome = 'done'
+  AND NOT EXISTS (SELECT 1 FROM txcoord_barrier o WHERE o.gtid = f.gtid
+                  AND o.branch_id = f.branch_id AND o.op IN ('finish', 'undo'))
+ORDER BY f.created_at, f.gtid, f.branch_id
+)sql";
+
 class SqliteBarrierStore final : public internal::BarrierStore {
  public:
   SqliteBarrierStore(sqlite3* db, const CallbackContext& ctx, const SqliteBusiness& business)
@@ -107,6 +118,8 @@ class SqliteBarrierStore final : public internal::BarrierStore {
     if (rc != SQLITE_DONE) return SqliteStatus(db_, rc, "update barrier row");
     return Status::Ok();
   }
+
+  Status LockBranch() override { return Status::Ok(); }  // BEGIN IMMEDIATE serializes writers
 
   Status EnsureSchema() override { return Barrier::EnsureSchema(db_); }
 
@@ -224,6 +237,23 @@ BarrierResult Barrier::TryInTransaction(sqlite3* db, std::string_view gtid,
   return RunInTransaction(db, TryContext(gtid, branch_id), business);
 }
 
+Result<std::vector<ThreePhaseInDoubt>> ListThreePhaseInDoubt(sqlite3* db) {
+  Statement stmt(db);
+  int rc = stmt.Prepare(kThreePhaseInDoubt);
+  if (rc != SQLITE_OK) {
+    if (std::string_view(sqlite3_errmsg(db)).starts_with("no such table")) {
+      return std::vector<ThreePhaseInDoubt>();
+    }
+    return SqliteStatus(db, rc, "list 3pc branches in doubt");
+  }
+  std::vector<ThreePhaseInDoubt> out;
+  while ((rc = stmt.Step()) == SQLITE_ROW) {
+    out.push_back({stmt.Text(0), stmt.Text(1), stmt.Int(2) != 0});
+  }
+  if (rc != SQLITE_DONE) return SqliteStatus(db, rc, "list 3pc branches in doubt");
+  return out;
+}
+
 Result<int64_t> PurgeBarrier(sqlite3* db, std::chrono::seconds older_than) {
   if (older_than.count() <= 0) {
     return Status::InvalidArgument("PurgeBarrier: older_than must be positive");
@@ -233,7 +263,8 @@ Result<int64_t> PurgeBarrier(sqlite3* db, std::chrono::seconds older_than) {
 DELETE FROM txcoord_barrier WHERE (gtid, branch_id) IN (
   SELECT gtid, branch_id FROM txcoord_barrier GROUP BY gtid, branch_id
   HAVING max(created_at) < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)
-     AND NOT (sum(op = 'first' AND outcome = 'done' AND origin IN ('prepare', 'try')) > 0
+     AND NOT (sum(op = 'first' AND outcome = 'done'
+                  AND origin IN ('prepare', 'try', 'can-commit')) > 0
               AND sum(op IN ('finish', 'undo')) = 0))
 )sql";
   Statement stmt(db);

@@ -11,7 +11,9 @@
 
 namespace txcoord::participant::internal {
 
-enum class Op { kFirst, kFinish, kUndo };
+// kPreCommit: the 3pc pre-commit acknowledgement (PgPreparedAdapter also writes it, outcome
+// kVoted, right after a can-commit's PREPARE TRANSACTION).
+enum class Op { kFirst, kFinish, kUndo, kPreCommit };
 std::string_view OpName(Op op);
 
 // Outcomes stored in the table (see barrier.h).
@@ -19,6 +21,9 @@ inline constexpr std::string_view kDone = "done";
 inline constexpr std::string_view kRefusedOutcome = "refused";
 inline constexpr std::string_view kBlocked = "blocked";
 inline constexpr std::string_view kNull = "null";
+inline constexpr std::string_view kVoted = "voted";
+// The origin of a 3pc yes vote's first row.
+inline constexpr std::string_view kCanCommitOrigin = "can-commit";
 // The origin of both rows a one-phase commit writes.
 inline constexpr std::string_view kOnePhaseOrigin = "one-phase-commit";
 
@@ -43,6 +48,10 @@ class BarrierStore {
   virtual Result<bool> InsertIfAbsent(Op op, std::string_view origin, std::string_view outcome) = 0;
   virtual Result<std::optional<BarrierRow>> Read(Op op) = 0;
   virtual Status SetOutcome(Op op, std::string_view outcome, std::string_view reason) = 0;
+  // Holds off every other LockBranch of this branch until the transaction ends, so that two
+  // phases that write different keys (a pre-commit and an abort, a commit and an abort) see
+  // each other's rows. SQLite: a no-op, its writers are serialized already.
+  virtual Status LockBranch() = 0;
   virtual Status EnsureSchema() = 0;
   // Whether the last failed statement failed because txcoord_barrier does not exist.
   virtual bool TableMissing() const = 0;

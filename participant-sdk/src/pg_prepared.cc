@@ -6,6 +6,7 @@
 #include <cstring>
 #include <optional>
 #include <pqxx/pqxx>
+#include <set>
 #include <utility>
 
 #include "barrier_store.h"
@@ -100,6 +101,7 @@ struct Markers {
   std::optional<internal::BarrierRow> first;
   std::optional<internal::BarrierRow> finish;
   std::optional<internal::BarrierRow> undo;
+  std::optional<internal::BarrierRow> pre;  // 3pc: voted (can-commit) or done (pre-commit)
 };
 
 Markers ReadMarkers(pqxx::transaction_base& tx, const std::string& gtid,
@@ -116,6 +118,7 @@ Markers ReadMarkers(pqxx::transaction_base& tx, const std::string& gtid,
     if (op == internal::OpName(internal::Op::kFirst)) m.first = std::move(b);
     if (op == internal::OpName(internal::Op::kFinish)) m.finish = std::move(b);
     if (op == internal::OpName(internal::Op::kUndo)) m.undo = std::move(b);
+    if (op == internal::OpName(internal::Op::kPreCommit)) m.pre = std::move(b);
   }
   return m;
 }
@@ -313,7 +316,96 @@ Result<std::unique_ptr<PgPreparedAdapter::Session>> PgPreparedAdapter::NewSessio
 }
 
 PhaseResult PgPreparedAdapter::Prepare(const CallbackContext& ctx, const PgBusiness& work) {
-  const std::string what = Describe("prepare", ctx);
+  return PrepareAs(ctx, work, "prepare");
+}
+
+PhaseResult PgPreparedAdapter::CanCommit(const CallbackContext& ctx, const PgBusiness& work) {
+  PhaseResult result = PrepareAs(ctx, work, internal::kCanCommitOrigin);
+  if (!result.done()) return result;
+  // The hint ListThreePhaseInDoubt reads: committed on its own, after PREPARE TRANSACTION (whose
+  // first row stays invisible until COMMIT PREPARED). A crash before it leaves a prepared branch
+  // without the hint, which a restart treats like a 2pc one: it waits for the coordinator.
+  return MarkPreCommit(ctx, internal::kVoted, /*only_if_prepared=*/true);
+}
+
+PhaseResult PgPreparedAdapter::PreCommit(const CallbackContext& ctx) {
+  return MarkPreCommit(ctx, kDone, /*only_if_prepared=*/false);
+}
+
+PhaseResult PgPreparedAdapter::MarkPreCommit(const CallbackContext& ctx, std::string_view outcome,
+                                             bool only_if_prepared) {
+  const std::string what = Describe(outcome == kDone ? "pre-commit" : "can-commit", ctx);
+  Result<std::string> xid = MakeXid(options_.xid_prefix, ctx.gtid, ctx.branch_id);
+  if (!xid.ok()) return PhaseResult::Failed(xid.status().WithContext(what).message());
+  Result<std::unique_ptr<Session>> session = NewSession();
+  if (!session.ok()) return PhaseResult::FromStatus(session.status().WithContext(what));
+  Session* const s = session->get();
+  try {
+    s->Lock(LockKey(*xid));
+    const Markers m = ReadMarkers(s->tx(), ctx.gtid, ctx.branch_id);
+    if (m.first && m.first->outcome == kDone) {
+      s->Unlock();  // committed already (COMMIT PREPARED ran): a late pre-commit is done
+      return PhaseResult::Done();
+    }
+    if (m.undo || m.first) {
+      s->Unlock();
+      return PhaseResult::Refused("pre-commit of branch " + ctx.branch_id + " of " + ctx.gtid +
+                                  ", which was already aborted (perhaps on its own can-commit "
+                                  "timeout); it cannot be pre-committed");
+    }
+    if (!IsPrepared(s->tx(), *xid)) {
+      s->Unlock();
+      if (only_if_prepared) return PhaseResult::Done();  // resolved meanwhile: no hint needed
+      return PhaseResult::Refused("pre-commit of branch " + ctx.branch_id + " of " + ctx.gtid +
+                                  ", which never voted yes on can-commit here; the coordinator "
+                                  "must not pre-commit it");
+    }
+    s->Begin();
+    s->tx().exec_params(
+        "INSERT INTO txcoord_barrier (gtid, branch_id, op, origin, outcome) "
+        "VALUES ($1, $2, 'pre', $3, $4) ON CONFLICT (gtid, branch_id, op) DO UPDATE "
+        "SET outcome = excluded.outcome, origin = excluded.origin "
+        "WHERE txcoord_barrier.outcome <> 'done'",
+        ctx.gtid, ctx.branch_id, std::string(outcome == kDone ? "pre-commit" : "can-commit"),
+        std::string(outcome));
+    s->Commit();
+    s->Unlock();
+    return PhaseResult::Done();
+  } catch (const std::exception& e) {
+    s->Discard();
+    return PhaseResult::FromStatus(PgStatus(what, e));
+  }
+}
+
+Result<std::vector<ThreePhaseInDoubt>> PgPreparedAdapter::ListThreePhaseInDoubt() {
+  Result<std::unique_ptr<pqxx::connection>> conn = Connect();
+  if (!conn.ok()) return conn.status().WithContext("list 3pc branches in doubt");
+  try {
+    pqxx::nontransaction tx(**conn);
+    std::set<std::string> prepared;
+    for (const auto& row : tx.exec_params(
+             "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() "
+             "AND starts_with(gid, $1)",
+             std::string(kXidTag) + options_.xid_prefix + "/")) {
+      prepared.insert(row[0].as<std::string>());
+    }
+    std::vector<ThreePhaseInDoubt> out;
+    for (const auto& row : tx.exec(
+             "SELECT gtid, branch_id, outcome FROM txcoord_barrier WHERE op = 'pre' "
+             "ORDER BY created_at, gtid, branch_id")) {
+      ThreePhaseInDoubt b{row[0].as<std::string>(), row[1].as<std::string>(),
+                          row[2].as<std::string>() == kDone};
+      if (prepared.count(Xid(b.gtid, b.branch_id)) != 0) out.push_back(std::move(b));
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return PgStatus("list 3pc branches in doubt", e);
+  }
+}
+
+PhaseResult PgPreparedAdapter::PrepareAs(const CallbackContext& ctx, const PgBusiness& work,
+                                         std::string_view origin) {
+  const std::string what = Describe(origin, ctx);
   Result<std::string> xid = MakeXid(options_.xid_prefix, ctx.gtid, ctx.branch_id);
   if (!xid.ok()) return PhaseResult::Failed(xid.status().WithContext(what).message());
   Result<std::unique_ptr<Session>> session = NewSession();
@@ -325,7 +417,7 @@ PhaseResult PgPreparedAdapter::Prepare(const CallbackContext& ctx, const PgBusin
     // only a COMMIT PREPARED finishing just then can cause that.
     for (int round = 0; round < 2; ++round) {
       const Markers m = ReadMarkers(s->tx(), ctx.gtid, ctx.branch_id);
-      if (auto answer = FirstPhaseAnswer(m, ctx, "prepare")) {
+      if (auto answer = FirstPhaseAnswer(m, ctx, origin)) {
         s->Unlock();
         return *answer;
       }
@@ -335,7 +427,7 @@ PhaseResult PgPreparedAdapter::Prepare(const CallbackContext& ctx, const PgBusin
       }
       s->Begin();
       // This row is part of the prepared transaction: visible once COMMIT PREPARED commits.
-      if (!InsertRow(s->tx(), ctx.gtid, ctx.branch_id, internal::Op::kFirst, "prepare", kDone)) {
+      if (!InsertRow(s->tx(), ctx.gtid, ctx.branch_id, internal::Op::kFirst, origin, kDone)) {
         s->Rollback();
         continue;
       }
@@ -436,6 +528,12 @@ PhaseResult PgPreparedAdapter::RollbackXid(const std::string& xid, const std::st
         return PhaseResult::Refused("abort of branch " + *branch_id + " of " + gtid +
                                     ", which was already committed (" + m.first->origin +
                                     "); the coordinator must not abort it");
+      }
+      if (m.pre && m.pre->outcome == kDone) {
+        s->Unlock();
+        return PhaseResult::Refused("abort of branch " + *branch_id + " of " + gtid +
+                                    ", which acknowledged pre-commit; a pre-committed 3pc branch "
+                                    "can only commit");
       }
     }
     bool rolled_back = true;
@@ -592,5 +690,13 @@ PhaseResult PgPreparedHandler::Commit(const CallbackContext& ctx) {
 }
 
 PhaseResult PgPreparedHandler::Abort(const CallbackContext& ctx) { return adapter_.Abort(ctx); }
+
+PhaseResult PgPreparedHandler::CanCommit(const CallbackContext& ctx) {
+  return adapter_.CanCommit(ctx, [&](pqxx::transaction_base& tx) { return work_(tx, ctx); });
+}
+
+PhaseResult PgPreparedHandler::PreCommit(const CallbackContext& ctx) {
+  return adapter_.PreCommit(ctx);
+}
 
 }  // namespace txcoord::participant

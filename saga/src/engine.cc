@@ -196,6 +196,7 @@ Result<std::unique_ptr<SagaEngine>> SagaEngine::Recover(Timestamp now,
         break;
       case v1::LogRecord::kBranchRegistered:
       case v1::LogRecord::kBranchOutcome:
+      case v1::LogRecord::kPreCommit:
       case v1::LogRecord::BODY_NOT_SET:
         return Status::Corruption(where + "a record of kind " + std::to_string(r.body_case()) +
                                   " in a saga");

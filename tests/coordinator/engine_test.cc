@@ -1865,7 +1865,8 @@ TEST(Recovery, CorruptInputsAreErrorsNotCrashes) {
   EXPECT_EQ(RecoverStatus(Logged({BeginRecord(2, false)}, "saga")).code(),
             StatusCode::kInvalidArgument);
   EXPECT_EQ(RecoverStatus(Logged({BeginRecord(2, false)}, "3pc")).code(),
-            StatusCode::kInvalidArgument);
+            StatusCode::kCorruption)
+      << "a 2pc begin record under a 3pc summary";
   EXPECT_EQ(RecoverStatus(Logged({BeginRecord(2, false)}, "xyz")).code(),
             StatusCode::kInvalidArgument);
   EXPECT_EQ(RecoverStatus(Logged({BeginRecord(2, false)}, "")).code(),

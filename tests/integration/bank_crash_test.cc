@@ -3,7 +3,8 @@
 //
 // Set-up, all real processes on loopback: txcoord on a SQLite store; three bank participants
 // (examples/bank): a and b on SQLite with the barrier, c on PostgreSQL prepared transactions
-// (2pc) and the barrier (tcc). Each protocol runs `kTransfers` transfers from `kClients` client
+// (2pc, 3pc) and the barrier (tcc). For 3pc the banks' own timeouts (participant/three_phase.h)
+// are short, so they fire during the kills, with the termination query required. Each protocol runs `kTransfers` transfers from `kClients` client
 // threads (examples/bank/transfer.h, which retries with the same gtid), among random accounts of
 // two different banks, some too large for the balance so that they abort. Meanwhile a killer
 // SIGKILLs the coordinator at least `kCoordinatorKills` times and a random bank at least
@@ -193,7 +194,12 @@ class BankCrashTest : public ::testing::TestWithParam<std::string> {
       const int port = FreePort();
       std::vector<std::string> args = {
           "--name",     name,     "--listen",      "127.0.0.1:" + std::to_string(port),
-          "--accounts", accounts, "--coordinator", coordinator_url};
+          "--accounts", accounts, "--coordinator", coordinator_url,
+          // Short 3pc timeouts, so that the participants' own timers fire while the coordinator
+          // is down or slow (dozens of times per run): with the termination query required (the
+          // bank's default) they ask, wait while it cannot be asked, act on its answer, and must
+          // never split an outcome.
+          "--3pc-timeout-ms", "300"};
       if (std::string(name) == "c") {
         args.insert(args.end(), {"--postgres", pg_conninfo_});
       } else {
@@ -394,7 +400,7 @@ TEST_P(BankCrashTest, MoneyIsConservedAndEveryTransferIsAllOrNothing) {
   for (auto& bank : banks_) bank->Stop();
 }
 
-INSTANTIATE_TEST_SUITE_P(Protocols, BankCrashTest, ::testing::Values("2pc", "tcc"),
+INSTANTIATE_TEST_SUITE_P(Protocols, BankCrashTest, ::testing::Values("2pc", "3pc", "tcc"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

@@ -132,6 +132,8 @@ class SqliteBackend {
 
   Result<int64_t> Purge(std::chrono::seconds older_than) { return PurgeBarrier(db_, older_than); }
 
+  Result<std::vector<ThreePhaseInDoubt>> InDoubt() { return ListThreePhaseInDoubt(db_); }
+
   int calls = 0;
 
  private:
@@ -220,6 +222,11 @@ class PostgresBackend {
     Result<int64_t> purged = PurgeBarrier(tx, older_than);
     tx.commit();
     return purged;
+  }
+
+  Result<std::vector<ThreePhaseInDoubt>> InDoubt() {
+    pqxx::work tx(conn_);
+    return ListThreePhaseInDoubt(tx);
   }
 
   const std::string& conninfo() const { return conninfo_; }
@@ -457,9 +464,110 @@ TYPED_TEST(BarrierConformance, SagaActionAndCompensateMapToFirstAndUndo) {
   EXPECT_EQ(db.Effects("s2", "reserve", Phase::kAction), 0);
 }
 
-TYPED_TEST(BarrierConformance, ThreePhaseAndBadIdsAreNotRun) {
+// ---- 3pc (barrier.h's table): can-commit is a first phase, pre-commit needs its yes vote.
+
+std::string InDoubtText(const Result<std::vector<ThreePhaseInDoubt>>& list) {
+  if (!list.ok()) return "error: " + list.status().ToString();
+  std::string text;
+  for (const ThreePhaseInDoubt& b : *list) {
+    text += b.gtid + "/" + b.branch_id + (b.pre_committed ? " pre-committed;" : " voted-yes;");
+  }
+  return text;
+}
+
+TYPED_TEST(BarrierConformance, ThreePcVotePreCommitAndCommitEachRunOnce) {
   auto& db = this->db;
-  EXPECT_EQ(db.Run(Ctx("g1", "b1", Phase::kCanCommit)).reply.http_status(), 500);
+  EXPECT_EQ(InDoubtText(db.InDoubt()), "") << "no table yet: nothing in doubt";
+  EXPECT_TRUE(Is(db.Run(Ctx("g1", "b1", Phase::kCanCommit)), Path::kRan, Kind::kDone));
+  EXPECT_TRUE(Is(db.Run(Ctx("g1", "b1", Phase::kCanCommit)), Path::kRepeated, Kind::kDone));
+  EXPECT_EQ(InDoubtText(db.InDoubt()), "g1/b1 voted-yes;");
+  EXPECT_TRUE(Is(db.Run(Ctx("g1", "b1", Phase::kPreCommit)), Path::kRan, Kind::kDone));
+  EXPECT_TRUE(Is(db.Run(Ctx("g1", "b1", Phase::kPreCommit)), Path::kRepeated, Kind::kDone));
+  EXPECT_TRUE(Is(db.Run(Ctx("g1", "b1", Phase::kCanCommit)), Path::kRepeated, Kind::kDone));
+  EXPECT_EQ(InDoubtText(db.InDoubt()), "g1/b1 pre-committed;");
+  EXPECT_TRUE(Is(db.Run(Ctx("g1", "b1", Phase::kCommit)), Path::kRan, Kind::kDone));
+  EXPECT_TRUE(Is(db.Run(Ctx("g1", "b1", Phase::kPreCommit)), Path::kRepeated, Kind::kDone))
+      << "a pre-commit duplicated after the commit";
+  EXPECT_EQ(InDoubtText(db.InDoubt()), "");
+  EXPECT_EQ(db.calls, 3);
+  EXPECT_EQ(db.Effects("g1", "b1", Phase::kCanCommit), 1);
+  EXPECT_EQ(db.Effects("g1", "b1", Phase::kPreCommit), 1);
+  EXPECT_EQ(db.Effects("g1", "b1", Phase::kCommit), 1);
+}
+
+TYPED_TEST(BarrierConformance, ThreePcCommitNeedsOnlyTheYesVote) {
+  // Past its pre-commit deadline the coordinator commits a branch whose pre-commit never came.
+  auto& db = this->db;
+  EXPECT_TRUE(Is(db.Run(Ctx("g1", "b1", Phase::kCanCommit)), Path::kRan, Kind::kDone));
+  EXPECT_TRUE(Is(db.Run(Ctx("g1", "b1", Phase::kCommit)), Path::kRan, Kind::kDone));
+  EXPECT_EQ(db.Effects("g1", "b1", Phase::kCommit), 1);
+}
+
+TYPED_TEST(BarrierConformance, ThreePcAbortAfterTheVoteBlocksALatePreCommit) {
+  auto& db = this->db;
+  EXPECT_TRUE(Is(db.Run(Ctx("g1", "b1", Phase::kCanCommit)), Path::kRan, Kind::kDone));
+  EXPECT_TRUE(Is(db.Run(Ctx("g1", "b1", Phase::kAbort)), Path::kRan, Kind::kDone));
+  const BarrierResult late = db.Run(Ctx("g1", "b1", Phase::kPreCommit));
+  EXPECT_TRUE(Is(late, Path::kProtocolViolation, Kind::kRefused));
+  EXPECT_NE(late.reply.message().find("already aborted"), std::string::npos);
+  EXPECT_EQ(db.Effects("g1", "b1", Phase::kPreCommit), 0);
+  EXPECT_EQ(InDoubtText(db.InDoubt()), "");
+  // An abort before any can-commit: a null compensation that refuses the late vote.
+  EXPECT_TRUE(Is(db.Run(Ctx("g2", "b1", Phase::kAbort)), Path::kNullCompensation, Kind::kDone));
+  EXPECT_TRUE(Is(db.Run(Ctx("g2", "b1", Phase::kCanCommit)), Path::kBlocked, Kind::kRefused));
+}
+
+TYPED_TEST(BarrierConformance, ThreePcAbortAfterAnAcknowledgedPreCommitIsRefused) {
+  auto& db = this->db;
+  EXPECT_TRUE(Is(db.Run(Ctx("g1", "b1", Phase::kCanCommit)), Path::kRan, Kind::kDone));
+  EXPECT_TRUE(Is(db.Run(Ctx("g1", "b1", Phase::kPreCommit)), Path::kRan, Kind::kDone));
+  EXPECT_TRUE(Is(db.Run(Ctx("g1", "b1", Phase::kAbort)), Path::kProtocolViolation, Kind::kRefused));
+  EXPECT_EQ(db.Effects("g1", "b1", Phase::kAbort), 0);
+  EXPECT_EQ(InDoubtText(db.InDoubt()), "g1/b1 pre-committed;") << "nothing recorded by the abort";
+  EXPECT_TRUE(Is(db.Run(Ctx("g1", "b1", Phase::kCommit)), Path::kRan, Kind::kDone));
+}
+
+TYPED_TEST(BarrierConformance, ThreePcPreCommitWithoutAYesVoteIsRefused) {
+  auto& db = this->db;
+  EXPECT_TRUE(Is(db.Run(Ctx("g1", "b1", Phase::kPreCommit)), Path::kProtocolViolation,
+                 Kind::kRefused))
+      << "never asked";
+  EXPECT_TRUE(Is(db.Run(Ctx("g2", "b1", Phase::kCanCommit), Status::Conflict("no money")),
+                 Path::kRefused, Kind::kRefused));
+  EXPECT_TRUE(Is(db.Run(Ctx("g2", "b1", Phase::kPreCommit)), Path::kProtocolViolation,
+                 Kind::kRefused))
+      << "voted no";
+  EXPECT_TRUE(Is(db.Run(Ctx("g3", "b1", Phase::kPrepare)), Path::kRan, Kind::kDone));
+  EXPECT_TRUE(Is(db.Run(Ctx("g3", "b1", Phase::kPreCommit)), Path::kProtocolViolation,
+                 Kind::kRefused))
+      << "a 2pc prepare is not a 3pc vote";
+  EXPECT_EQ(db.Effects("g1", "b1", Phase::kPreCommit) + db.Effects("g2", "b1", Phase::kPreCommit) +
+                db.Effects("g3", "b1", Phase::kPreCommit),
+            0);
+  // Nothing of the refusals was recorded: the in-doubt list and a later vote are unaffected.
+  EXPECT_EQ(InDoubtText(db.InDoubt()), "");
+  EXPECT_TRUE(Is(db.Run(Ctx("g1", "b1", Phase::kCanCommit)), Path::kRan, Kind::kDone));
+  EXPECT_TRUE(Is(db.Run(Ctx("g1", "b1", Phase::kPreCommit)), Path::kRan, Kind::kDone));
+}
+
+TYPED_TEST(BarrierConformance, ThreePcBranchesInDoubtAreNeverPurged) {
+  auto& db = this->db;
+  EXPECT_TRUE(Is(db.Run(Ctx("voted", "b1", Phase::kCanCommit)), Path::kRan, Kind::kDone));
+  EXPECT_TRUE(Is(db.Run(Ctx("pre", "b1", Phase::kCanCommit)), Path::kRan, Kind::kDone));
+  EXPECT_TRUE(Is(db.Run(Ctx("pre", "b1", Phase::kPreCommit)), Path::kRan, Kind::kDone));
+  EXPECT_TRUE(Is(db.Run(Ctx("done", "b1", Phase::kCanCommit)), Path::kRan, Kind::kDone));
+  EXPECT_TRUE(Is(db.Run(Ctx("done", "b1", Phase::kCommit)), Path::kRan, Kind::kDone));
+  db.Age("voted", 50);  // oldest first in the list
+  db.Age("pre", 49);
+  db.Age("done", 48);
+  Result<int64_t> purged = db.Purge(std::chrono::hours(24));
+  ASSERT_TRUE(purged.ok()) << purged.status().ToString();
+  EXPECT_EQ(*purged, 2) << "only the finished branch's two rows";
+  EXPECT_EQ(InDoubtText(db.InDoubt()), "voted/b1 voted-yes;pre/b1 pre-committed;");
+}
+
+TYPED_TEST(BarrierConformance, BadIdsAreNotRun) {
+  auto& db = this->db;
   EXPECT_EQ(db.Run(Ctx("g 1", "b1", Phase::kPrepare)).reply.http_status(), 500);
   EXPECT_EQ(db.Run(Ctx("g1", "", Phase::kPrepare)).reply.http_status(), 500);
   EXPECT_EQ(db.Run(Ctx("g1", "b1", Phase::kAbort, /*one_phase=*/true)).reply.http_status(), 500);
@@ -697,6 +805,37 @@ TEST_F(BarrierPostgresTest, APrepareRacingAnAbortWaitsAndIsRefused) {
   ASSERT_TRUE(waited) << "the prepare never waited for the abort's marker";
   EXPECT_TRUE(Is(prepare.get(), Path::kBlocked, Kind::kRefused));
   EXPECT_EQ(Effects(Phase::kPrepare), 0);
+}
+
+// 3pc: a pre-commit in progress and the participant's own timeout abort at once. They write
+// different keys, so only the branch lock orders them: the abort waits, then sees the pre-commit
+// and is refused; a pre-committed branch is never aborted.
+TEST_F(BarrierPostgresTest, AnAbortRacingAPreCommitWaitsAndIsRefused) {
+  ASSERT_TRUE(Barrier::RunInTransaction(first_, Ctx("g1", "b1", Phase::kCanCommit),
+                                        [](pqxx::transaction_base&) { return Status::Ok(); })
+                  .reply.done());
+  std::latch pre_commit_inside{1};
+  std::latch abort_waits{1};
+  auto pre_commit = std::async(std::launch::async, [&] {
+    const CallbackContext ctx = Ctx("g1", "b1", Phase::kPreCommit);
+    return Barrier::RunInTransaction(first_, ctx, [&](pqxx::transaction_base& tx) {
+      pre_commit_inside.count_down();
+      abort_waits.wait();
+      return InsertPgEffect(tx, ctx);
+    });
+  });
+  pre_commit_inside.wait();
+  auto abort = std::async(std::launch::async, [&] {
+    const CallbackContext ctx = Ctx("g1", "b1", Phase::kAbort);
+    return Barrier::RunInTransaction(
+        second_, ctx, [&](pqxx::transaction_base& tx) { return InsertPgEffect(tx, ctx); });
+  });
+  const bool waited = WaitUntilOneSessionWaits();
+  abort_waits.count_down();
+  ASSERT_TRUE(waited) << "the abort never waited for the pre-commit";
+  EXPECT_TRUE(Is(pre_commit.get(), Path::kRan, Kind::kDone));
+  EXPECT_TRUE(Is(abort.get(), Path::kProtocolViolation, Kind::kRefused));
+  EXPECT_EQ(Effects(Phase::kAbort), 0);
 }
 
 }  // namespace

@@ -264,7 +264,62 @@ TEST_F(PgPreparedTest, TheHandlerDispatchesEveryPhase) {
   EXPECT_TRUE(Is(handler.Prepare(Debit("g3", "debit", Phase::kPrepare, 5)), Kind::kDone));
   EXPECT_TRUE(Is(handler.Abort(Debit("g3", "debit", Phase::kAbort, 5)), Kind::kDone));
   EXPECT_EQ(Balance(), 50);
-  EXPECT_TRUE(Is(handler.CanCommit(Debit("g4", "debit", Phase::kCanCommit, 5)), Kind::kRefused));
+  EXPECT_TRUE(Is(handler.CanCommit(Debit("g4", "debit", Phase::kCanCommit, 5)), Kind::kDone));
+  EXPECT_TRUE(Is(handler.PreCommit(Debit("g4", "debit", Phase::kPreCommit, 5)), Kind::kDone));
+  EXPECT_TRUE(Is(handler.Commit(Debit("g4", "debit", Phase::kCommit, 5)), Kind::kDone));
+  EXPECT_EQ(Balance(), 45);
+}
+
+std::string InDoubtText(const Result<std::vector<ThreePhaseInDoubt>>& list) {
+  if (!list.ok()) return "error: " + list.status().ToString();
+  std::string text;
+  for (const ThreePhaseInDoubt& b : *list) {
+    text += b.gtid + "/" + b.branch_id + (b.pre_committed ? " pre-committed;" : " voted-yes;");
+  }
+  return text;
+}
+
+TEST_F(PgPreparedTest, ThreePcCanCommitPreparesAndPreCommitIsRecorded) {
+  const CallbackContext can = Debit("g1", "debit", Phase::kCanCommit, 30);
+  ASSERT_TRUE(Is(adapter_->CanCommit(can, Work(can)), Kind::kDone));
+  EXPECT_EQ(PreparedXacts(), std::set<std::string>{adapter_->Xid("g1", "debit")});
+  EXPECT_EQ(Balance(), 100) << "voted yes: prepared, not committed";
+  EXPECT_EQ(InDoubtText(adapter_->ListThreePhaseInDoubt()), "g1/debit voted-yes;");
+  ASSERT_TRUE(Is(adapter_->CanCommit(can, Work(can)), Kind::kDone));
+  EXPECT_EQ(work_calls_.load(), 1) << "a repeated can-commit does not redo the work";
+
+  const CallbackContext pre = Debit("g1", "debit", Phase::kPreCommit, 30);
+  ASSERT_TRUE(Is(adapter_->PreCommit(pre), Kind::kDone));
+  ASSERT_TRUE(Is(adapter_->PreCommit(pre), Kind::kDone));
+  ASSERT_TRUE(Is(adapter_->CanCommit(can, Work(can)), Kind::kDone)) << "late duplicate vote";
+  EXPECT_EQ(InDoubtText(adapter_->ListThreePhaseInDoubt()), "g1/debit pre-committed;")
+      << "a late vote does not undo the pre-commit";
+  EXPECT_TRUE(Is(adapter_->Abort(Debit("g1", "debit", Phase::kAbort, 30)), Kind::kRefused))
+      << "a pre-committed branch can only commit";
+  EXPECT_EQ(PreparedXacts().size(), 1u) << "the refused abort rolled nothing back";
+  ASSERT_TRUE(Is(adapter_->Commit(Debit("g1", "debit", Phase::kCommit, 30)), Kind::kDone));
+  EXPECT_EQ(Balance(), 70);
+  EXPECT_EQ(InDoubtText(adapter_->ListThreePhaseInDoubt()), "");
+  EXPECT_TRUE(Is(adapter_->PreCommit(pre), Kind::kDone)) << "a pre-commit after the commit";
+}
+
+TEST_F(PgPreparedTest, ThreePcAbortAfterTheVoteRollsBackAndRefusesTheLatePreCommit) {
+  const CallbackContext can = Debit("g1", "debit", Phase::kCanCommit, 30);
+  ASSERT_TRUE(Is(adapter_->CanCommit(can, Work(can)), Kind::kDone));
+  // The participant's own can-commit timeout (three_phase.h) aborts it.
+  ASSERT_TRUE(Is(adapter_->Abort(Debit("g1", "debit", Phase::kAbort, 30)), Kind::kDone));
+  EXPECT_TRUE(PreparedXacts().empty());
+  EXPECT_EQ(Balance(), 100);
+  EXPECT_EQ(InDoubtText(adapter_->ListThreePhaseInDoubt()), "");
+  EXPECT_TRUE(Is(adapter_->PreCommit(Debit("g1", "debit", Phase::kPreCommit, 30)), Kind::kRefused));
+  EXPECT_TRUE(Is(adapter_->CanCommit(can, Work(can)), Kind::kRefused)) << "no hanging vote";
+  EXPECT_TRUE(Is(adapter_->PreCommit(Debit("g2", "debit", Phase::kPreCommit, 30)), Kind::kRefused))
+      << "never voted yes here";
+  // A refused vote: 409, nothing prepared, nothing in doubt.
+  const CallbackContext big = Debit("g3", "debit", Phase::kCanCommit, 500);
+  EXPECT_TRUE(Is(adapter_->CanCommit(big, Work(big)), Kind::kRefused));
+  EXPECT_TRUE(PreparedXacts().empty());
+  EXPECT_EQ(InDoubtText(adapter_->ListThreePhaseInDoubt()), "");
 }
 
 TEST_F(PgPreparedTest, XidsAreDeterministicBoundedAndUnambiguous) {

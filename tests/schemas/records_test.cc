@@ -168,6 +168,10 @@ std::vector<std::pair<std::string, std::unique_ptr<Message>>> FullMessages() {
   so->set_last_error("HTTP 500");
   add("LogRecord.step_outcome", r);
 
+  r = record("pre-committing");
+  *r.mutable_pre_commit()->mutable_deadline() = At(20);
+  add("LogRecord.pre_commit", r);
+
   r = record("aborted");
   r.mutable_end()->set_final_state("aborted");
   add("LogRecord.end", r);

@@ -41,6 +41,23 @@
 //   committing / aborting / committed / aborted: as for 2pc, with the phases `commit` (Confirm)
 //               and `abort` (Cancel).
 //
+// 3pc (coordinator/src/engine_3pc.cc; guarantees and limits in docs/3pc.md):
+//
+//   (begin durable)
+//   can-committing ─all can-commits 2xx─▶ pre-committing ─all pre-commits answered,──▶ committing
+//     │  (pre_commit record durable before any pre-commit is sent)  or its deadline    │ all acks
+//     └─a 409, the deadline, abort()─▶ aborting ─all acks─▶ aborted           committed ◀┘
+//
+//   can-committing: begin durable; can-commit (a yes vote holds the work, like prepare) in
+//                   flight or retried with backoff until the deadline. After a crash: abort (no
+//                   pre-commit was sent, so no branch is pre-committed).
+//   pre-committing: the votes and the pre_commit record durable; pre-commit sent to every branch
+//                   and retried until it answers (2xx, or 409: it cannot be pre-committed any
+//                   more) or the pre-commit deadline (timeout_ms again, from the record) passes;
+//                   then the engine decides commit. abort() is refused: a branch may be
+//                   pre-committed and commit on its own. After a crash: commit (Skeen's rule).
+//   committing / aborting / committed / aborted: as for 2pc.
+//
 // Replies (contract section 4): 2xx success; 409 a no vote (first phase) or a participant bug
 // (phase 2, logged and retried like a transient error); 425 retried at the initial interval
 // without backoff growth; anything else transient: retried after a delay drawn uniformly from
@@ -90,7 +107,8 @@ struct EngineOptions {
 // A callback the driver should send now.
 struct Send {
   std::string branch_id;  // for saga steps, the step_id
-  std::string phase;      // "prepare", "commit", "abort"; "action", "compensate" for sagas
+  std::string phase;      // "prepare", "commit", "abort"; "can-commit", "pre-commit" for 3pc;
+                          // "action", "compensate" for sagas
   int attempt = 1;        // Tx-Attempt
   bool one_phase = false;
   // The target, when the engine names it (sagas): POST exactly this absolute URL, with this
@@ -179,14 +197,15 @@ class Engine {
 };
 
 // Starts a new transaction: emits its begin record. `args` must have passed the API's checks.
-// The protocol must be "2pc", "tcc" or "saga" (saga::SagaEngine behind the same interface,
-// coordinator/src/saga_engine.cc).
+// The protocol must be "2pc", "3pc", "tcc" or "saga" (3pc in coordinator/src/engine_3pc.cc;
+// saga::SagaEngine behind the same interface, coordinator/src/saga_engine.cc).
 std::unique_ptr<Engine> BeginEngine(Timestamp now, const BeginArgs& args,
                                     const EngineOptions& options, uint64_t seed, Effects& out);
 
 // Resumes a transaction read from the log after a restart (or after the driver dropped it when
 // an append failed): undecided 2pc is aborted (presumed abort) unless it is one-phase, tcc stays
-// active until its deadline, decided ones resend phase 2 to every branch; a saga continues
+// active until its deadline, undecided 3pc commits when its pre_commit record is durable and
+// aborts otherwise, decided ones resend phase 2 to every branch; a saga continues
 // forward from its durable step states, or backward once its abort is decided. Emits what it
 // must.
 // kCorruption when the records do not make a transaction this engine can drive; kInvalidArgument

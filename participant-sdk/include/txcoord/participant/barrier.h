@@ -9,16 +9,18 @@
 //   CREATE TABLE txcoord_barrier (
 //     gtid       TEXT NOT NULL,
 //     branch_id  TEXT NOT NULL,
-//     op         TEXT NOT NULL,  -- 'first' | 'finish' | 'undo'
+//     op         TEXT NOT NULL,  -- 'first' | 'finish' | 'undo' | 'pre'
 //     origin     TEXT NOT NULL,  -- the phase that wrote the row: prepare, try, action,
-//                                --   one-phase-commit, commit, abort, compensate
+//                                --   can-commit, one-phase-commit, commit, abort, compensate,
+//                                --   pre-commit
 //     outcome    TEXT NOT NULL,  -- first: done | refused | blocked; finish: done; undo: done |
 //     null reason     TEXT NOT NULL DEFAULT '',  -- the refusal's message, for outcome 'refused'
 //     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
 //     PRIMARY KEY (gtid, branch_id, op));
 //
-// Phases map to ops: prepare | try | action are the "first" phase; commit (= tcc Confirm) is
-// "finish"; abort (= tcc Cancel) | compensate are "undo"; a one-phase commit is first + finish.
+// Phases map to ops: prepare | try | action | can-commit are the "first" phase; commit (= tcc
+// Confirm) is "finish"; abort (= tcc Cancel) | compensate are "undo"; a one-phase commit is
+// first + finish; the 3pc pre-commit is "pre".
 // One row per (branch, op) is the whole mechanism: the primary key makes the second delivery of a
 // phase find its row instead of running again, and an undo also claims the branch's "first" key
 // (outcome 'blocked'), so that whichever of a first phase and its undo commits first decides:
@@ -42,6 +44,20 @@
 //                                                       undo=null (null compensation)
 //   undo                    undo=*                      nothing (repeat)           200
 //   undo                    finish=done                 nothing recorded           409 (bug)
+//   undo                    pre=done (3pc)              nothing recorded           409 (bug)
+//   pre-commit              first=done from can-commit  business; pre=done         200
+//   pre-commit              pre=done, or finish=done    nothing (repeat, or late)  200
+//   pre-commit              undo=* (aborted, perhaps    nothing recorded           409
+//                           on its own timeout)
+//   pre-commit              no can-commit yes vote      nothing recorded           409 (bug)
+//
+// 3pc. can-commit is a first phase like prepare (its yes vote holds the work, so that commit
+// cannot fail); commit needs only that vote, since the coordinator commits without every
+// pre-commit acknowledgement once its pre-commit deadline passes. A 409 to a pre-commit tells the
+// coordinator that this branch aborted before it could be pre-committed (three_phase.h: a
+// participant that voted yes and heard nothing aborts on its own); it is not a vote. Pre-commit,
+// commit and abort take a per-branch lock first (PostgreSQL: pg_advisory_xact_lock), because
+// they write different keys and a participant's own timeout may race the coordinator's callback.
 //
 // "409 (bug)": the coordinator never sends these (commit without a yes vote, commit after abort,
 // abort after commit); the contract has it log a 409 to commit/abort and retry, so the
@@ -67,9 +83,9 @@
 //
 // Retention. Rows are needed as long as a callback for their branch may still arrive. Purge
 // deletes a branch's rows only when all of them are older than `older_than`, and never deletes a
-// branch still awaiting its outcome (a prepare or try that is done, with neither commit nor
-// abort yet). The rule that makes it safe: `older_than` must exceed the longest time between a
-// branch's first callback and its last, that is the transaction timeout plus the longest
+// branch still awaiting its outcome (a prepare, try or can-commit that is done, with neither
+// commit nor abort yet). The rule that makes it safe: `older_than` must exceed the longest time
+// between a branch's first callback and its last, that is the transaction timeout plus the longest
 // coordinator or network outage you intend to survive (commit, abort and compensate are retried
 // until they succeed). Choose days, not minutes. A purged 'blocked' marker no longer stops a late
 // prepare, and a purged 'done' row no longer stops a repeat from running again.
@@ -86,7 +102,9 @@
 #include <pqxx/connection_base>
 #include <pqxx/dbtransaction>
 #include <pqxx/transaction_base>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "txcoord/participant/handler.h"
 #include "txcoord/status.h"
@@ -136,7 +154,6 @@ class Barrier {
   // kFailed/500 "no open transaction"). The caller commits when the reply is Done or Refused and
   // may commit or roll back otherwise (nothing of Run's is left in the transaction then). A
   // commit that fails leaves the phase not done; the coordinator's retry does it again.
-  // can-commit and pre-commit (3pc) are answered 500: the barrier does not handle them yet.
   static BarrierResult Run(sqlite3* db, const CallbackContext& ctx, const SqliteBusiness& business);
   static BarrierResult Run(pqxx::dbtransaction& tx, const CallbackContext& ctx,
                            const PgBusiness& business);
@@ -161,6 +178,19 @@ class Barrier {
   static BarrierResult TryInTransaction(pqxx::connection_base& conn, std::string_view gtid,
                                         std::string_view branch_id, const PgBusiness& business);
 };
+
+// A 3pc branch that voted yes here and has heard no outcome (neither commit nor abort ran):
+// what a restarted participant hands to ThreePhaseKeeper::Resume (three_phase.h).
+struct ThreePhaseInDoubt {
+  std::string gtid;
+  std::string branch_id;
+  bool pre_committed = false;  // its pre-commit was acknowledged
+};
+
+// The 3pc branches in doubt in this database's barrier, oldest first; none when the table does
+// not exist yet. PostgreSQL: in the caller's transaction.
+Result<std::vector<ThreePhaseInDoubt>> ListThreePhaseInDoubt(sqlite3* db);
+Result<std::vector<ThreePhaseInDoubt>> ListThreePhaseInDoubt(pqxx::dbtransaction& tx);
 
 // Deletes old barrier rows (see "Retention" above) and returns how many. SQLite: one statement,
 // in the caller's transaction if one is open. PostgreSQL: in the caller's transaction, which the

@@ -11,7 +11,9 @@
 //         participant does the prepare work and the commit in one local transaction.
 //   tcc   the application calls its own Try (not a callback; see Barrier::Try), then the
 //         coordinator sends commit (= Confirm) or abort (= Cancel).
-//   3pc   can-commit, pre-commit, then commit or abort (a later issue; the defaults refuse).
+//   3pc   can-commit (a vote: hold the work like prepare), pre-commit, then commit or abort.
+//         The barrier and PgPreparedHandler serve all four; ThreePhaseHandler (three_phase.h)
+//         adds the participant's own timeouts of contract section 4.
 //   saga  each step's action, and on failure its compensate (SagaStepHandler below), each
 //         POSTed to the step's own URL exactly as given in the begin request.
 #pragma once
@@ -146,8 +148,10 @@ class BranchHandler {
   // done at once (null compensation) and a later prepare (or try) must be refused (no hanging).
   virtual PhaseResult Abort(const CallbackContext& ctx) = 0;
 
-  // 3pc, a later issue. The defaults answer 409 "3pc not supported by this participant", so a 3pc
-  // transaction that includes this branch aborts instead of waiting.
+  // 3pc: CanCommit votes (Done: yes, holding the work so that commit cannot fail; Refused: no),
+  // PreCommit acknowledges that every branch voted yes. Commit and Abort above finish a 3pc
+  // branch too. The defaults answer 409 "3pc not supported by this participant", so a 3pc
+  // transaction that includes a participant without them aborts instead of waiting.
   virtual PhaseResult CanCommit(const CallbackContext& ctx);
   virtual PhaseResult PreCommit(const CallbackContext& ctx);
 };

@@ -36,6 +36,13 @@
 //             ROLLBACK PREPARED when prepared, and commit the markers first=blocked and
 //             undo=done|null, so that a late prepare or one-phase commit is refused: 200.
 //
+// 3pc. can-commit is a prepare (its first row has origin "can-commit"), after which a committed
+// row op='pre' outcome='voted' marks the branch as a 3pc yes vote; pre-commit sets that row to
+// 'done' (and answers 409 once the branch was aborted, e.g. on its own can-commit timeout);
+// commit and abort are as for 2pc, except that an abort after an acknowledged pre-commit is
+// refused (409): a pre-committed branch can only commit. ListThreePhaseInDoubt lists the
+// prepared branches with such a row, for ThreePhaseKeeper::Resume (three_phase.h).
+//
 // Prepare, commit and abort of one branch are serialized by a session-level advisory lock (key:
 // from SHA-256 of the xid), taken before and released after PREPARE TRANSACTION. A session lock,
 // unlike a transaction-level one, is not handed over to the prepared transaction, so it never
@@ -117,6 +124,13 @@ class PgPreparedAdapter {
   // because a forgotten transaction gets no more prepares.
   Result<InDoubtReport> ResolveInDoubt(CoordinatorClient& coordinator);
 
+  // 3pc: can-commit prepares like Prepare; pre-commit records the acknowledgement (see above).
+  // Commit and Abort serve 3pc branches too.
+  PhaseResult CanCommit(const CallbackContext& ctx, const PgBusiness& work);
+  PhaseResult PreCommit(const CallbackContext& ctx);
+  // This participant's prepared 3pc branches (a can-commit yes vote, no outcome yet).
+  Result<std::vector<ThreePhaseInDoubt>> ListThreePhaseInDoubt();
+
   // The xid of a branch of this participant (see above).
   std::string Xid(std::string_view gtid, std::string_view branch_id) const;
   // The same for any prefix; kInvalidArgument for a bad prefix, gtid or branch_id.
@@ -131,6 +145,10 @@ class PgPreparedAdapter {
   Result<std::unique_ptr<Session>> NewSession();
   std::unique_ptr<pqxx::connection> TakeIdle();
   void PutIdle(std::unique_ptr<pqxx::connection> conn);
+  PhaseResult PrepareAs(const CallbackContext& ctx, const PgBusiness& work,
+                        std::string_view origin);
+  PhaseResult MarkPreCommit(const CallbackContext& ctx, std::string_view outcome,
+                            bool only_if_prepared);
   PhaseResult RollbackXid(const std::string& xid, const std::string& gtid,
                           const std::string* branch_id);
   PhaseResult CommitXid(const std::string& xid, const std::string& gtid,
@@ -142,8 +160,9 @@ class PgPreparedAdapter {
 };
 
 // A ready-made BranchHandler over a PgPreparedAdapter, for a participant whose whole branch is
-// "do this work in my database, prepared": Prepare runs `work` and prepares it, Commit and Abort
-// finish it, and a one-phase commit runs `work` and commits. Thread-safe; `adapter` must outlive
+// "do this work in my database, prepared": Prepare (and the 3pc CanCommit) runs `work` and
+// prepares it, Commit and Abort finish it, PreCommit records the 3pc acknowledgement, and a
+// one-phase commit runs `work` and commits. Thread-safe; `adapter` must outlive
 // the handler.
 class PgPreparedHandler : public BranchHandler {
  public:
@@ -154,6 +173,8 @@ class PgPreparedHandler : public BranchHandler {
   PhaseResult Prepare(const CallbackContext& ctx) override;
   PhaseResult Commit(const CallbackContext& ctx) override;
   PhaseResult Abort(const CallbackContext& ctx) override;
+  PhaseResult CanCommit(const CallbackContext& ctx) override;
+  PhaseResult PreCommit(const CallbackContext& ctx) override;
 
  private:
   PgPreparedAdapter& adapter_;
