@@ -443,6 +443,7 @@ class World {
         return;
       }
       Trace(txs_[tx].gtid + ": finished " + live->engine->state() + "; the engine is dropped");
+      CheckViewMatchesLog(tx, *live->engine);
       live_.erase(tx);
       return;
     }
@@ -789,6 +790,46 @@ class World {
     }
   }
 
+  // A finished engine's public record (GET while it was live) says what the record folded from
+  // the log says (GET after it was dropped): the transaction's state and every branch's or
+  // step's.
+  void CheckViewMatchesLog(int tx, const Engine& engine) {
+    const std::string& gtid = txs_[tx].gtid;
+    auto logged = log_->Read(gtid);
+    if (!logged.ok()) {
+      Violation(gtid + ": finished, but not readable from the log: " + logged.status().ToString());
+      return;
+    }
+    const v1::Transaction view = engine.View();
+    const v1::Transaction folded = coordinator::FoldRecord(*logged);
+    std::string diff;
+    if (view.state() != folded.state()) diff += " state " + view.state() + "/" + folded.state();
+    if (view.branches_size() != folded.branches_size() ||
+        view.steps_size() != folded.steps_size()) {
+      diff += " a different number of branches or steps";
+    } else {
+      for (int i = 0; i < view.branches_size(); ++i) {
+        const v1::Branch& a = view.branches(i);
+        const v1::Branch& b = folded.branches(i);
+        if (a.branch_id() != b.branch_id() || a.state() != b.state()) {
+          diff += " branch " + a.branch_id() + " " + a.state() + "/" + b.branch_id() + " " +
+                  b.state();
+        }
+      }
+      for (int i = 0; i < view.steps_size(); ++i) {
+        const v1::Step& a = view.steps(i);
+        const v1::Step& b = folded.steps(i);
+        if (a.step_id() != b.step_id() || a.state() != b.state()) {
+          diff += " step " + a.step_id() + " " + a.state() + "/" + b.step_id() + " " + b.state();
+        }
+      }
+    }
+    if (!diff.empty()) {
+      Violation(gtid + ": the engine's view and the record folded from the log differ (view/log):" +
+                diff);
+    }
+  }
+
   // After every event: the bookkeeping that the incremental checks rely on is consistent.
   void CheckStep() {
     for (const auto& [tx, live] : live_) {
@@ -1087,12 +1128,13 @@ class World {
       return;
     }
     if (c.incarnation != incarnation_) return;  // the process that sent it is gone
-    if (c.open) {
+    if (c.open) {  // the first copy to arrive is the transport's one answer
       c.open = false;
-    } else if (!duplicate) {
-      return;  // late: the transport already answered "no reply"
-    }
-    Deliver(c, reply, duplicate);
+      Deliver(c, reply, false);
+    } else if (duplicate) {  // the same reply again: engines must ignore it
+      Deliver(c, reply, true);
+    }  // else late: the transport already answered "no reply"
+
   }
 
   void CallTimeout(uint64_t id) {
