@@ -113,8 +113,9 @@ PhaseResult ApplyPhase(Role role, bool one_phase, bool refuses, S s) {
           return Reply(409, s);
         case S::kNone:
         case S::kRefused:
-          return Reply(409, s, std::string("pre-commit of a branch that did not vote yes (") +
-                                   StateName(s) + ")");
+          return Reply(
+              409, s,
+              std::string("pre-commit of a branch that did not vote yes (") + StateName(s) + ")");
         default:
           return Mismatch(role, s);
       }

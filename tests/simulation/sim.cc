@@ -4,6 +4,8 @@
 // participants, the application, and the checks.
 #include "sim.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <functional>
 #include <map>
@@ -14,8 +16,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <spdlog/spdlog.h>
 
 #include "participant.h"
 #include "txcoord/coordinator/engine.h"
@@ -90,14 +90,14 @@ class Rng {
 
 // Fault rates of one run; they apply only before the quiet phase.
 struct Faults {
-  double drop = 0;            // a request or a reply is lost
-  double duplicate = 0;       // a request arrives twice; a reply is delivered again
-  double slow = 0;            // a message takes far longer than usual: reorders, timeouts
-  double fsync_fail = 0;      // an append fails (half of those reached the disk anyway)
-  double transient = 0;       // the participant answers 500 without doing anything
-  double in_progress = 0;     // ... 425
-  double bug_409 = 0;         // ... 409 to commit/abort/compensate (a participant bug)
-  double slow_work = 0;       // the participant takes long over a request
+  double drop = 0;         // a request or a reply is lost
+  double duplicate = 0;    // a request arrives twice; a reply is delivered again
+  double slow = 0;         // a message takes far longer than usual: reorders, timeouts
+  double fsync_fail = 0;   // an append fails (half of those reached the disk anyway)
+  double transient = 0;    // the participant answers 500 without doing anything
+  double in_progress = 0;  // ... 425
+  double bug_409 = 0;      // ... 409 to commit/abort/compensate (a participant bug)
+  double slow_work = 0;    // the participant takes long over a request
   int coordinator_crashes = 0;
   int participant_crashes = 0;
   int partitions = 0;
@@ -107,9 +107,9 @@ struct Faults {
 struct BranchPlan {
   std::string id;
   int participant = 0;
-  std::string url;         // 2pc/tcc: the branch url; saga: the action url
-  std::string compensate;  // saga
-  bool refuses = false;    // the participant's business answer: vote no, the action fails
+  std::string url;              // 2pc/tcc: the branch url; saga: the action url
+  std::string compensate;       // saga
+  bool refuses = false;         // the participant's business answer: vote no, the action fails
   std::vector<int> deps;        // saga: the steps it depends on
   std::vector<int> dependents;  // saga: the steps that depend on it
   // The participant's durable state of this branch.
@@ -150,7 +150,7 @@ struct DurableTx {
   v1::Outcome decision = v1::OUTCOME_UNSPECIFIED;
   bool ended = false;
   std::string final_state;
-  std::set<std::string> registered;                // tcc branches
+  std::set<std::string> registered;               // tcc branches
   std::map<std::string, std::string> step_state;  // saga: the latest durable step state
 };
 
@@ -250,15 +250,15 @@ class World {
       faults_.spurious_timers = static_cast<int>(rng_.Range(0, 10));
     }
     Trace("seed " + std::to_string(result_.seed) + ", protocol " + spec_.name + ", " +
-          Str(participants) + " participants, retry " + Str(options_.retry.initial.count()) +
-          ".." + Str(options_.retry.max.count()) + " ms, callback budget " +
+          Str(participants) + " participants, retry " + Str(options_.retry.initial.count()) + ".." +
+          Str(options_.retry.max.count()) + " ms, callback budget " +
           Str(options_.retry.callback.count()) + " ms, one_phase " +
           (options_.one_phase ? "on" : "off") + ", faults until " + Str(faults_end_ms_) +
           " ms: drop " + std::to_string(faults_.drop) + ", dup " +
-          std::to_string(faults_.duplicate) + ", fsync fail " +
-          std::to_string(faults_.fsync_fail) + ", " + Str(faults_.coordinator_crashes) +
-          " coordinator crashes, " + Str(faults_.participant_crashes) +
-          " participant crashes, " + Str(faults_.partitions) + " partitions");
+          std::to_string(faults_.duplicate) + ", fsync fail " + std::to_string(faults_.fsync_fail) +
+          ", " + Str(faults_.coordinator_crashes) + " coordinator crashes, " +
+          Str(faults_.participant_crashes) + " participant crashes, " + Str(faults_.partitions) +
+          " partitions");
 
     const int count = static_cast<int>(rng_.Range(1, 3));
     for (int i = 0; i < count; ++i) txs_.push_back(PlanTransaction(i, refuse));
@@ -411,7 +411,7 @@ class World {
   }
 
   static std::string Describe(const CallbackReply& r) {
-    const char* cls = r.reply_class == ReplyClass::kSuccess     ? "ok"
+    const char* cls = r.reply_class == ReplyClass::kSuccess      ? "ok"
                       : r.reply_class == ReplyClass::kRefused    ? "refused"
                       : r.reply_class == ReplyClass::kInProgress ? "in progress"
                                                                  : "transient";
@@ -474,8 +474,8 @@ class World {
     live.engine->OnTimer(Now(), fx);
     // The next wake-up must lie in the future, or the driver would call OnTimer again at once.
     if (!live.engine->finished()) {
-      if (const auto wake = live.engine->WakeAt(); wake && Ms(*wake) <= now_ms_ && fx.send.empty() &&
-                                                   fx.append.empty()) {
+      if (const auto wake = live.engine->WakeAt();
+          wake && Ms(*wake) <= now_ms_ && fx.send.empty() && fx.append.empty()) {
         Violation(txs_[tx].gtid + ": WakeAt() is not in the future right after OnTimer");
         return;
       }
@@ -631,8 +631,8 @@ class World {
     Effects fx;
     auto engine = coordinator::RecoverEngine(Now(), logged, options_, rng_.Next(), fx);
     if (!engine.ok()) {
-      Violation(logged.summary.gtid + ": cannot resume from its own log: " +
-                engine.status().ToString());
+      Violation(logged.summary.gtid +
+                ": cannot resume from its own log: " + engine.status().ToString());
       return;
     }
     if ((*engine)->finished()) return;
@@ -812,8 +812,8 @@ class World {
         const v1::Branch& a = view.branches(i);
         const v1::Branch& b = folded.branches(i);
         if (a.branch_id() != b.branch_id() || a.state() != b.state()) {
-          diff += " branch " + a.branch_id() + " " + a.state() + "/" + b.branch_id() + " " +
-                  b.state();
+          diff +=
+              " branch " + a.branch_id() + " " + a.state() + "/" + b.branch_id() + " " + b.state();
         }
       }
       for (int i = 0; i < view.steps_size(); ++i) {
@@ -825,8 +825,8 @@ class World {
       }
     }
     if (!diff.empty()) {
-      Violation(gtid + ": the engine's view and the record folded from the log differ (view/log):" +
-                diff);
+      Violation(gtid +
+                ": the engine's view and the record folded from the log differ (view/log):" + diff);
     }
   }
 
@@ -887,9 +887,8 @@ class World {
   // when a participant decided on its own timeout.
   void Inconsistent(int tx, const std::string& what) {
     TxPlan& plan = txs_[tx];
-    const bool own_timeout =
-        std::any_of(plan.branches.begin(), plan.branches.end(),
-                    [](const BranchPlan& b) { return b.by_timeout; });
+    const bool own_timeout = std::any_of(plan.branches.begin(), plan.branches.end(),
+                                         [](const BranchPlan& b) { return b.by_timeout; });
     if (spec_.participant_timeouts && own_timeout) {
       if (!plan.partition_case) Trace(plan.gtid + ": partition case: " + what);
       plan.partition_case = true;
@@ -902,9 +901,9 @@ class World {
 
   void CheckFinal() {
     for (const auto& [tx, live] : live_) {
-      Violation(txs_[tx].gtid + " is not terminal after the quiet phase: " +
-                live->engine->state() + ", " + Str(live->engine->durable()) + " of " +
-                Str(live->engine->emitted()) + " records durable");
+      Violation(txs_[tx].gtid + " is not terminal after the quiet phase: " + live->engine->state() +
+                ", " + Str(live->engine->durable()) + " of " + Str(live->engine->emitted()) +
+                " records durable");
       return;
     }
     if (!up_) {
@@ -936,8 +935,7 @@ class World {
     (commit ? result_.stats.committed : result_.stats.aborted)++;
     if (tx.acked_commit && *tx.acked_commit != commit) {
       Violation(tx.gtid + ": the application was told " +
-                (*tx.acked_commit ? "committed" : "aborted") + ", the outcome is " +
-                d.final_state);
+                (*tx.acked_commit ? "committed" : "aborted") + ", the outcome is " + d.final_state);
       return;
     }
     // The public record folded from the log says the same.
@@ -958,8 +956,8 @@ class World {
       }
       for (const BranchPlan& b : tx.branches) {
         if (commit && b.state != BranchState::kApplied) {
-          Violation(tx.gtid + ": committed saga, but step " + b.id + " is " +
-                    StateName(b.state) + " at its participant");
+          Violation(tx.gtid + ": committed saga, but step " + b.id + " is " + StateName(b.state) +
+                    " at its participant");
           return;
         }
         if (!commit && b.state == BranchState::kApplied) {
@@ -986,8 +984,9 @@ class World {
     if (tx.partition_case) return;  // counted, reported in SimResult::partition_cases
     for (const BranchPlan& b : tx.branches) {
       const bool known = spec_.flow != Flow::kApplicationDriven || d.registered.count(b.id) != 0;
-      const BranchState want =
-          !known ? BranchState::kNone : commit ? BranchState::kCommitted : BranchState::kAborted;
+      const BranchState want = !known   ? BranchState::kNone
+                               : commit ? BranchState::kCommitted
+                                        : BranchState::kAborted;
       if (b.state != want) {
         Violation(tx.gtid + " is " + d.final_state + ", but branch " + b.id + " is " +
                   StateName(b.state) + " at its participant");
@@ -1134,7 +1133,6 @@ class World {
     } else if (duplicate) {  // the same reply again: engines must ignore it
       Deliver(c, reply, true);
     }  // else late: the transport already answered "no reply"
-
   }
 
   void CallTimeout(uint64_t id) {
@@ -1223,8 +1221,9 @@ class World {
       }
       Trace(txs_[tx].gtid + "/" + b.id + ": timeout; the coordinator says " +
             (d.begun ? v1::Outcome_Name(d.decision) : std::string("404 (presumed abort)")));
-      Transition(tx, j,
-                 d.decision == v1::OUTCOME_COMMIT ? BranchState::kCommitted : BranchState::kAborted);
+      Transition(
+          tx, j,
+          d.decision == v1::OUTCOME_COMMIT ? BranchState::kCommitted : BranchState::kAborted);
       return;
     }
     b.by_timeout = true;
@@ -1494,7 +1493,11 @@ SimResult Simulate(const SimConfig& config) {
     r.violations.push_back("the simulation does not run protocol \"" + config.protocol + "\"");
     return r;
   }
-  World world(config, *spec);
+  return Simulate(config, *spec);
+}
+
+SimResult Simulate(const SimConfig& config, const ProtocolSpec& spec) {
+  World world(config, spec);
   return world.Run();
 }
 
@@ -1522,8 +1525,7 @@ void Add(SimStats& total, const SimStats& s) {
 
 }  // namespace
 
-SweepResult Sweep(const std::string& protocol, uint64_t first, uint64_t count,
-                  bool stop_at_first) {
+SweepResult Sweep(const std::string& protocol, uint64_t first, uint64_t count, bool stop_at_first) {
   SweepResult sweep;
   sweep.protocol = protocol;
   sweep.first = first;

@@ -93,6 +93,9 @@ struct SimResult {
 };
 
 SimResult Simulate(const SimConfig& config);
+// With a protocol description of the caller's (config.protocol is ignored): the tests run the
+// 2pc engine with 3pc's participant timeouts to check that partition cases are counted.
+SimResult Simulate(const SimConfig& config, const ProtocolSpec& spec);
 
 // Seeds [first, first + count) of one protocol.
 struct SweepResult {
@@ -111,8 +114,7 @@ struct SweepResult {
 };
 
 // Stops after the first failing seed when `stop_at_first`.
-SweepResult Sweep(const std::string& protocol, uint64_t first, uint64_t count,
-                  bool stop_at_first);
+SweepResult Sweep(const std::string& protocol, uint64_t first, uint64_t count, bool stop_at_first);
 
 // Turns off the engines' own logging (spdlog: e.g. the saga adapter's warning for a 409 to a
 // compensate), which the simulation provokes on purpose thousands of times.

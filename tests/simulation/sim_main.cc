@@ -85,8 +85,8 @@ int main(int argc, char** argv) {
         for (const std::string& line : r.trace) std::cout << line << "\n";
       }
       if (!r.ok()) {
-        std::cout << txcoord::simulation::Report({.seed = r.seed, .protocol = r.protocol,
-                                                  .violations = r.violations});
+        std::cout << txcoord::simulation::Report(
+            {.seed = r.seed, .protocol = r.protocol, .violations = r.violations});
         failed = true;
       } else {
         std::cout << "seed " << first << " (" << p << ") passed: " << r.stats.transactions

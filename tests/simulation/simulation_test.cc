@@ -168,6 +168,21 @@ TEST(Simulation, ShortSweepPassesAndExercisesEveryFault) {
   }
 }
 
+// 3pc's participant timeouts on the 2pc engine: a prepared participant that cannot reach the
+// coordinator aborts by itself, and the coordinator may still commit. Those runs must show up as
+// partition cases — counted, not failures, not hidden — while every other check still holds.
+TEST(Simulation, PartitionCasesAreCountedNotHidden) {
+  ProtocolSpec spec = *FindProtocol("2pc");
+  spec.participant_timeouts = true;
+  int cases = 0;
+  for (uint64_t seed = 0; seed < 2000; ++seed) {
+    const SimResult r = Simulate({.seed = seed}, spec);
+    ASSERT_TRUE(r.ok()) << Report(Simulate({.seed = seed, .trace = true}, spec));
+    cases += r.partition_cases;
+  }
+  EXPECT_GT(cases, 0);
+}
+
 TEST(Simulation, AReportNamesTheSeedAndHowToReplayIt) {
   SimResult r;
   r.seed = 77;
