@@ -621,6 +621,14 @@ class BranchEngine final : public Engine {
       phase2_started_ = true;
       MaybeFinish(now, out);
     }
+#ifdef TXCOORD_MUTATION_EARLY_COMMIT
+    // A deliberate bug, compiled only into tests/simulation's mutation test (never the
+    // product): phase 2 of a commit starts before its decision is durable.
+    if (commit && !phase2_started_) {
+      phase2_started_ = true;
+      for (BranchRuntime& b : branches_) StartPhase(b, kCommit);
+    }
+#endif
   }
 
   // Once every branch acknowledged the decision, emits the outcomes and the `end` record.

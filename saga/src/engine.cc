@@ -576,6 +576,18 @@ void SagaEngine::StartReadyCompensations(Timestamp now, Effects& out) {
       continue;
     }
     assert(!s.started && !s.in_flight);
+#ifdef TXCOORD_MUTATION_SKIP_COMPENSATION
+    // A deliberate bug, compiled only into tests/simulation's mutation test (never the
+    // product): a step whose action never answered is taken for one that never ran, and its
+    // compensation is forgotten.
+    if (s.state == kStepRunning) {
+      s.state = std::string(kCompensated);
+      s.phase = kPhaseCompensate;
+      EmitOutcome(now, s, out);
+      MaybeFinish(now, out);
+      continue;
+    }
+#endif
     s.state = std::string(kStepCompensating);
     s.phase = kPhaseCompensate;
     s.attempts = 0;
