@@ -158,6 +158,22 @@ class ThreePhaseEngine final : public Engine {
           b->last_error = r.branch_outcome().last_error();
           break;
         }
+        case v1::LogRecord::kResolved: {
+          // An operator's resolve: the branch acknowledged the decision's phase, by hand.
+          BranchRuntime* b = FindRuntime(r.resolved().branch_id());
+          if (b == nullptr) return Status::Corruption(gtid_ + ": resolve of an unknown branch");
+          if (decision_ == v1::OUTCOME_UNSPECIFIED) {
+            return Status::Corruption(gtid_ + ": a branch resolved before the decision");
+          }
+          if (r.resolved().state() != kCommitted && r.resolved().state() != kAborted) {
+            return Status::Corruption(gtid_ + ": branch resolved to state \"" +
+                                      r.resolved().state() + "\"");
+          }
+          b->state = r.resolved().state();
+          b->attempts = r.resolved().attempts();
+          b->last_error = r.resolved().last_error();
+          break;
+        }
         case v1::LogRecord::kEnd:
           ended = true;
           break;
@@ -233,6 +249,61 @@ class ThreePhaseEngine final : public Engine {
     }
     Decide(now, v1::OUTCOME_ABORT, reason.empty() ? "aborted by the application" : reason, out);
     return decision_seq_;
+  }
+
+  // Only a decided 3pc transaction's commit or abort can be done by hand: before the decision the
+  // outstanding calls are votes and pre-commits, which the coordinator itself must see answered.
+  Result<uint64_t> Resolve(Timestamp now, const v1::ResolvedRecord& request,
+                           Effects& out) override {
+    BranchRuntime* b = FindRuntime(request.branch_id());
+    if (b == nullptr) {
+      return Status::NotFound("transaction " + gtid_ + " has no branch \"" +
+                              request.branch_id() + "\"");
+    }
+    const std::string& as = request.as();
+    if (as != kCommitted && as != kAborted) {
+      return Status::InvalidArgument("resolve as \"" + as + "\": use committed or aborted");
+    }
+    if (finished_ || end_seq_ != 0) {
+      return Status::Conflict("transaction " + gtid_ + " is finished (" + state_ +
+                              "); nothing is outstanding");
+    }
+    if (decision_ == v1::OUTCOME_UNSPECIFIED) {
+      return Status::Conflict("transaction " + gtid_ + " is " + state_ +
+                              " and not decided, so no commit or abort is outstanding");
+    }
+    if (!phase2_started_) {
+      return Status::Unavailable("the decision of transaction " + gtid_ +
+                                 " is not durable yet; retry in a moment");
+    }
+    const bool commit = decision_ == v1::OUTCOME_COMMIT;
+    if ((as == kCommitted) != commit) {
+      return Status::Conflict("the decision of transaction " + gtid_ + " is " +
+                              (commit ? "commit" : "abort") + ": branch \"" + b->def.branch_id() +
+                              "\" can only be resolved as " + (commit ? "committed" : "aborted"));
+    }
+    if (b->done) {
+      return Status::Conflict("branch \"" + b->def.branch_id() + "\" acknowledged its " +
+                              b->phase + " already (" + b->state + "); nothing is outstanding");
+    }
+    v1::LogRecord r;
+    v1::ResolvedRecord* o = r.mutable_resolved();
+    o->set_branch_id(b->def.branch_id());
+    o->set_as(as);
+    o->set_operator_(request.operator_());
+    o->set_reason(request.reason());
+    o->set_phase(b->phase);
+    o->set_state(as);
+    o->set_attempts(b->attempts);
+    o->set_last_error(b->last_error);
+    const uint64_t seq = Emit(now, std::move(r), out);
+    b->state = as;
+    b->done = true;
+    b->in_flight = false;  // a reply to an attempt still in flight is stale now
+    b->failures = 0;
+    b->retry_at.reset();
+    MaybeFinish(now, out);
+    return seq;
   }
 
   void OnDurable(Timestamp now, uint64_t seq, Effects& out) override {
@@ -500,6 +571,14 @@ class ThreePhaseEngine final : public Engine {
     r.set_tx_state(std::string(kPreCommitting));
     *r.mutable_pre_commit()->mutable_deadline() = ToProto(pre_commit_deadline_);
     pre_commit_seq_ = Emit(now, std::move(r), out);
+#ifdef TXCOORD_MUTATION_EARLY_PRE_COMMIT
+    // A deliberate bug, compiled only into tests/simulation's mutation test (never the
+    // product): pre-commit goes out before the pre_commit record is durable, so a crash can
+    // abort a transaction some branch already pre-committed.
+    pre_commit_started_ = true;
+    state_ = std::string(kPreCommitting);
+    for (BranchRuntime& b : branches_) StartPhase(b, kPreCommit);
+#endif
   }
 
   // Makes the outcome durable; phase 2 starts in OnDurable once it is.

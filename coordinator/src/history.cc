@@ -132,6 +132,9 @@ v1::TransactionHistory HistoryOf(const LoggedTransaction& logged) {
         e->set_detail(text);
         break;
       }
+      case v1::LogRecord::kPreCommit:
+        e->set_detail("every branch voted yes; pre-commit may be sent, so recovery commits");
+        break;
       case v1::LogRecord::kEnd:
         e->set_state(r.end().final_state());
         e->set_detail("ended " + r.end().final_state());

@@ -210,6 +210,18 @@ class Harness {
     Apply(fx);
     return r;
   }
+  Result<uint64_t> Resolve(const std::string& branch, const std::string& as,
+                           const std::string& op = "alice", const std::string& reason = "") {
+    v1::ResolvedRecord request;
+    request.set_branch_id(branch);
+    request.set_as(as);
+    request.set_operator_(op);
+    request.set_reason(reason);
+    Effects fx;
+    auto r = engine_->Resolve(now_, request, fx);
+    Apply(fx);
+    return r;
+  }
   Result<uint64_t> Register() {
     v1::Branch b;
     b.set_branch_id("late");
@@ -677,6 +689,105 @@ TEST(ThreePc, PhaseTwoIsNeverGivenUp) {
   h.MakeAllDurable();
   EXPECT_EQ(h.engine().state(), "committed");
   EXPECT_EQ(h.engine().View().branches(0).attempts(), 51);
+}
+
+// ================================================================================ resolve
+
+// Two branches pre-committed and decided commit; b1 acknowledged its commit, b0's commit keeps
+// failing and is still being retried.
+void StuckInCommit(Harness& h) {
+  ToPreCommitting(h, 2);
+  h.MakeAllDurable();
+  h.AnswerAll(Ok());
+  h.MakeAllDurable();
+  ASSERT_TRUE(h.engine().decided());
+  h.Answer("b1", "commit", Ok());
+  for (int i = 0; i < 3; ++i) {
+    h.Answer("b0", "commit", ServerError());
+    h.MakeAllDurable();
+    ASSERT_TRUE(h.Fire());
+  }
+  h.MakeAllDurable();
+  ASSERT_TRUE(h.InFlight("b0", "commit"));
+  ASSERT_EQ(h.engine().state(), "committing");
+}
+
+TEST(ThreePcResolve, AStuckCommitResolvedByHandFinishesTheTransaction) {
+  Harness h;
+  StuckInCommit(h);
+  const Send in_flight = h.outstanding().front();
+  const size_t before = h.records().size();
+
+  EXPECT_EQ(h.Resolve("nope", "committed").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(h.Resolve("b0", "maybe").status().code(), StatusCode::kInvalidArgument);
+  const auto contradicts = h.Resolve("b0", "aborted");
+  EXPECT_EQ(contradicts.status().code(), StatusCode::kConflict);
+  EXPECT_NE(contradicts.status().message().find("decision"), std::string::npos);
+  EXPECT_EQ(h.Resolve("b1", "committed").status().code(), StatusCode::kConflict)
+      << "b1 acknowledged its commit: nothing is outstanding";
+  EXPECT_EQ(h.records().size(), before) << "a refused resolve writes nothing";
+
+  ASSERT_TRUE(h.Resolve("b0", "committed", "alice", "applied by hand").ok());
+  ASSERT_EQ(CountKind(h.records(), v1::LogRecord::kResolved), 1);
+  const v1::LogRecord& resolved = h.records()[before];
+  ASSERT_TRUE(resolved.has_resolved());
+  EXPECT_EQ(resolved.resolved().branch_id(), "b0");
+  EXPECT_EQ(resolved.resolved().operator_(), "alice");
+  EXPECT_EQ(resolved.resolved().reason(), "applied by hand");
+  EXPECT_EQ(resolved.resolved().phase(), "commit");
+  EXPECT_EQ(resolved.resolved().state(), "committed");
+  EXPECT_EQ(resolved.resolved().attempts(), 4);
+  EXPECT_EQ(resolved.resolved().last_error(), "HTTP 500: boom");
+  EXPECT_EQ(h.records().back().end().final_state(), "committed") << "the end follows at once";
+  h.MakeAllDurable();
+  EXPECT_TRUE(h.engine().finished());
+  EXPECT_EQ(h.engine().state(), "committed");
+  EXPECT_EQ(h.BranchState("b0"), "committed");
+  h.ExpectFoldMatchesView();
+  h.DeliverStale(in_flight, Ok());
+  EXPECT_EQ(h.Resolve("b0", "committed").status().code(), StatusCode::kConflict)
+      << "a finished transaction has nothing outstanding";
+}
+
+TEST(ThreePcResolve, RecoveryReplaysTheResolveAndAsksOnlyTheOthers) {
+  Harness h;
+  StuckInCommit(h);
+  const size_t before = h.records().size();
+  ASSERT_TRUE(h.Resolve("b0", "committed").ok());
+  h.MakeDurable(before + 1);  // the resolve is durable, the end is lost in the crash
+  ASSERT_TRUE(h.Crash());
+  EXPECT_EQ(h.BranchState("b0"), "committed");
+  EXPECT_FALSE(h.InFlight("b0", "commit")) << "a resolved branch is not asked again";
+  h.MakeAllDurable();
+  RunToEnd(h);
+  EXPECT_EQ(h.engine().state(), "committed");
+  EXPECT_FALSE(h.InFlight("b0", "commit"));
+  h.ExpectFoldMatchesView();
+}
+
+TEST(ThreePcResolve, NothingBeforeTheDecisionAndAnAbortOnlyAsAborted) {
+  Harness undecided;
+  undecided.Begin(Args(2));
+  undecided.MakeAllDurable();
+  const auto early = undecided.Resolve("b0", "committed");
+  EXPECT_EQ(early.status().code(), StatusCode::kConflict) << early.status().ToString();
+  EXPECT_EQ(CountKind(undecided.records(), v1::LogRecord::kResolved), 0);
+
+  Harness aborting;
+  aborting.Begin(Args(2));
+  aborting.MakeAllDurable();
+  aborting.Answer("b0", "can-commit", Refused());
+  aborting.MakeAllDurable();
+  ASSERT_TRUE(aborting.engine().decided());
+  ASSERT_TRUE(aborting.InFlight("b1", "abort") || aborting.InFlight("b1", "can-commit"));
+  EXPECT_EQ(aborting.Resolve("b1", "committed").status().code(), StatusCode::kConflict);
+  const auto r = aborting.Resolve("b1", "aborted", "bob", "rolled back by hand");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  aborting.MakeAllDurable();
+  RunToEnd(aborting);
+  EXPECT_EQ(aborting.engine().state(), "aborted");
+  EXPECT_EQ(aborting.BranchState("b1"), "aborted");
+  aborting.ExpectFoldMatchesView();
 }
 
 // ================================================================================ stale replies

@@ -10,6 +10,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <future>
 #include <latch>
 #include <mutex>
@@ -356,9 +357,11 @@ class SignedEndpointTest : public EndpointTest {
   void SetUp() override {
     CallbackServerOptions options;
     options.callback_secrets = {"old-secret", "new-secret"};
-    options.clock = [] { return kNow; };
+    options.clock = [this] { return now_.load(); };
     StartServer(options);
   }
+
+  std::atomic<int64_t> now_{kNow};
 
   Reply SignedCallback(const std::string& secret, int64_t timestamp,
                        const std::string& body_override = "") {
@@ -396,6 +399,21 @@ TEST_F(SignedEndpointTest, ForgedUnsignedStaleOrTamperedCallbacksAre401) {
   EXPECT_EQ(unsigned_reply.code, "UNAUTHENTICATED");
   EXPECT_NE(unsigned_reply.message.find("header missing"), std::string::npos);
   EXPECT_TRUE(bank_.calls().empty());
+}
+
+// A captured callback sent again byte for byte: within the skew window it reaches the handler
+// (whose barrier makes a repeat a no-op); once the window has passed it is refused.
+TEST_F(SignedEndpointTest, AReplayedCallbackIsRefusedOnceItsTimestampIsStale) {
+  const int64_t signed_at = kNow;
+  EXPECT_EQ(SignedCallback("new-secret", signed_at).status, 200);
+  now_ = kNow + 60;
+  EXPECT_EQ(SignedCallback("new-secret", signed_at).status, 200) << "within the window";
+  now_ = kNow + 301;
+  const Reply replayed = SignedCallback("new-secret", signed_at);
+  EXPECT_EQ(replayed.status, 401);
+  EXPECT_EQ(replayed.code, "UNAUTHENTICATED");
+  EXPECT_NE(replayed.message.find("301 s behind"), std::string::npos) << replayed.message;
+  EXPECT_EQ(bank_.calls().size(), 2u) << "the stale replay never reached the handler";
 }
 
 TEST(CallbackServerTest, ApplicationRoutesShareTheServer) {

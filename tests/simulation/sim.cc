@@ -25,9 +25,6 @@
 namespace txcoord::simulation {
 
 const std::vector<ProtocolSpec>& Protocols() {
-  // 3pc joins this list once BeginEngine runs it:
-  //   {.name = "3pc", .flow = Flow::kCoordinatorDriven,
-  //    .vote_phases = {"can-commit", "pre-commit"}, .participant_timeouts = true},
   static const std::vector<ProtocolSpec> protocols = {
       {.name = "2pc",
        .flow = Flow::kCoordinatorDriven,
@@ -36,6 +33,10 @@ const std::vector<ProtocolSpec>& Protocols() {
        .commit_within_deadline = true},
       {.name = "tcc", .flow = Flow::kApplicationDriven},
       {.name = "saga", .flow = Flow::kSaga},
+      {.name = "3pc",
+       .flow = Flow::kCoordinatorDriven,
+       .vote_phases = {"can-commit", "pre-commit"},
+       .participant_timeouts = true},
   };
   return protocols;
 }
@@ -149,6 +150,7 @@ struct DurableTx {
   int64_t deadline_ms = 0;
   v1::Outcome decision = v1::OUTCOME_UNSPECIFIED;
   bool ended = false;
+  bool pre_committed = false;  // 3pc: the pre_commit record is durable
   std::string final_state;
   std::set<std::string> registered;               // tcc branches
   std::map<std::string, std::string> step_state;  // saga: the latest durable step state
@@ -584,6 +586,17 @@ class World {
           }
           break;
         }
+        case v1::LogRecord::kPreCommit:
+          if (d.decision != v1::OUTCOME_UNSPECIFIED) {
+            Violation(gtid + ": a pre_commit record after the decision is durable");
+            return false;
+          }
+          d.pre_committed = true;
+          Trace(gtid + ": pre_commit is durable");
+          break;
+        case v1::LogRecord::kResolved:
+          Violation(gtid + ": a resolved record, though no operator resolves in the simulation");
+          return false;
         case v1::LogRecord::kBranchOutcome:
         case v1::LogRecord::BODY_NOT_SET:
           break;
@@ -720,6 +733,9 @@ class World {
         if (d.decision != v1::OUTCOME_UNSPECIFIED) wrong = "sent after the decision is durable";
         break;
       case Role::kPreCommit:
+        // Skeen's rule needs the log to say "commit on recovery" before any branch may be
+        // pre-committed.
+        if (!d.pre_committed) wrong = "sent before the pre_commit record is durable";
         if (d.decision == v1::OUTCOME_ABORT) wrong = "sent after the abort decision is durable";
         break;
       case Role::kCommit:
