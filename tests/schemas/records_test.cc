@@ -119,6 +119,35 @@ std::vector<std::pair<std::string, std::unique_ptr<Message>>> FullMessages() {
   error.mutable_error()->set_code("CONFLICT");
   error.mutable_error()->set_message("transaction order-42 is committed; abort is too late");
   add("ErrorReply", error);
+  v1::ResolveRequest resolve;
+  resolve.set_as("committed");
+  resolve.set_operator_("alice");
+  resolve.set_reason("applied by hand after the bank's outage");
+  add("ResolveRequest", resolve);
+  v1::TransactionHistory history;
+  history.set_gtid("order-42");
+  history.set_protocol("2pc");
+  history.set_state("committed");
+  v1::HistoryEntry* entry = history.add_entries();
+  entry->set_seq(3);
+  *entry->mutable_at() = At(2);
+  entry->set_kind("resolved");
+  entry->set_tx_state("committing");
+  entry->set_branch_id("debit");
+  entry->set_phase("commit");
+  entry->set_state("committed");
+  entry->set_attempts(6);
+  entry->set_last_error("HTTP 500");
+  entry->set_outcome("commit");
+  entry->set_reason("applied by hand");
+  entry->set_operator_("alice");
+  entry->set_resolved_as("committed");
+  entry->set_detail("debit resolved as committed by alice: applied by hand");
+  add("TransactionHistory", history);
+  v1::PurgeReply purge;
+  purge.set_purged(1000);
+  purge.set_remaining(17);
+  add("PurgeReply", purge);
 
   // log.proto: one LogRecord per member of the body oneof.
   auto record = [](const char* tx_state) {
@@ -167,6 +196,18 @@ std::vector<std::pair<std::string, std::unique_ptr<Message>>> FullMessages() {
   so->set_attempts(1);
   so->set_last_error("HTTP 500");
   add("LogRecord.step_outcome", r);
+
+  r = record("committing");
+  auto* rs = r.mutable_resolved();
+  rs->set_branch_id("debit");
+  rs->set_as("committed");
+  rs->set_operator_("alice");
+  rs->set_reason("applied by hand");
+  rs->set_phase("commit");
+  rs->set_state("committed");
+  rs->set_attempts(6);
+  rs->set_last_error("HTTP 500");
+  add("LogRecord.resolved", r);
 
   r = record("pre-committing");
   *r.mutable_pre_commit()->mutable_deadline() = At(20);
