@@ -105,7 +105,11 @@ class Relay::Pump {
     std::string event_id;
     Result<BusMessage> message = Status::Internal("unset");
   };
+  // The rows of one aggregate (type and id) held here. Known by a handle, never reused, so that
+  // the queues and maps below name it with an integer: a handle whose aggregate is gone finds
+  // nothing.
   struct Aggregate {
+    std::string key;          // AggregateKey of its rows
     std::deque<Entry> queue;  // in id order; the front is in flight when in_flight
     bool in_flight = false;
     bool retry_pending = false;  // waiting in retry_timers_ after a refused publish
@@ -113,7 +117,7 @@ class Relay::Pump {
     bool blocked = false;        // the front entry is a bad row; nothing of it is queued
   };
   struct InFlight {
-    std::string key;
+    uint64_t aggregate;  // handle
     Clock::time_point sent_at;
   };
 
@@ -256,14 +260,15 @@ class Relay::Pump {
 
   // False when the bus broke (its state was dropped).
   bool TakeBusEvents() {
-    std::vector<BusEvent> events;
+    // Two buffers swapped back and forth keep their capacity: no allocation per batch of acks.
+    taken_events_.clear();
     {
       std::lock_guard lock(events_mu_);
-      events.swap(events_);
+      taken_events_.swap(events_);
     }
     bool broken = false;
     Status why;
-    for (const BusEvent& event : events) {
+    for (const BusEvent& event : taken_events_) {
       if (event.kind == BusEvent::Kind::kDisconnected) {
         broken = true;
         why = event.status;
@@ -282,9 +287,9 @@ class Relay::Pump {
     const int64_t id = static_cast<int64_t>(event.token);
     auto it = in_flight_.find(id);
     if (it == in_flight_.end()) return;  // from before a reset: the row is read again anyway
-    const std::string key = std::move(it->second.key);
+    const uint64_t handle = it->second.aggregate;
     in_flight_.erase(it);
-    auto agg_it = aggregates_.find(key);
+    auto agg_it = aggregates_.find(handle);
     if (agg_it == aggregates_.end()) return;
     Aggregate& agg = agg_it->second;
     agg.in_flight = false;
@@ -299,8 +304,9 @@ class Relay::Pump {
       agg.attempts = 0;
       --buffered_;
       if (!agg.queue.empty()) {
-        ready_.push_back(key);
+        ready_.push_back(handle);
       } else {
+        handles_.erase(agg.key);
         aggregates_.erase(agg_it);
       }
       return;
@@ -311,7 +317,7 @@ class Relay::Pump {
     agg.retry_pending = true;
     const milliseconds delay =
         ExponentialBackoff(agg.attempts, options_.retry_min, options_.retry_max);
-    retry_timers_.push({Clock::now() + delay, key});
+    retry_timers_.push({Clock::now() + delay, handle});
     ReportError(event.status.WithContext("row id " + std::to_string(id) + " (attempt " +
                                          std::to_string(agg.attempts) + ", again in " +
                                          std::to_string(delay.count()) + " ms)"));
@@ -336,12 +342,12 @@ class Relay::Pump {
 
   void ReleaseRetries(Clock::time_point now) {
     while (!retry_timers_.empty() && retry_timers_.top().first <= now) {
-      const std::string key = retry_timers_.top().second;
+      const uint64_t handle = retry_timers_.top().second;
       retry_timers_.pop();
-      auto it = aggregates_.find(key);
+      auto it = aggregates_.find(handle);
       if (it == aggregates_.end() || !it->second.retry_pending) continue;
       it->second.retry_pending = false;
-      ready_.push_back(key);
+      ready_.push_back(handle);
     }
   }
 
@@ -351,9 +357,9 @@ class Relay::Pump {
   bool Dispatch() {
     const int64_t max_payload = bus_->max_payload();
     while (static_cast<int>(in_flight_.size()) < options_.window && !ready_.empty()) {
-      const std::string key = std::move(ready_.front());
+      const uint64_t handle = ready_.front();
       ready_.pop_front();
-      auto it = aggregates_.find(key);
+      auto it = aggregates_.find(handle);
       if (it == aggregates_.end()) continue;
       Aggregate& agg = it->second;
       if (agg.in_flight || agg.retry_pending || agg.blocked || agg.queue.empty()) continue;
@@ -366,19 +372,19 @@ class Relay::Pump {
             std::to_string(max_payload));
       }
       if (!entry.message.ok()) {
-        Block(key, agg);
+        Block(agg);
         continue;
       }
       const int64_t id = entry.id;
       if (Status s = bus_->PublishAsync(*entry.message, static_cast<uint64_t>(id)); !s.ok()) {
-        ready_.push_front(key);
+        ready_.push_front(handle);
         OnBusFailure(s);
         return false;
       }
       FaultPoint("relay.after_publish");
       agg.in_flight = true;
       const auto now = Clock::now();
-      in_flight_[id] = InFlight{key, now};
+      in_flight_[id] = InFlight{handle, now};
       sent_order_.emplace_back(now, id);
     }
     return true;
@@ -386,7 +392,8 @@ class Relay::Pump {
 
   // The front of `agg` is a bad row: hold the aggregate. Its queued rows go back to the
   // database (forgotten here); a later sweep reads them again, the bad row first.
-  void Block(const std::string& key, Aggregate& agg) {
+  void Block(Aggregate& agg) {
+    const std::string& key = agg.key;
     const Entry& bad = agg.queue.front();
     const std::string& reason = bad.message.status().message();
     seen_bad_in_sweep_.insert(bad.id);
@@ -414,13 +421,18 @@ class Relay::Pump {
   void Accept(OutboxRow row) {
     if (known_.contains(row.id)) return;
     std::string key = AggregateKey(row);
-    auto [it, created] = aggregates_.try_emplace(key);
-    Aggregate& agg = it->second;
+    auto [handle_it, created] = handles_.try_emplace(key, next_handle_);
+    const uint64_t handle = handle_it->second;
+    Aggregate& agg = aggregates_[handle];
+    if (created) {
+      ++next_handle_;
+      agg.key = std::move(key);
+    }
     if (agg.blocked) return;  // waits in the database for the sweep
     Entry entry;
     entry.id = row.id;
-    entry.event_id = row.event_id;
     entry.message = ToMessage(row, subject_prefix_);
+    entry.event_id = std::move(row.event_id);
     if (entry.message.ok()) {
       bad_rows_.erase(row.id);
     } else {
@@ -440,7 +452,7 @@ class Relay::Pump {
     }
     known_.insert(row.id);
     ++buffered_;
-    if (was_idle) ready_.push_back(std::move(key));
+    if (was_idle) ready_.push_back(handle);
   }
 
   // False when the source broke.
@@ -505,7 +517,11 @@ class Relay::Pump {
   void StartSweep() {
     // Held aggregates get another look: their bad row is read again (and held again if still
     // bad), their other rows follow it.
-    std::erase_if(aggregates_, [](const auto& entry) { return entry.second.blocked; });
+    std::erase_if(aggregates_, [this](const auto& entry) {
+      if (!entry.second.blocked) return false;
+      handles_.erase(entry.second.key);
+      return true;
+    });
     seen_bad_in_sweep_.clear();
     sweeping_ = true;
     sweep_after_ = 0;
@@ -580,6 +596,7 @@ class Relay::Pump {
   // ones too, unless marked) and are read again, oldest first.
   void DropPipeline(bool keep_acked) {
     aggregates_.clear();
+    handles_.clear();
     ready_.clear();
     in_flight_.clear();
     sent_order_.clear();
@@ -768,12 +785,15 @@ class Relay::Pump {
 
   std::mutex events_mu_;
   std::vector<BusEvent> events_;  // GUARDED_BY(events_mu_)
+  std::vector<BusEvent> taken_events_;  // what TakeBusEvents works through
 
-  std::unordered_map<std::string, Aggregate> aggregates_;
-  std::deque<std::string> ready_;  // aggregates whose front may be sent (checked when taken)
+  std::unordered_map<std::string, uint64_t> handles_;  // AggregateKey -> handle
+  std::unordered_map<uint64_t, Aggregate> aggregates_;
+  uint64_t next_handle_ = 1;
+  std::deque<uint64_t> ready_;  // aggregates whose front may be sent (checked when taken)
   std::unordered_map<int64_t, InFlight> in_flight_;
   std::deque<std::pair<Clock::time_point, int64_t>> sent_order_;
-  using Timer = std::pair<Clock::time_point, std::string>;
+  using Timer = std::pair<Clock::time_point, uint64_t>;  // when, aggregate handle
   std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> retry_timers_;
   std::unordered_set<int64_t> known_;  // ids queued, in flight, or acked and not yet marked
   int64_t buffered_ = 0;               // rows queued or in flight
