@@ -191,13 +191,14 @@ TYPED_TEST(SourceTest, MarkedRowsAreNotReadAgainAndAReconnectStartsAtTheFirstUnp
   EXPECT_EQ(Ids(first->rows), (std::vector<int64_t>{1, 2, 3, 4}));
   EXPECT_TRUE(first->more) << "a full batch says there may be more";
   ASSERT_TRUE(source->MarkPublished({1, 2, 4}).ok());
-  EXPECT_EQ(this->backend_.Count("SELECT count(*) FROM txcoord_outbox WHERE published_at IS NULL"),
-            7);
   ASSERT_TRUE(source->MarkPublished({1}).ok()) << "marking twice is harmless";
 
   auto swept = source->ReadUnpublished(0, source->watermark(), 100);
   ASSERT_TRUE(swept.ok());
   EXPECT_EQ(Ids(*swept), (std::vector<int64_t>{3})) << "the sweep sees only unpublished rows";
+  // A mark may still be on its way when MarkPublished returns; a sweep waits for it.
+  EXPECT_EQ(this->backend_.Count("SELECT count(*) FROM txcoord_outbox WHERE published_at IS NULL"),
+            7);
 
   auto fresh = this->Connected();
   EXPECT_EQ(fresh->watermark(), 2) << "just below the lowest unpublished row, 3";
@@ -402,6 +403,32 @@ TEST_F(PostgresGapTest, ALostConnectionIsReportedAndEndsTheLeadership) {
   auto rows = source->ReadNext(10);
   ASSERT_TRUE(rows.ok());
   EXPECT_EQ(rows->rows.size(), 1u);
+}
+
+TEST_F(PostgresGapTest, AMarkIsNotWaitedForAndItsFailureIsTheNextCallsAndLosesNothing) {
+  backend_.Insert({Event("c-1", 1), Event("c-2", 1)});
+  auto source = this->Connected();
+  auto first = source->ReadNext(10);
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(Ids(first->rows), (std::vector<int64_t>{1, 2}));
+  // The rows are locked elsewhere: the UPDATE waits on the server, MarkPublished does not.
+  pqxx::connection bystander_conn(backend_.conninfo());
+  pqxx::work bystander(bystander_conn);
+  bystander.exec("SELECT id FROM txcoord_outbox FOR UPDATE");
+  ASSERT_TRUE(source->MarkPublished({1, 2}).ok()) << "sent, not waited for";
+  backend_.Exec(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = "
+      "'txrelay' AND datname = current_database()");
+  auto stats = source->Stats();
+  EXPECT_EQ(stats.status().code(), StatusCode::kUnavailable);
+  EXPECT_FALSE(source->connected());
+  bystander.abort();
+  EXPECT_EQ(backend_.Count("SELECT count(*) FROM txcoord_outbox WHERE published_at IS NULL"), 2)
+      << "the lost mark marked nothing";
+  ASSERT_TRUE(source->Connect().ok());
+  auto again = source->ReadNext(10);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(Ids(again->rows), (std::vector<int64_t>{1, 2})) << "read again, to be published again";
 }
 
 }  // namespace

@@ -109,7 +109,10 @@ class OutboxSource {
 
   // Sets published_at of these rows (those still NULL) in one transaction. kConflict when the
   // service's writers kept the database locked (SQLite): nothing was marked, try again later;
-  // the source stays connected.
+  // the source stays connected. A source may send the update and return before it is done
+  // (PostgreSQL does, on a second session); it is done when the next MarkPublished,
+  // ReadUnpublished, Stats or Close returns. Its failure is then that call's failure, and the
+  // rows stay unpublished, to be published again (as duplicates) after the reconnect.
   virtual Status MarkPublished(const std::vector<int64_t>& ids) = 0;
 
   // Deletes (or moves to txcoord_outbox_archive) up to `max_rows` rows published more than
