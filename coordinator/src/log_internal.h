@@ -1,12 +1,9 @@
 // Internals shared by the log backends: record rules, checksums, group commit.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -14,6 +11,7 @@
 #include <vector>
 
 #include "txcoord/coordinator/log.h"
+#include "txcoord/leader_group.h"
 
 namespace txcoord::coordinator::internal {
 
@@ -43,9 +41,7 @@ using SummaryMap = std::map<std::string, std::optional<TransactionSummary>, std:
 // One append waiting in a group commit.
 struct PendingAppend {
   std::vector<v1::LogRecord> records;
-  Status status;      // set by the committer
-  bool done = false;  // guarded by the GroupCommitter's mutex
-  std::condition_variable cv;
+  Status status;  // set by the committer
 };
 
 // What the backend writes for an accepted append: each record serialized with its checksum.
@@ -78,17 +74,16 @@ Timestamp FromMillis(int64_t ms);
 
 // ---- Group commit (group_commit.cc) -----------------------------------------------------------
 
-// Groups concurrent appends into one commit, the way LevelDB groups writers: the first waiting
-// append becomes the leader, takes every append queued behind it (up to max_batch), runs the
-// backend's commit once for all of them without holding the queue lock, then wakes them. So
-// appends that arrive while a commit is in flight share the next commit and its one fsync; a lone
-// writer pays no thread hand-off.
+// Groups concurrent appends into one commit (txcoord/leader_group.h): appends that arrive while
+// a commit is in flight share the next commit and its one fsync; a lone writer pays no thread
+// hand-off.
 //
 // Thread-safety: Submit may be called from any number of threads. commit_fn is only ever run by
 // one thread at a time, so the backend's write connection needs no lock of its own.
 class GroupCommitter {
  public:
-  // Commits a batch: must set `status` of every append in it.
+  // Commits a batch: must set `status` of every append in it. If it throws, every append of the
+  // batch fails with kInternal.
   using CommitFn = std::function<void(std::span<PendingAppend* const>)>;
 
   GroupCommitter(int max_batch, CommitFn commit_fn);
@@ -101,11 +96,7 @@ class GroupCommitter {
   size_t queued() const;
 
  private:
-  const int max_batch_;
-  const CommitFn commit_fn_;
-  mutable std::mutex mu_;
-  std::deque<PendingAppend*> queue_;  // GUARDED_BY(mu_); front is the leader
-  LogStats stats_;                    // GUARDED_BY(mu_)
+  LeaderGroup<PendingAppend> group_;
 };
 
 // ---- Backends -----------------------------------------------------------------------------
