@@ -2,11 +2,11 @@
 #include <sqlite3.h>
 
 #include <filesystem>
-#include <mutex>
 #include <optional>
 
 #include "bank.h"
 #include "txcoord/participant/barrier.h"
+#include "txcoord/participant/commit_group.h"
 
 namespace txcoord::examples::bank {
 namespace {
@@ -120,19 +120,20 @@ Status Hold(sqlite3* db, const std::string& gtid, const std::string& branch_id, 
 
 class SqliteBank final : public Bank, public participant::BranchHandler {
  public:
-  explicit SqliteBank(sqlite3* db) : db_(db) {}
+  explicit SqliteBank(sqlite3* db) : db_(db), group_(db) {}
   ~SqliteBank() override { sqlite3_close(db_); }
 
   Status Init(const std::map<std::string, int64_t>& seed) {
-    std::lock_guard lock(mu_);
-    TXCOORD_RETURN_IF_ERROR(Exec(db_, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"));
-    TXCOORD_RETURN_IF_ERROR(Exec(db_, kSchema));
-    TXCOORD_RETURN_IF_ERROR(Barrier::EnsureSchema(db_));
-    for (const auto& [account, balance] : seed) {
-      Stmt insert(db_, "INSERT OR IGNORE INTO accounts (id, balance) VALUES (?, ?)");
-      TXCOORD_RETURN_IF_ERROR(insert.Bind(1, account).Bind(2, balance).Run());
-    }
-    return Status::Ok();
+    return group_.Exclusive([&](sqlite3* db) -> Status {
+      TXCOORD_RETURN_IF_ERROR(Exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"));
+      TXCOORD_RETURN_IF_ERROR(Exec(db, kSchema));
+      TXCOORD_RETURN_IF_ERROR(Barrier::EnsureSchema(db));
+      for (const auto& [account, balance] : seed) {
+        Stmt insert(db, "INSERT OR IGNORE INTO accounts (id, balance) VALUES (?, ?)");
+        TXCOORD_RETURN_IF_ERROR(insert.Bind(1, account).Bind(2, balance).Run());
+      }
+      return Status::Ok();
+    });
   }
 
   participant::BranchHandler& TwoPhase() override { return *this; }
@@ -146,8 +147,7 @@ class SqliteBank final : public Bank, public participant::BranchHandler {
   // Every branch voted yes: nothing to change, but the barrier records it (so that an abort,
   // which only a broken coordinator would send now, is refused).
   PhaseResult PreCommit(const CallbackContext& ctx) override {
-    std::lock_guard lock(mu_);
-    return Barrier::RunInTransaction(db_, ctx, [](sqlite3*) { return Status::Ok(); });
+    return group_.Run(ctx, [](sqlite3*) { return Status::Ok(); });
   }
 
   PhaseResult Commit(const CallbackContext& ctx) override {
@@ -157,8 +157,7 @@ class SqliteBank final : public Bank, public participant::BranchHandler {
       if (!m.ok()) return PhaseResult::Refused(m.status().message());
       one_phase = *m;
     }
-    std::lock_guard lock(mu_);
-    return Barrier::RunInTransaction(db_, ctx, [&](sqlite3* db) -> Status {
+    return group_.Run(ctx, [&](sqlite3* db) -> Status {
       if (one_phase) {  // never prepared: check and apply in this one transaction
         TXCOORD_RETURN_IF_ERROR(CheckFunds(db, *one_phase));
         return Apply(db, ctx.gtid, ctx.branch_id, *one_phase);
@@ -182,8 +181,7 @@ class SqliteBank final : public Bank, public participant::BranchHandler {
   }
 
   PhaseResult Abort(const CallbackContext& ctx) override {
-    std::lock_guard lock(mu_);
-    return Barrier::RunInTransaction(db_, ctx, [&](sqlite3* db) {
+    return group_.Run(ctx, [&](sqlite3* db) {
       Stmt release(db, "DELETE FROM holds WHERE gtid = ? AND branch_id = ?");
       return release.Bind(1, ctx.gtid).Bind(2, ctx.branch_id).Run();
     });
@@ -193,56 +191,60 @@ class SqliteBank final : public Bank, public participant::BranchHandler {
                   const google::protobuf::Value& payload) override {
     auto m = ParseMovement(payload);
     if (!m.ok()) return PhaseResult::Refused(m.status().message());
-    std::lock_guard lock(mu_);
-    return Barrier::TryInTransaction(db_, gtid, branch_id,
-                                     [&](sqlite3* db) { return Hold(db, gtid, branch_id, *m); });
+    return group_.Try(gtid, branch_id, [&](sqlite3* db) { return Hold(db, gtid, branch_id, *m); });
   }
 
   Result<Snapshot> Read(bool with_ledger) override {
-    std::lock_guard lock(mu_);
-    Snapshot snap;
-    TXCOORD_RETURN_IF_ERROR(Exec(db_, "BEGIN"));
-    Stmt accounts(db_, "SELECT id, balance FROM accounts ORDER BY id");
-    int rc;
-    while ((rc = accounts.Step()) == SQLITE_ROW) snap.balances[accounts.Text(0)] = accounts.Int(1);
-    Stmt held(db_, "SELECT COUNT(*) FROM holds");
-    if (held.Step() == SQLITE_ROW) snap.held = held.Int(0);
-    if (with_ledger) {
-      Stmt ledger(db_, "SELECT gtid, branch_id, account, delta FROM ledger ORDER BY gtid");
-      while (ledger.Step() == SQLITE_ROW) {
-        snap.ledger.push_back({ledger.Text(0), ledger.Text(1), ledger.Text(2), ledger.Int(3)});
+    return group_.Exclusive([&](sqlite3* db) -> Result<Snapshot> {
+      Snapshot snap;
+      TXCOORD_RETURN_IF_ERROR(Exec(db, "BEGIN"));
+      int rc;
+      {
+        Stmt accounts(db, "SELECT id, balance FROM accounts ORDER BY id");
+        while ((rc = accounts.Step()) == SQLITE_ROW) {
+          snap.balances[accounts.Text(0)] = accounts.Int(1);
+        }
+        if (rc != SQLITE_DONE) {
+          Status error = accounts.Error();
+          (void)Exec(db, "ROLLBACK");
+          return error;
+        }
       }
-    }
-    (void)Exec(db_, "COMMIT");
-    if (rc != SQLITE_DONE) return accounts.Error();
-    return snap;
+      Stmt held(db, "SELECT COUNT(*) FROM holds");
+      if (held.Step() == SQLITE_ROW) snap.held = held.Int(0);
+      if (with_ledger) {
+        Stmt ledger(db, "SELECT gtid, branch_id, account, delta FROM ledger ORDER BY gtid");
+        while (ledger.Step() == SQLITE_ROW) {
+          snap.ledger.push_back({ledger.Text(0), ledger.Text(1), ledger.Text(2), ledger.Int(3)});
+        }
+      }
+      (void)Exec(db, "COMMIT");
+      return snap;
+    });
   }
 
   Status ResolveInDoubt(participant::CoordinatorClient&) override { return Status::Ok(); }
 
   Result<std::vector<participant::ThreePhaseInDoubt>> ThreePhaseInDoubt() override {
-    std::lock_guard lock(mu_);
-    return participant::ListThreePhaseInDoubt(db_);
+    return group_.Exclusive([](sqlite3* db) { return participant::ListThreePhaseInDoubt(db); });
   }
 
   Result<int64_t> PurgeBarrier(std::chrono::seconds retention) override {
-    std::lock_guard lock(mu_);
-    return participant::PurgeBarrier(db_, retention);
+    return group_.Exclusive(
+        [&](sqlite3* db) { return participant::PurgeBarrier(db, retention); });
   }
 
  private:
   PhaseResult HoldBehindBarrier(const CallbackContext& ctx) {
     auto m = ParseMovement(ctx.payload);
     if (!m.ok()) return PhaseResult::Refused(m.status().message());
-    std::lock_guard lock(mu_);
-    return Barrier::RunInTransaction(
-        db_, ctx, [&](sqlite3* db) { return Hold(db, ctx.gtid, ctx.branch_id, *m); });
+    return group_.Run(ctx, [&](sqlite3* db) { return Hold(db, ctx.gtid, ctx.branch_id, *m); });
   }
 
-  // One connection, one writer at a time: SQLite serializes writers anyway, and BEGIN IMMEDIATE
-  // on a shared connection from two threads would nest.
-  std::mutex mu_;
-  sqlite3* db_;  // GUARDED_BY(mu_)
+  // One connection, used only through the group: concurrent callbacks share one local
+  // transaction and one fsync (commit_group.h), and reads wait for the group in progress.
+  sqlite3* const db_;
+  participant::SqliteCommitGroup group_;
 };
 
 }  // namespace

@@ -29,6 +29,19 @@ std::string_view BarrierPathName(BarrierResult::Path path) {
 
 namespace internal {
 
+CallbackContext TryContext(std::string_view gtid, std::string_view branch_id) {
+  CallbackContext ctx;
+  ctx.gtid = std::string(gtid);
+  ctx.branch_id = std::string(branch_id);
+  ctx.phase = Phase::kTry;
+  return ctx;
+}
+
+bool KeepsTransaction(const BarrierResult& result) {
+  const PhaseResult::Kind kind = result.reply.kind();
+  return kind == PhaseResult::Kind::kDone || kind == PhaseResult::Kind::kRefused;
+}
+
 std::string_view OpName(Op op) {
   switch (op) {
     case Op::kFirst:

@@ -117,14 +117,6 @@ class PgBarrierStore final : public internal::BarrierStore {
   bool table_missing_ = false;
 };
 
-CallbackContext TryContext(std::string_view gtid, std::string_view branch_id) {
-  CallbackContext ctx;
-  ctx.gtid = std::string(gtid);
-  ctx.branch_id = std::string(branch_id);
-  ctx.phase = Phase::kTry;
-  return ctx;
-}
-
 }  // namespace
 
 Status Barrier::EnsureSchema(pqxx::dbtransaction& tx) {
@@ -164,12 +156,12 @@ BarrierResult Barrier::RunInTransaction(pqxx::connection_base& conn, const Callb
 
 BarrierResult Barrier::Try(pqxx::dbtransaction& tx, std::string_view gtid,
                            std::string_view branch_id, const PgBusiness& business) {
-  return Run(tx, TryContext(gtid, branch_id), business);
+  return Run(tx, internal::TryContext(gtid, branch_id), business);
 }
 
 BarrierResult Barrier::TryInTransaction(pqxx::connection_base& conn, std::string_view gtid,
                                         std::string_view branch_id, const PgBusiness& business) {
-  return RunInTransaction(conn, TryContext(gtid, branch_id), business);
+  return RunInTransaction(conn, internal::TryContext(gtid, branch_id), business);
 }
 
 Result<std::vector<ThreePhaseInDoubt>> ListThreePhaseInDoubt(pqxx::dbtransaction& tx) {

@@ -164,19 +164,6 @@ class SqliteBarrierStore final : public internal::BarrierStore {
   bool table_missing_ = false;
 };
 
-CallbackContext TryContext(std::string_view gtid, std::string_view branch_id) {
-  CallbackContext ctx;
-  ctx.gtid = std::string(gtid);
-  ctx.branch_id = std::string(branch_id);
-  ctx.phase = Phase::kTry;
-  return ctx;
-}
-
-bool KeepsTransaction(const BarrierResult& result) {
-  const PhaseResult::Kind kind = result.reply.kind();
-  return kind == PhaseResult::Kind::kDone || kind == PhaseResult::Kind::kRefused;
-}
-
 }  // namespace
 
 Status Barrier::EnsureSchema(sqlite3* db) {
@@ -212,7 +199,7 @@ BarrierResult Barrier::RunInTransaction(sqlite3* db, const CallbackContext& ctx,
             PhaseResult::FromStatus(SqliteStatus(db, rc, "begin barrier transaction"))};
   }
   BarrierResult result = Run(db, ctx, business);
-  if (!KeepsTransaction(result)) {
+  if (!internal::KeepsTransaction(result)) {
     if (sqlite3_get_autocommit(db) == 0) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
     return result;
   }
@@ -228,13 +215,13 @@ BarrierResult Barrier::RunInTransaction(sqlite3* db, const CallbackContext& ctx,
 
 BarrierResult Barrier::Try(sqlite3* db, std::string_view gtid, std::string_view branch_id,
                            const SqliteBusiness& business) {
-  return Run(db, TryContext(gtid, branch_id), business);
+  return Run(db, internal::TryContext(gtid, branch_id), business);
 }
 
 BarrierResult Barrier::TryInTransaction(sqlite3* db, std::string_view gtid,
                                         std::string_view branch_id,
                                         const SqliteBusiness& business) {
-  return RunInTransaction(db, TryContext(gtid, branch_id), business);
+  return RunInTransaction(db, internal::TryContext(gtid, branch_id), business);
 }
 
 Result<std::vector<ThreePhaseInDoubt>> ListThreePhaseInDoubt(sqlite3* db) {

@@ -27,6 +27,13 @@ inline constexpr std::string_view kCanCommitOrigin = "can-commit";
 // The origin of both rows a one-phase commit writes.
 inline constexpr std::string_view kOnePhaseOrigin = "one-phase-commit";
 
+// The context of a TCC Try, which arrives from the application, not as a callback.
+CallbackContext TryContext(std::string_view gtid, std::string_view branch_id);
+
+// Whether the caller commits the transaction Run worked in: the reply is Done or Refused (a
+// first phase's refusal is recorded). Otherwise nothing of Run's is left in it.
+bool KeepsTransaction(const BarrierResult& result);
+
 struct BarrierRow {
   std::string origin;
   std::string outcome;

@@ -1,5 +1,6 @@
 // The barrier (barrier.h) on a real SQLite file and a real PostgreSQL database from the rig. The
-// conformance suite runs against both; the concurrency tests are per backend, because what makes
+// conformance suite runs against both, and against SQLite through a SqliteCommitGroup
+// (commit_group.h); the concurrency tests are per backend, because what makes
 // a second delivery wait differs (the SQLite database lock, a PostgreSQL row lock).
 //
 // Every business function records an "effect" row in the same transaction, so the tests check
@@ -12,11 +13,13 @@
 #include <atomic>
 #include <future>
 #include <latch>
+#include <memory>
 #include <pqxx/pqxx>
 #include <string>
 #include <thread>
 
 #include "sdk_test_util.h"
+#include "txcoord/participant/commit_group.h"
 #include "txcoord/testing/poll.h"
 #include "txcoord/testing/postgres_server.h"
 
@@ -68,15 +71,22 @@ sqlite3* OpenSqlite(const std::string& path) {
   return db;
 }
 
-class SqliteBackend {
+// The barrier on SQLite, each callback in its own transaction (Barrier::RunInTransaction), or,
+// with kGrouped, through a SqliteCommitGroup (commit_group.h), which must answer exactly the same.
+template <bool kGrouped>
+class SqliteBackendOf {
  public:
-  SqliteBackend() : path_((dir_.path() / "participant.db").string()), db_(OpenSqlite(path_)) {
+  SqliteBackendOf() : path_((dir_.path() / "participant.db").string()), db_(OpenSqlite(path_)) {
     SqliteExec(db_, "CREATE TABLE effects (gtid TEXT, branch_id TEXT, phase TEXT)");
+    if (kGrouped) group_ = std::make_unique<SqliteCommitGroup>(db_);
   }
-  ~SqliteBackend() { sqlite3_close(db_); }
+  ~SqliteBackendOf() {
+    group_.reset();
+    sqlite3_close(db_);
+  }
 
   BarrierResult Run(const CallbackContext& ctx, Status answer = Status::Ok()) {
-    return Barrier::RunInTransaction(db_, ctx, [&](sqlite3* db) {
+    return RunInTransaction(ctx, [&](sqlite3* db) {
       ++calls;
       TXCOORD_RETURN_IF_ERROR(InsertSqliteEffect(db, ctx));
       return answer;
@@ -84,7 +94,7 @@ class SqliteBackend {
   }
 
   BarrierResult RunThrowing(const CallbackContext& ctx) {
-    return Barrier::RunInTransaction(db_, ctx, [&](sqlite3* db) -> Status {
+    return RunInTransaction(ctx, [&](sqlite3* db) -> Status {
       ++calls;
       TXCOORD_RETURN_IF_ERROR(InsertSqliteEffect(db, ctx));
       throw std::runtime_error("disk on fire");
@@ -92,55 +102,84 @@ class SqliteBackend {
   }
 
   BarrierResult Try(const std::string& gtid, const std::string& branch_id) {
-    return Barrier::TryInTransaction(db_, gtid, branch_id, [&](sqlite3* db) {
+    const SqliteBusiness business = [&](sqlite3* db) {
       ++calls;
       return InsertSqliteEffect(db, Ctx(gtid, branch_id, Phase::kTry));
-    });
+    };
+    if (group_) return group_->Try(gtid, branch_id, business);
+    return Barrier::TryInTransaction(db_, gtid, branch_id, business);
   }
 
   // Run in the caller's transaction, which the caller then rolls back.
   BarrierResult RunAndRollBack(const CallbackContext& ctx) {
-    SqliteExec(db_, "BEGIN IMMEDIATE");
-    BarrierResult result = Barrier::Run(db_, ctx, [&](sqlite3* db) {
-      ++calls;
-      return InsertSqliteEffect(db, ctx);
+    return Use([&](sqlite3* conn) {
+      SqliteExec(conn, "BEGIN IMMEDIATE");
+      BarrierResult result = Barrier::Run(conn, ctx, [&](sqlite3* db) {
+        ++calls;
+        return InsertSqliteEffect(db, ctx);
+      });
+      SqliteExec(conn, "ROLLBACK");
+      return result;
     });
-    SqliteExec(db_, "ROLLBACK");
-    return result;
   }
 
   int64_t Effects(const std::string& gtid, const std::string& branch_id, Phase phase) {
-    return SqliteCount(db_, "SELECT count(*) FROM effects WHERE gtid = '" + gtid +
-                                "' AND branch_id = '" + branch_id + "' AND phase = '" +
-                                std::string(PhaseName(phase)) + "'");
+    return Use([&](sqlite3* db) {
+      return SqliteCount(db, "SELECT count(*) FROM effects WHERE gtid = '" + gtid +
+                                 "' AND branch_id = '" + branch_id + "' AND phase = '" +
+                                 std::string(PhaseName(phase)) + "'");
+    });
   }
 
   int64_t BarrierRows() {
-    if (SqliteCount(db_, "SELECT count(*) FROM sqlite_master WHERE name = 'txcoord_barrier'") ==
-        0) {
-      return 0;
-    }
-    return SqliteCount(db_, "SELECT count(*) FROM txcoord_barrier");
+    return Use([&](sqlite3* db) -> int64_t {
+      if (SqliteCount(db, "SELECT count(*) FROM sqlite_master WHERE name = 'txcoord_barrier'") ==
+          0) {
+        return 0;
+      }
+      return SqliteCount(db, "SELECT count(*) FROM txcoord_barrier");
+    });
   }
 
   void Age(const std::string& gtid, int hours) {
-    SqliteExec(db_,
-               "UPDATE txcoord_barrier SET created_at = strftime('%Y-%m-%dT%H:%M:%fZ', "
-               "'now', '-" +
-                   std::to_string(hours) + " hours') WHERE gtid = '" + gtid + "'");
+    Use([&](sqlite3* db) {
+      SqliteExec(db,
+                 "UPDATE txcoord_barrier SET created_at = strftime('%Y-%m-%dT%H:%M:%fZ', "
+                 "'now', '-" +
+                     std::to_string(hours) + " hours') WHERE gtid = '" + gtid + "'");
+      return 0;
+    });
   }
 
-  Result<int64_t> Purge(std::chrono::seconds older_than) { return PurgeBarrier(db_, older_than); }
+  Result<int64_t> Purge(std::chrono::seconds older_than) {
+    return Use([&](sqlite3* db) { return PurgeBarrier(db, older_than); });
+  }
 
-  Result<std::vector<ThreePhaseInDoubt>> InDoubt() { return ListThreePhaseInDoubt(db_); }
+  Result<std::vector<ThreePhaseInDoubt>> InDoubt() {
+    return Use([&](sqlite3* db) { return ListThreePhaseInDoubt(db); });
+  }
 
   int calls = 0;
 
  private:
+  BarrierResult RunInTransaction(const CallbackContext& ctx, const SqliteBusiness& business) {
+    if (group_) return group_->Run(ctx, business);
+    return Barrier::RunInTransaction(db_, ctx, business);
+  }
+
+  template <typename Fn>
+  auto Use(Fn&& fn) {
+    if (group_) return group_->Exclusive(fn);
+    return fn(db_);
+  }
+
   TempDir dir_;
   const std::string path_;
   sqlite3* const db_;
+  std::unique_ptr<SqliteCommitGroup> group_;
 };
+using SqliteBackend = SqliteBackendOf<false>;
+using SqliteGroupBackend = SqliteBackendOf<true>;
 
 Status InsertPgEffect(pqxx::transaction_base& tx, const CallbackContext& ctx) {
   tx.exec_params("INSERT INTO effects (gtid, branch_id, phase) VALUES ($1, $2, $3)", ctx.gtid,
@@ -244,12 +283,14 @@ class BarrierConformance : public ::testing::Test {
   Backend db;
 };
 
-using Backends = ::testing::Types<SqliteBackend, PostgresBackend>;
+using Backends = ::testing::Types<SqliteBackend, SqliteGroupBackend, PostgresBackend>;
 class BackendNames {
  public:
   template <typename T>
   static std::string GetName(int) {
-    return std::is_same_v<T, SqliteBackend> ? "Sqlite" : "Postgres";
+    if (std::is_same_v<T, SqliteBackend>) return "Sqlite";
+    if (std::is_same_v<T, SqliteGroupBackend>) return "SqliteGroup";
+    return "Postgres";
   }
 };
 TYPED_TEST_SUITE(BarrierConformance, Backends, BackendNames);
