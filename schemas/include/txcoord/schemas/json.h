@@ -25,4 +25,10 @@ Status JsonToMessage(std::string_view json, google::protobuf::Message* message);
 // never an empty or partial object.
 std::string MessageToJson(const google::protobuf::Message& message, JsonOptions options = {});
 
+namespace internal {
+// JsonToMessage as it was before its shape check read the text directly: the text parsed into a
+// google.protobuf.Value for the check, then into the message. For the tests that compare both.
+Status JsonToMessageThroughValue(std::string_view json, google::protobuf::Message* message);
+}  // namespace internal
+
 }  // namespace txcoord
