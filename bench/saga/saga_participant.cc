@@ -19,8 +19,9 @@
 //
 // The SDK sets no PRAGMA of its own: the application opens the connection. This program sets
 // journal_mode and synchronous as the examples do (examples/credit-limit: WAL, FULL); with WAL
-// and FULL every commit fdatasyncs the WAL. One connection behind one mutex (SqliteSagaStep's
-// rule for a shared connection): the service runs one step transaction at a time.
+// and FULL every commit fdatasyncs the WAL. One connection, shared by both steps through one
+// SqliteCommitGroup: steps that arrive while a transaction commits share the next one (and its
+// fdatasync), each with its own answer.
 //
 // Prints "saga_participant listening on HOST:PORT" once serving; exits 0 on SIGTERM or SIGINT,
 // 1 when the database cannot be opened or the address bound, 2 for a bad flag.
@@ -28,10 +29,10 @@
 #include <sqlite3.h>
 
 #include <iostream>
-#include <mutex>
 #include <string>
 
 #include "flags.h"
+#include "txcoord/participant/commit_group.h"
 #include "txcoord/participant/endpoint.h"
 #include "txcoord/participant/handler.h"
 #include "txcoord/participant/saga.h"
@@ -187,22 +188,21 @@ int Run(const Flags& f) {
     sqlite3_close(db);
     return 1;
   }
-  std::mutex db_mutex;  // one connection: every use holds it (SqliteSagaStep's rule)
+  participant::SqliteCommitGroup group(db);  // every use of db goes through it
 
   participant::SqliteSagaStep step(
-      db,
+      group,
       [](sqlite3* conn, const CallbackContext& ctx) {
         return RunForStep(conn, "INSERT INTO saga_effects (gtid, step_id) VALUES (?1, ?2)", ctx);
       },
       [](sqlite3* conn, const CallbackContext& ctx) {
         return RunForStep(
             conn, "UPDATE saga_effects SET compensated = 1 WHERE gtid = ?1 AND step_id = ?2", ctx);
-      },
-      &db_mutex);
+      });
   participant::SqliteSagaStep refused(
-      db,
+      group,
       [](sqlite3*, const CallbackContext&) { return Status::Conflict("refused by the benchmark"); },
-      [](sqlite3*, const CallbackContext&) { return Status::Ok(); }, &db_mutex);
+      [](sqlite3*, const CallbackContext&) { return Status::Ok(); });
 
   participant::CallbackServerOptions options;
   options.max_threads = f.max_threads;
@@ -213,17 +213,20 @@ int Run(const Flags& f) {
            server.AddSagaStep("/refuse/action", "/refuse/compensate", &refused),
            server.AddRoute("GET", "/stats",
                            [&](const participant::HttpRequest&, participant::HttpResponse& r) {
-                             std::lock_guard lock(db_mutex);
-                             r.body =
-                                 R"({"journal_mode":")" + QueryText(db, "PRAGMA journal_mode") +
-                                 R"(","synchronous":)" +
-                                 std::to_string(QueryInt(db, "PRAGMA synchronous")) +
-                                 R"(,"applied":)" +
-                                 std::to_string(QueryInt(db, "SELECT COUNT(*) FROM saga_effects")) +
-                                 R"(,"compensated":)" +
-                                 std::to_string(QueryInt(
-                                     db, "SELECT COUNT(*) FROM saga_effects WHERE compensated")) +
-                                 "}";
+                             r.body = group.Exclusive([](sqlite3* conn) {
+                               return R"({"journal_mode":")" +
+                                      QueryText(conn, "PRAGMA journal_mode") +
+                                      R"(","synchronous":)" +
+                                      std::to_string(QueryInt(conn, "PRAGMA synchronous")) +
+                                      R"(,"applied":)" +
+                                      std::to_string(
+                                          QueryInt(conn, "SELECT COUNT(*) FROM saga_effects")) +
+                                      R"(,"compensated":)" +
+                                      std::to_string(QueryInt(
+                                          conn,
+                                          "SELECT COUNT(*) FROM saga_effects WHERE compensated")) +
+                                      "}";
+                             });
                            }),
        }) {
     if (!s.ok()) {

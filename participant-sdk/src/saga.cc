@@ -40,6 +40,14 @@ SqliteSagaStep::SqliteSagaStep(sqlite3* db, SqliteStepWork action, SqliteStepWor
       compensate_(std::move(compensate)),
       mutex_(db_mutex != nullptr ? db_mutex : &own_mutex_) {}
 
+SqliteSagaStep::SqliteSagaStep(SqliteCommitGroup& group, SqliteStepWork action,
+                               SqliteStepWork compensate)
+    : db_(nullptr),
+      group_(&group),
+      action_(std::move(action)),
+      compensate_(std::move(compensate)),
+      mutex_(&own_mutex_) {}
+
 BarrierResult SqliteSagaStep::Run(const CallbackContext& ctx) {
   if (!IsStepPhase(ctx.phase)) return NotAStepPhase(ctx);
   const SqliteStepWork& work = ctx.phase == Phase::kAction ? action_ : compensate_;
@@ -48,8 +56,10 @@ BarrierResult SqliteSagaStep::Run(const CallbackContext& ctx) {
         BarrierResult::Path::kFailed,
         PhaseResult::Failed("saga step has no " + std::string(PhaseName(ctx.phase)) + " function")};
   }
+  const SqliteBusiness business = [&](sqlite3* db) { return work(db, ctx); };
+  if (group_ != nullptr) return group_->Run(ctx, business);
   std::lock_guard lock(*mutex_);
-  return Barrier::RunInTransaction(db_, ctx, [&](sqlite3* db) { return work(db, ctx); });
+  return Barrier::RunInTransaction(db_, ctx, business);
 }
 
 PhaseResult SqliteSagaStep::Action(const CallbackContext& ctx) {

@@ -8,7 +8,10 @@
 #include <Poco/StreamCopier.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "fake_coordinator.h"
 #include "sdk_test_util.h"
@@ -83,6 +86,47 @@ TEST(SqliteSagaStepTest, RepeatsAreNoOpsAndACompensationUndoesOnce) {
   EXPECT_EQ(step.Action(action), PhaseResult::Done());
   EXPECT_EQ(ledger.Count("action"), 1);
   EXPECT_EQ(ledger.Count("undo"), 1);
+}
+
+// Two steps of one service on one connection through one commit group: concurrent actions all
+// commit, each once, in fewer transactions than actions; repeats and compensations keep the
+// barrier's answers.
+TEST(SqliteSagaStepTest, StepsSharingACommitGroupRunEachActionOnceAndUndoOnce) {
+  TempDir dir;
+  Ledger ledger(dir);
+  SqliteCommitGroup group(ledger.db());
+  const auto action = [](sqlite3* db, const CallbackContext& ctx) {
+    return Ledger::Record(db, ctx, "action");
+  };
+  const auto undo = [](sqlite3* db, const CallbackContext& ctx) {
+    return Ledger::Record(db, ctx, "undo");
+  };
+  SqliteSagaStep reserve(group, action, undo);
+  SqliteSagaStep ship(group, action, undo);
+  constexpr int kSagas = 24;
+  std::vector<std::thread> threads;
+  std::atomic<int> done{0};
+  for (int i = 0; i < kSagas; ++i) {
+    threads.emplace_back([&, i] {
+      const std::string gtid = "g-" + std::to_string(i);
+      for (int repeat = 0; repeat < 2; ++repeat) {  // the second delivery is a no-op
+        if (reserve.Action(Ctx(gtid, "reserve", Phase::kAction)).done()) ++done;
+        if (ship.Action(Ctx(gtid, "ship", Phase::kAction)).done()) ++done;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(done.load(), 4 * kSagas);
+  EXPECT_EQ(group.Exclusive([&](sqlite3*) { return ledger.Count("action"); }), 2 * kSagas);
+  EXPECT_EQ(group.stats().members, 4 * kSagas);
+
+  EXPECT_EQ(reserve.Compensate(Ctx("g-0", "reserve", Phase::kCompensate)), PhaseResult::Done());
+  EXPECT_EQ(reserve.Compensate(Ctx("g-0", "reserve", Phase::kCompensate)), PhaseResult::Done());
+  EXPECT_EQ(ship.Run(Ctx("late", "ship", Phase::kCompensate)).path,
+            BarrierResult::Path::kNullCompensation);
+  EXPECT_EQ(ship.Run(Ctx("late", "ship", Phase::kAction)).path, BarrierResult::Path::kBlocked);
+  EXPECT_EQ(group.Exclusive([&](sqlite3*) { return ledger.Count("undo"); }), 1);
+  EXPECT_EQ(group.Exclusive([&](sqlite3*) { return ledger.Count("action"); }), 2 * kSagas);
 }
 
 TEST(SqliteSagaStepTest, ACompensationBeforeItsActionIsNullAndBlocksTheLateAction) {

@@ -54,6 +54,7 @@
 
 #include "txcoord/participant/barrier.h"
 #include "txcoord/participant/client.h"
+#include "txcoord/participant/commit_group.h"
 #include "txcoord/participant/handler.h"
 #include "txcoord/status.h"
 #include "txcoord/v1/api.pb.h"
@@ -65,7 +66,10 @@ using SqliteStepWork = std::function<Status(sqlite3* db, const CallbackContext& 
 using PgStepWork = std::function<Status(pqxx::transaction_base& tx, const CallbackContext& ctx)>;
 
 // A saga step on SQLite: Action runs `action` and Compensate runs `compensate` behind the
-// barrier, each with Barrier::RunInTransaction (BEGIN IMMEDIATE ... COMMIT) on `db`.
+// barrier, each with Barrier::RunInTransaction (BEGIN IMMEDIATE ... COMMIT) on `db`, or, with
+// the second constructor, through a SqliteCommitGroup (commit_group.h): concurrent steps then
+// share one transaction and one fsync, with the same answers. Several steps of one service may
+// share one group (and so one connection); the group's rules for the connection apply.
 //
 // Thread-safety: Action and Compensate may be called from any thread concurrently. A SQLite
 // connection runs one transaction at a time, so every call holds a mutex for its whole
@@ -78,6 +82,8 @@ class SqliteSagaStep final : public SagaStepHandler {
  public:
   SqliteSagaStep(sqlite3* db, SqliteStepWork action, SqliteStepWork compensate,
                  std::mutex* db_mutex = nullptr);
+  // `group` must outlive the step.
+  SqliteSagaStep(SqliteCommitGroup& group, SqliteStepWork action, SqliteStepWork compensate);
 
   // 500 when ctx.phase is not kAction (resp. kCompensate): a caller's bug, nothing runs.
   PhaseResult Action(const CallbackContext& ctx) override;
@@ -87,7 +93,8 @@ class SqliteSagaStep final : public SagaStepHandler {
   BarrierResult Run(const CallbackContext& ctx);
 
  private:
-  sqlite3* const db_;
+  sqlite3* const db_;                  // null with a group
+  SqliteCommitGroup* const group_ = nullptr;
   const SqliteStepWork action_;
   const SqliteStepWork compensate_;
   std::mutex own_mutex_;
