@@ -231,7 +231,7 @@ int Run(const Flags& f) {
        }) {
     if (!s.ok()) {
       std::cerr << "saga_participant: cannot add a route: " << s.message() << std::endl;
-      sqlite3_close(db);
+      sqlite3_close_v2(db);
       return 1;
     }
   }
@@ -239,7 +239,7 @@ int Run(const Flags& f) {
   if (!port.ok()) {
     std::cerr << "saga_participant: cannot listen on " << f.listen << ": "
               << port.status().message() << std::endl;
-    sqlite3_close(db);
+    sqlite3_close_v2(db);
     return 1;
   }
   std::cout << "saga_participant listening on " << f.listen.substr(0, f.listen.rfind(':')) << ":"
@@ -247,7 +247,7 @@ int Run(const Flags& f) {
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   server.Stop();
-  sqlite3_close(db);
+  sqlite3_close_v2(db);
   return 0;
 }
 

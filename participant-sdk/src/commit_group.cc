@@ -27,7 +27,10 @@ BarrierResult Failed(const Status& status) {
 
 SqliteCommitGroup::SqliteCommitGroup(sqlite3* db, SqliteCommitGroupOptions options)
     : db_(db),
+      statements_(std::make_unique<internal::StatementCache>(db)),
       group_(options.max_group, [this](std::span<Member* const> members) { RunGroup(members); }) {}
+
+SqliteCommitGroup::~SqliteCommitGroup() = default;
 
 BarrierResult SqliteCommitGroup::Run(const CallbackContext& ctx, const SqliteBusiness& business) {
   if (db_ == nullptr) return Failed(Status::InvalidArgument("no SQLite connection"));
@@ -46,6 +49,7 @@ BarrierResult SqliteCommitGroup::Try(std::string_view gtid, std::string_view bra
 // vector below would end the process, as it would almost anywhere else.
 void SqliteCommitGroup::RunGroup(std::span<Member* const> members) {
   std::lock_guard lock(connection_mu_);
+  const internal::StatementCache::Scope statements(statements_.get());
   std::vector<Member*> kept;  // members whose change is in the open transaction
   size_t next = 0;
   while (next < members.size()) {

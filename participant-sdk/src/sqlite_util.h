@@ -1,5 +1,5 @@
-// Small SQLite helpers of the library: a statement that finalizes itself, and SQLite result
-// codes to Status.
+// Small SQLite helpers of the library: a statement that finalizes itself (or goes back to its
+// connection's cache), and SQLite result codes to Status.
 #pragma once
 
 #include <sqlite3.h>
@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "txcoord/status.h"
 
@@ -17,14 +18,75 @@ namespace txcoord::participant::internal {
 // "<what>: <sqlite3_errmsg>".
 Status SqliteStatus(sqlite3* db, int rc, std::string_view what);
 
+// Prepared statements of one connection, kept while a SqliteCommitGroup's leader runs on this
+// thread (Scope): the barrier's few statements are then prepared once per connection instead of
+// once per callback. Statement uses the cache of its connection when one is in scope.
+//
+// Thread-safety: none needed; a cache is used only by the thread holding its connection (the
+// group's leader), and its scope is that thread's.
+class StatementCache {
+ public:
+  explicit StatementCache(sqlite3* db) : db_(db) {}
+  ~StatementCache();  // finalizes every statement: before the connection closes
+  StatementCache(const StatementCache&) = delete;
+  StatementCache& operator=(const StatementCache&) = delete;
+
+  // Makes `cache` the one Statement uses for its connection on this thread until destroyed.
+  class Scope {
+   public:
+    explicit Scope(StatementCache* cache);
+    ~Scope();
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    StatementCache* const previous_;
+  };
+
+  // The cache in scope for `db` on this thread, or null.
+  static StatementCache* For(sqlite3* db);
+
+  // A statement for `sql` not in use: a kept one (reset), or a newly prepared one that is then
+  // kept. SQLITE_OK, or the prepare's error code with *stmt null.
+  int Take(const char* sql, sqlite3_stmt** stmt);
+  // Gives back a statement Take handed out: reset, bindings cleared, kept for the next Take.
+  void Give(sqlite3_stmt* stmt);
+  // Holding as many statements as it keeps (the library's fixed SQL needs far fewer): further
+  // ones are prepared and finalized as without a cache.
+  bool full() const { return entries_.size() >= kMaxStatements; }
+
+ private:
+  static constexpr size_t kMaxStatements = 32;
+  struct Entry {
+    std::string sql;
+    sqlite3_stmt* stmt;
+    bool in_use;
+  };
+  sqlite3* const db_;
+  std::vector<Entry> entries_;
+};
+
 class Statement {
  public:
   explicit Statement(sqlite3* db) : db_(db) {}
-  ~Statement() { sqlite3_finalize(stmt_); }
+  ~Statement() {
+    if (cache_ != nullptr) {
+      cache_->Give(stmt_);
+    } else {
+      sqlite3_finalize(stmt_);
+    }
+  }
   Statement(const Statement&) = delete;
   Statement& operator=(const Statement&) = delete;
 
-  int Prepare(const char* sql) { return sqlite3_prepare_v2(db_, sql, -1, &stmt_, nullptr); }
+  int Prepare(const char* sql) {
+    if (StatementCache* cache = StatementCache::For(db_); cache != nullptr && !cache->full()) {
+      const int rc = cache->Take(sql, &stmt_);
+      if (rc == SQLITE_OK) cache_ = cache;
+      return rc;
+    }
+    return sqlite3_prepare_v2(db_, sql, -1, &stmt_, nullptr);
+  }
   // Binds a copy of `text` (SQLITE_TRANSIENT), so temporaries are fine.
   void Bind(int index, std::string_view text) {
     sqlite3_bind_text(stmt_, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
@@ -41,6 +103,7 @@ class Statement {
  private:
   sqlite3* const db_;
   sqlite3_stmt* stmt_ = nullptr;
+  StatementCache* cache_ = nullptr;  // where stmt_ goes back to, when it came from one
 };
 
 }  // namespace txcoord::participant::internal

@@ -99,7 +99,8 @@ class CommitGroupTest : public ::testing::Test {
   }
   ~CommitGroupTest() override {
     group_.reset();
-    sqlite3_close(db_);
+    // The group finalized the statements it kept: the connection closes at once.
+    EXPECT_EQ(sqlite3_close(db_), SQLITE_OK);
   }
 
   void MakeGroup(SqliteCommitGroupOptions options = {}) {
@@ -174,7 +175,7 @@ TEST_F(CommitGroupTest, CallbacksQueuedDuringACommitShareTheNextOneAndSurviveAPo
   // Every answered callback is on the disk: the power goes, the database reopens from it.
   txcoord::testing::SimulatePowerLoss();
   group_.reset();
-  sqlite3_close(db_);
+  EXPECT_EQ(sqlite3_close(db_), SQLITE_OK);
   ASSERT_EQ(txcoord::testing::OpenPowerLossVfsFiles(), 0u);
   db_ = OpenDurable(path_);
   MakeGroup();
@@ -352,6 +353,36 @@ TEST_F(CommitGroupTest, AFailedGroupCommitRunsEachCallbackAgainAloneAndFailsOnly
   EXPECT_TRUE(Is(group_->Run(Ctx("culprit", "b", Phase::kPrepare), orphan), Path::kRan,
                  Kind::kDone));
   EXPECT_EQ(Effects("culprit"), 1);
+}
+
+// The barrier's statements are prepared once per group's connection, then reused.
+TEST_F(CommitGroupTest, TheBarriersStatementsArePreparedOnceAndKept) {
+  MakeGroup();
+  const auto prepared = [&] {
+    return group_->Exclusive([](sqlite3* db) {
+      int n = 0;
+      for (sqlite3_stmt* s = sqlite3_next_stmt(db, nullptr); s; s = sqlite3_next_stmt(db, s)) ++n;
+      return n;
+    });
+  };
+  EXPECT_EQ(prepared(), 0);
+  const auto run = [&](const std::string& gtid, Phase phase) {
+    return group_->Run(Ctx(gtid, "b", phase),
+                       [&](sqlite3* db) { return InsertEffect(db, Ctx(gtid, "b", phase)); });
+  };
+  ASSERT_TRUE(Is(run("first", Phase::kPrepare), Path::kRan, Kind::kDone));
+  ASSERT_TRUE(Is(run("first", Phase::kCommit), Path::kRan, Kind::kDone));
+  ASSERT_TRUE(Is(run("first", Phase::kCommit), Path::kRepeated, Kind::kDone));
+  const int kept = prepared();
+  EXPECT_GT(kept, 0);
+  for (int i = 0; i < 20; ++i) {
+    const std::string gtid = "g" + std::to_string(i);
+    ASSERT_TRUE(Is(run(gtid, Phase::kPrepare), Path::kRan, Kind::kDone));
+    ASSERT_TRUE(Is(run(gtid, Phase::kCommit), Path::kRan, Kind::kDone));
+    ASSERT_TRUE(Is(run(gtid, Phase::kCommit), Path::kRepeated, Kind::kDone));
+  }
+  EXPECT_EQ(prepared(), kept) << "the same statements, reset and bound again";
+  EXPECT_EQ(Effects("g19"), 2);
 }
 
 TEST_F(CommitGroupTest, ExclusiveWaitsForTheGroupThatRuns) {

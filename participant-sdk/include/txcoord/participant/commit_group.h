@@ -24,6 +24,10 @@
 // more than once for one callback; as for any retried callback, only its database changes count,
 // and it must do nothing outside the transaction that it could not do twice.
 //
+// The barrier's statements are prepared once and kept while the group lives, so destroy the
+// group before closing the connection (sqlite3_close refuses a connection with statements), or
+// close it with sqlite3_close_v2, which closes it once the group has finalized them.
+//
 // Durability is the connection's: open it with journal_mode=WAL and synchronous=FULL (or NORMAL
 // for a group that may lose its last commits on power loss, never for a participant). Set a busy
 // timeout when other connections write to the same file.
@@ -36,6 +40,7 @@
 #include <sqlite3.h>
 
 #include <cstddef>
+#include <memory>
 #include <mutex>
 #include <string_view>
 #include <vector>
@@ -45,6 +50,9 @@
 #include "txcoord/participant/handler.h"
 
 namespace txcoord::participant {
+namespace internal {
+class StatementCache;
+}  // namespace internal
 
 struct SqliteCommitGroupOptions {
   // Callbacks sharing one transaction at most (at least 1). A larger group holds SQLite's write
@@ -56,6 +64,8 @@ class SqliteCommitGroup {
  public:
   // Borrows `db`, which must outlive the group and is closed by the caller.
   explicit SqliteCommitGroup(sqlite3* db, SqliteCommitGroupOptions options = {});
+  // Finalizes the barrier's statements it kept prepared; call it before closing the connection.
+  ~SqliteCommitGroup();
   SqliteCommitGroup(const SqliteCommitGroup&) = delete;
   SqliteCommitGroup& operator=(const SqliteCommitGroup&) = delete;
 
@@ -93,6 +103,8 @@ class SqliteCommitGroup {
 
   sqlite3* const db_;
   std::mutex connection_mu_;  // held by a running group and by Exclusive
+  // The barrier's statements, prepared once: GUARDED_BY(connection_mu_).
+  const std::unique_ptr<internal::StatementCache> statements_;
   LeaderGroup<Member> group_;
 };
 
