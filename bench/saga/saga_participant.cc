@@ -211,23 +211,20 @@ int Run(const Flags& f) {
   for (const Status& s : {
            server.AddSagaStep("/step/action", "/step/compensate", &step),
            server.AddSagaStep("/refuse/action", "/refuse/compensate", &refused),
-           server.AddRoute("GET", "/stats",
-                           [&](const participant::HttpRequest&, participant::HttpResponse& r) {
-                             r.body = group.Exclusive([](sqlite3* conn) {
-                               return R"({"journal_mode":")" +
-                                      QueryText(conn, "PRAGMA journal_mode") +
-                                      R"(","synchronous":)" +
-                                      std::to_string(QueryInt(conn, "PRAGMA synchronous")) +
-                                      R"(,"applied":)" +
-                                      std::to_string(
-                                          QueryInt(conn, "SELECT COUNT(*) FROM saga_effects")) +
-                                      R"(,"compensated":)" +
-                                      std::to_string(QueryInt(
-                                          conn,
-                                          "SELECT COUNT(*) FROM saga_effects WHERE compensated")) +
-                                      "}";
-                             });
-                           }),
+           server.AddRoute(
+               "GET", "/stats",
+               [&](const participant::HttpRequest&, participant::HttpResponse& r) {
+                 r.body = group.Exclusive([](sqlite3* conn) {
+                   return R"({"journal_mode":")" + QueryText(conn, "PRAGMA journal_mode") +
+                          R"(","synchronous":)" +
+                          std::to_string(QueryInt(conn, "PRAGMA synchronous")) + R"(,"applied":)" +
+                          std::to_string(QueryInt(conn, "SELECT COUNT(*) FROM saga_effects")) +
+                          R"(,"compensated":)" +
+                          std::to_string(QueryInt(
+                              conn, "SELECT COUNT(*) FROM saga_effects WHERE compensated")) +
+                          "}";
+                 });
+               }),
        }) {
     if (!s.ok()) {
       std::cerr << "saga_participant: cannot add a route: " << s.message() << std::endl;

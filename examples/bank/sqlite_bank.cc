@@ -232,8 +232,7 @@ class SqliteBank final : public Bank, public participant::BranchHandler {
   }
 
   Result<int64_t> PurgeBarrier(std::chrono::seconds retention) override {
-    return group_.Exclusive(
-        [&](sqlite3* db) { return participant::PurgeBarrier(db, retention); });
+    return group_.Exclusive([&](sqlite3* db) { return participant::PurgeBarrier(db, retention); });
   }
 
  private:

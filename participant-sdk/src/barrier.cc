@@ -246,8 +246,7 @@ class BarrierRun {
     }
     Result<std::optional<BarrierRow>> first = s_.Read(Op::kFirst);
     if (!first.ok()) return StorageFailure(first.status());
-    if (!first->has_value() || (*first)->outcome != kDone ||
-        (*first)->origin != kCanCommitOrigin) {
+    if (!first->has_value() || (*first)->outcome != kDone || (*first)->origin != kCanCommitOrigin) {
       return Violation("pre-commit of a branch that never voted yes on can-commit here" +
                        (first->has_value() ? " (its first phase was " + (*first)->origin + " " +
                                                  (*first)->outcome + ")"

@@ -28,31 +28,14 @@ namespace {
 
 using Path = BarrierResult::Path;
 using testing::Ctx;
+using testing::SqliteCount;
+using testing::SqliteExec;
 using testing::TempDir;
 
 constexpr std::chrono::milliseconds kPollTimeout{20000};
 constexpr std::chrono::milliseconds kPollInterval{5};
 
 std::string EffectName(const CallbackContext& ctx) { return std::string(PhaseName(ctx.phase)); }
-
-void SqliteExec(sqlite3* db, const std::string& sql) {
-  char* err = nullptr;
-  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
-  const std::string message = err ? err : "";
-  sqlite3_free(err);
-  if (rc != SQLITE_OK) throw std::runtime_error(sql + ": " + message);
-}
-
-int64_t SqliteCount(sqlite3* db, const std::string& sql) {
-  sqlite3_stmt* stmt = nullptr;
-  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
-    throw std::runtime_error(sql + ": " + sqlite3_errmsg(db));
-  }
-  int64_t n = -1;
-  if (sqlite3_step(stmt) == SQLITE_ROW) n = sqlite3_column_int64(stmt, 0);
-  sqlite3_finalize(stmt);
-  return n;
-}
 
 Status InsertSqliteEffect(sqlite3* db, const CallbackContext& ctx) {
   SqliteExec(db, "INSERT INTO effects (gtid, branch_id, phase) VALUES ('" + ctx.gtid + "', '" +
@@ -570,17 +553,17 @@ TYPED_TEST(BarrierConformance, ThreePcAbortAfterAnAcknowledgedPreCommitIsRefused
 
 TYPED_TEST(BarrierConformance, ThreePcPreCommitWithoutAYesVoteIsRefused) {
   auto& db = this->db;
-  EXPECT_TRUE(Is(db.Run(Ctx("g1", "b1", Phase::kPreCommit)), Path::kProtocolViolation,
-                 Kind::kRefused))
+  EXPECT_TRUE(
+      Is(db.Run(Ctx("g1", "b1", Phase::kPreCommit)), Path::kProtocolViolation, Kind::kRefused))
       << "never asked";
   EXPECT_TRUE(Is(db.Run(Ctx("g2", "b1", Phase::kCanCommit), Status::Conflict("no money")),
                  Path::kRefused, Kind::kRefused));
-  EXPECT_TRUE(Is(db.Run(Ctx("g2", "b1", Phase::kPreCommit)), Path::kProtocolViolation,
-                 Kind::kRefused))
+  EXPECT_TRUE(
+      Is(db.Run(Ctx("g2", "b1", Phase::kPreCommit)), Path::kProtocolViolation, Kind::kRefused))
       << "voted no";
   EXPECT_TRUE(Is(db.Run(Ctx("g3", "b1", Phase::kPrepare)), Path::kRan, Kind::kDone));
-  EXPECT_TRUE(Is(db.Run(Ctx("g3", "b1", Phase::kPreCommit)), Path::kProtocolViolation,
-                 Kind::kRefused))
+  EXPECT_TRUE(
+      Is(db.Run(Ctx("g3", "b1", Phase::kPreCommit)), Path::kProtocolViolation, Kind::kRefused))
       << "a 2pc prepare is not a 3pc vote";
   EXPECT_EQ(db.Effects("g1", "b1", Phase::kPreCommit) + db.Effects("g2", "b1", Phase::kPreCommit) +
                 db.Effects("g3", "b1", Phase::kPreCommit),

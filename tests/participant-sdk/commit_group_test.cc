@@ -33,29 +33,12 @@ namespace {
 using Path = BarrierResult::Path;
 using Kind = PhaseResult::Kind;
 using testing::Ctx;
+using testing::SqliteCount;
+using testing::SqliteExec;
 using testing::TempDir;
 
 constexpr std::chrono::milliseconds kPollTimeout{20000};
 constexpr std::chrono::milliseconds kPollInterval{1};
-
-void Exec(sqlite3* db, const std::string& sql) {
-  char* err = nullptr;
-  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
-  const std::string message = err ? err : "";
-  sqlite3_free(err);
-  if (rc != SQLITE_OK) throw std::runtime_error(sql + ": " + message);
-}
-
-int64_t Count(sqlite3* db, const std::string& sql) {
-  sqlite3_stmt* stmt = nullptr;
-  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
-    throw std::runtime_error(sql + ": " + sqlite3_errmsg(db));
-  }
-  int64_t n = -1;
-  if (sqlite3_step(stmt) == SQLITE_ROW) n = sqlite3_column_int64(stmt, 0);
-  sqlite3_finalize(stmt);
-  return n;
-}
 
 // The business change every test makes: one effect row per callback, in its transaction.
 Status InsertEffect(sqlite3* db, const CallbackContext& ctx) {
@@ -78,15 +61,14 @@ sqlite3* OpenDurable(const std::string& path) {
     throw std::runtime_error("open " + path);
   }
   sqlite3_busy_timeout(db, 20000);
-  Exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
+  SqliteExec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
   return db;
 }
 
 ::testing::AssertionResult Is(const BarrierResult& r, Path path, Kind kind) {
   if (r.path == path && r.reply.kind() == kind) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << "path " << BarrierPathName(r.path) << ", HTTP " << r.reply.http_status() << " "
-         << r.reply.message();
+  return ::testing::AssertionFailure() << "path " << BarrierPathName(r.path) << ", HTTP "
+                                       << r.reply.http_status() << " " << r.reply.message();
 }
 
 class CommitGroupTest : public ::testing::Test {
@@ -94,7 +76,7 @@ class CommitGroupTest : public ::testing::Test {
   CommitGroupTest() : path_((dir_.path() / "participant.db").string()) {
     txcoord::testing::RegisterPowerLossVfs();
     db_ = OpenDurable(path_);
-    Exec(db_, "CREATE TABLE effects (gtid TEXT NOT NULL)");
+    SqliteExec(db_, "CREATE TABLE effects (gtid TEXT NOT NULL)");
     if (!Barrier::EnsureSchema(db_).ok()) throw std::runtime_error("barrier schema");
   }
   ~CommitGroupTest() override {
@@ -110,10 +92,10 @@ class CommitGroupTest : public ::testing::Test {
   // Runs ctx's callback on a thread of its own; returns once it is queued in the group.
   std::future<BarrierResult> Start(CallbackContext ctx, SqliteBusiness business) {
     const size_t before = group_->queued();
-    auto result = std::async(std::launch::async, [this, ctx = std::move(ctx),
-                                                  business = std::move(business)] {
-      return group_->Run(ctx, business);
-    });
+    auto result = std::async(std::launch::async,
+                             [this, ctx = std::move(ctx), business = std::move(business)] {
+                               return group_->Run(ctx, business);
+                             });
     EXPECT_TRUE(txcoord::testing::PollUntil(kPollTimeout, kPollInterval,
                                             [&] { return group_->queued() > before; }));
     return result;
@@ -138,12 +120,12 @@ class CommitGroupTest : public ::testing::Test {
 
   int64_t Effects(const std::string& gtid) {
     return group_->Exclusive([&](sqlite3* db) {
-      return Count(db, "SELECT count(*) FROM effects WHERE gtid = '" + gtid + "'");
+      return SqliteCount(db, "SELECT count(*) FROM effects WHERE gtid = '" + gtid + "'");
     });
   }
   int64_t BarrierRows(const std::string& gtid) {
     return group_->Exclusive([&](sqlite3* db) {
-      return Count(db, "SELECT count(*) FROM txcoord_barrier WHERE gtid = '" + gtid + "'");
+      return SqliteCount(db, "SELECT count(*) FROM txcoord_barrier WHERE gtid = '" + gtid + "'");
     });
   }
 
@@ -258,10 +240,10 @@ TEST_F(CommitGroupTest, ARefusalOrAFailureInAGroupStaysWithItsOwnCallback) {
   const BarrierResult again = group_->Run(Ctx("refused", "b", Phase::kPrepare), count);
   EXPECT_TRUE(Is(again, Path::kRepeated, Kind::kRefused));
   EXPECT_EQ(again.reply.message(), "insufficient funds");
-  EXPECT_TRUE(Is(group_->Run(Ctx("transient", "b", Phase::kPrepare), count), Path::kRan,
-                 Kind::kDone));
-  EXPECT_TRUE(Is(group_->Run(Ctx("throwing", "b", Phase::kPrepare), count), Path::kRan,
-                 Kind::kDone));
+  EXPECT_TRUE(
+      Is(group_->Run(Ctx("transient", "b", Phase::kPrepare), count), Path::kRan, Kind::kDone));
+  EXPECT_TRUE(
+      Is(group_->Run(Ctx("throwing", "b", Phase::kPrepare), count), Path::kRan, Kind::kDone));
   EXPECT_EQ(calls, 2);
 }
 
@@ -278,7 +260,7 @@ TEST_P(CommitGroupEndedTest, ABusinessThatEndsTheTransactionFailsAloneAndTheOthe
   auto before = StartEffect("before");
   auto culprit = Start(Ctx("culprit", "b", Phase::kPrepare), [&](sqlite3* db) {
     TXCOORD_RETURN_IF_ERROR(InsertEffect(db, Ctx("culprit", "b", Phase::kPrepare)));
-    Exec(db, statement);
+    SqliteExec(db, statement);
     return Status::Ok();
   });
   auto after = StartEffect("after");
@@ -311,11 +293,11 @@ INSTANTIATE_TEST_SUITE_P(CommitOrRollback, CommitGroupEndedTest,
 TEST_F(CommitGroupTest, AFailedGroupCommitRunsEachCallbackAgainAloneAndFailsOnlyTheCulprit) {
   // A deferred foreign key is checked at COMMIT: a member can break the group's commit after
   // its own business succeeded.
-  Exec(db_,
-       "PRAGMA foreign_keys = ON;"
-       "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
-       "CREATE TABLE child (parent_id INTEGER REFERENCES parent (id) "
-       "DEFERRABLE INITIALLY DEFERRED);");
+  SqliteExec(db_,
+             "PRAGMA foreign_keys = ON;"
+             "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
+             "CREATE TABLE child (parent_id INTEGER REFERENCES parent (id) "
+             "DEFERRABLE INITIALLY DEFERRED);");
   MakeGroup();
   auto gate = StartGate();
   auto before = StartEffect("before");
@@ -323,7 +305,7 @@ TEST_F(CommitGroupTest, AFailedGroupCommitRunsEachCallbackAgainAloneAndFailsOnly
   const SqliteBusiness orphan = [&](sqlite3* db) {
     ++culprit_calls;
     TXCOORD_RETURN_IF_ERROR(InsertEffect(db, Ctx("culprit", "b", Phase::kPrepare)));
-    Exec(db, "INSERT INTO child (parent_id) VALUES (42)");
+    SqliteExec(db, "INSERT INTO child (parent_id) VALUES (42)");
     return Status::Ok();
   };
   auto culprit = Start(Ctx("culprit", "b", Phase::kPrepare), orphan);
@@ -347,11 +329,11 @@ TEST_F(CommitGroupTest, AFailedGroupCommitRunsEachCallbackAgainAloneAndFailsOnly
   EXPECT_EQ(BarrierRows("culprit"), 0) << "nothing recorded: the retry runs it";
 
   group_->Exclusive([](sqlite3* db) {
-    Exec(db, "INSERT INTO parent (id) VALUES (42)");
+    SqliteExec(db, "INSERT INTO parent (id) VALUES (42)");
     return 0;
   });
-  EXPECT_TRUE(Is(group_->Run(Ctx("culprit", "b", Phase::kPrepare), orphan), Path::kRan,
-                 Kind::kDone));
+  EXPECT_TRUE(
+      Is(group_->Run(Ctx("culprit", "b", Phase::kPrepare), orphan), Path::kRan, Kind::kDone));
   EXPECT_EQ(Effects("culprit"), 1);
 }
 
@@ -394,7 +376,7 @@ TEST_F(CommitGroupTest, ExclusiveWaitsForTheGroupThatRuns) {
     return group_->Exclusive([&](sqlite3* db) {
       // The gate's transaction committed before this runs: its effect is visible, and no
       // transaction is open on the connection.
-      return std::make_pair(Count(db, "SELECT count(*) FROM effects WHERE gtid = 'gate'"),
+      return std::make_pair(SqliteCount(db, "SELECT count(*) FROM effects WHERE gtid = 'gate'"),
                             sqlite3_get_autocommit(db) != 0);
     });
   });

@@ -137,8 +137,7 @@ TEST(JsonToMessageTest, AShapeErrorInTextThatDoesNotParseIsTheParsersError) {
   v1::BeginRequest begin;
   const Status status = JsonToMessage(R"({"wait": "yes", "gtid": })", &begin);
   EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(status.message().find("must be true or false"), std::string::npos)
-      << status.message();
+  EXPECT_EQ(status.message().find("must be true or false"), std::string::npos) << status.message();
 }
 
 TEST(JsonToMessageTest, AMapNeedsAJsonObject) {
@@ -159,8 +158,8 @@ std::string DeepArray(int depth) {
 }
 
 TEST(JsonToMessageTest, DeepPayloadsAndEscapesInValuesParse) {
-  const std::string deep = R"({"branches": [{"branch_id": "a\"]}\\", "payload": )" +
-                           DeepArray(45) + R"(}], "wait": true})";
+  const std::string deep = R"({"branches": [{"branch_id": "a\"]}\\", "payload": )" + DeepArray(45) +
+                           R"(}], "wait": true})";
   v1::BeginRequest begin;
   const Status status = JsonToMessage(deep, &begin);
   ASSERT_TRUE(status.ok()) << status.ToString();
@@ -230,12 +229,18 @@ class RequestGenerator {
   template <typename Fn>
   std::string Repeated(Fn element) {
     switch (random_() % 6) {
-      case 0: return "[]";
-      case 1: return "[" + element() + "]";
-      case 2: return "[" + element() + "," + Space() + element() + "]";
-      case 3: return element();  // a lone element where a list belongs
-      case 4: return Pick({R"("x")", "1", "null", "[1]", "[null]", R"(["x"])"});
-      default: return "{}";
+      case 0:
+        return "[]";
+      case 1:
+        return "[" + element() + "]";
+      case 2:
+        return "[" + element() + "," + Space() + element() + "]";
+      case 3:
+        return element();  // a lone element where a list belongs
+      case 4:
+        return Pick({R"("x")", "1", "null", "[1]", "[null]", R"(["x"])"});
+      default:
+        return "{}";
     }
   }
   std::string Branch() {
@@ -280,7 +285,8 @@ TEST(JsonToMessageTest, TheScannerAnswersAsTheValuePathOnRandomRequests) {
     const Status a = JsonToMessage(text, &scanned);
     const Status b = internal::JsonToMessageThroughValue(text, &reference);
     ASSERT_EQ(a.ok(), b.ok()) << "seed " << seed << " round " << round << ": " << text << "\n"
-                              << a.ToString() << "\n" << b.ToString();
+                              << a.ToString() << "\n"
+                              << b.ToString();
     if (a.ok()) {
       ++accepted;
       ASSERT_TRUE(MessageDifferencer::Equals(scanned, reference)) << text;
@@ -290,7 +296,8 @@ TEST(JsonToMessageTest, TheScannerAnswersAsTheValuePathOnRandomRequests) {
       const bool a_shape = a.message().find(" must be ") != std::string::npos;
       const bool b_shape = b.message().find(" must be ") != std::string::npos;
       ASSERT_EQ(a_shape, b_shape) << "seed " << seed << " round " << round << ": " << text << "\n"
-                                  << a.ToString() << "\n" << b.ToString();
+                                  << a.ToString() << "\n"
+                                  << b.ToString();
       shape_errors += a_shape;
     }
   }

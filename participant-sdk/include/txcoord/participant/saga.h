@@ -93,7 +93,7 @@ class SqliteSagaStep final : public SagaStepHandler {
   BarrierResult Run(const CallbackContext& ctx);
 
  private:
-  sqlite3* const db_;                  // null with a group
+  sqlite3* const db_;  // null with a group
   SqliteCommitGroup* const group_ = nullptr;
   const SqliteStepWork action_;
   const SqliteStepWork compensate_;
