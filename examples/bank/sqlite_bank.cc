@@ -3,11 +3,11 @@
 
 #include <filesystem>
 #include <optional>
-#include <unordered_map>
 
 #include "bank.h"
 #include "txcoord/participant/barrier.h"
 #include "txcoord/participant/commit_group.h"
+#include "txcoord/participant/sqlite_statement.h"
 
 namespace txcoord::examples::bank {
 namespace {
@@ -17,75 +17,32 @@ using participant::CallbackContext;
 using participant::Phase;
 using participant::PhaseResult;
 
-// The statements of the callbacks' hot path, prepared once per connection. Used only inside
-// the commit group's business functions, which run one at a time on whichever thread holds the
-// connection (commit_group.h), so it needs no lock of its own.
-class Statements {
- public:
-  explicit Statements(sqlite3* db) : db_(db) {}
-  ~Statements() {
-    for (const auto& [sql, stmt] : prepared_) sqlite3_finalize(stmt);
-  }
-  Statements(const Statements&) = delete;
-  Statements& operator=(const Statements&) = delete;
-
-  sqlite3* db() const { return db_; }
-  // The statement for `sql` (a string literal: it is keyed by address), reset; null when it
-  // cannot be prepared.
-  sqlite3_stmt* Get(const char* sql) {
-    if (auto it = prepared_.find(sql); it != prepared_.end()) return it->second;
-    sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v2(db_, sql, -1, &stmt, nullptr) != SQLITE_OK) {
-      sqlite3_finalize(stmt);
-      return nullptr;
-    }
-    prepared_.emplace(sql, stmt);
-    return stmt;
-  }
-
- private:
-  sqlite3* const db_;
-  std::unordered_map<const char*, sqlite3_stmt*> prepared_;
-};
-
-// A prepared statement that finalizes itself, or, taken from Statements, goes back reset.
+// A prepared statement for the few queries here. Inside the commit group's business functions
+// the SDK keeps it prepared per connection (participant/sqlite_statement.h).
 class Stmt {
  public:
-  Stmt(sqlite3* db, const char* sql) : db_(db) {
-    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK) stmt_ = nullptr;
-  }
-  Stmt(Statements& statements, const char* sql)
-      : db_(statements.db()), stmt_(statements.Get(sql)), borrowed_(true) {}
-  ~Stmt() {
-    if (!borrowed_) {
-      sqlite3_finalize(stmt_);
-    } else if (stmt_ != nullptr) {
-      sqlite3_reset(stmt_);
-      sqlite3_clear_bindings(stmt_);
-    }
+  Stmt(sqlite3* db, const char* sql) : db_(db), stmt_(db) {
+    prepared_ = stmt_.Prepare(sql) == SQLITE_OK;
   }
   Stmt(const Stmt&) = delete;
   Stmt& operator=(const Stmt&) = delete;
 
   Stmt& Bind(int i, const std::string& v) {
-    if (stmt_) sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    if (prepared_) stmt_.Bind(i, v);
     return *this;
   }
   Stmt& Bind(int i, int64_t v) {
-    if (stmt_) sqlite3_bind_int64(stmt_, i, v);
+    if (prepared_) stmt_.Bind(i, v);
     return *this;
   }
   // SQLITE_ROW, SQLITE_DONE, or an error code.
-  int Step() { return stmt_ ? sqlite3_step(stmt_) : SQLITE_ERROR; }
+  int Step() { return prepared_ ? stmt_.Step() : SQLITE_ERROR; }
   Status Run() {
     const int rc = Step();
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? Status::Ok() : Error();
   }
-  int64_t Int(int col) { return sqlite3_column_int64(stmt_, col); }
-  std::string Text(int col) {
-    const auto* p = sqlite3_column_text(stmt_, col);
-    return p ? reinterpret_cast<const char*>(p) : "";
-  }
+  int64_t Int(int col) { return stmt_.Int(col); }
+  std::string Text(int col) { return stmt_.Text(col); }
   Status Error() const {
     // Busy and locked are worth a retry; the coordinator retries a 503.
     const int code = sqlite3_errcode(db_) & 0xff;
@@ -96,8 +53,8 @@ class Stmt {
 
  private:
   sqlite3* db_;
-  sqlite3_stmt* stmt_ = nullptr;
-  bool borrowed_ = false;
+  participant::SqliteStatement stmt_;
+  bool prepared_ = false;
 };
 
 Status Exec(sqlite3* db, const char* sql) {
@@ -126,7 +83,7 @@ CREATE TABLE IF NOT EXISTS ledger (
 
 // Checks that `m` may happen now: the account exists, and a debit leaves enough after what other
 // unfinished debits hold. kConflict (a no vote) otherwise.
-Status CheckFunds(Statements& db, const Movement& m) {
+Status CheckFunds(sqlite3* db, const Movement& m) {
   Stmt balance(db, "SELECT balance FROM accounts WHERE id = ?");
   balance.Bind(1, m.account);
   const int rc = balance.Step();
@@ -145,7 +102,7 @@ Status CheckFunds(Statements& db, const Movement& m) {
   return Status::Ok();
 }
 
-Status Apply(Statements& db, const std::string& gtid, const std::string& branch_id,
+Status Apply(sqlite3* db, const std::string& gtid, const std::string& branch_id,
              const Movement& m) {
   Stmt update(db, "UPDATE accounts SET balance = balance + ? WHERE id = ?");
   TXCOORD_RETURN_IF_ERROR(update.Bind(1, m.delta).Bind(2, m.account).Run());
@@ -154,8 +111,7 @@ Status Apply(Statements& db, const std::string& gtid, const std::string& branch_
 }
 
 // The hold of prepare and Try.
-Status Hold(Statements& db, const std::string& gtid, const std::string& branch_id,
-            const Movement& m) {
+Status Hold(sqlite3* db, const std::string& gtid, const std::string& branch_id, const Movement& m) {
   TXCOORD_RETURN_IF_ERROR(CheckFunds(db, m));
   Stmt hold(db, "INSERT INTO holds (gtid, branch_id, account, delta) VALUES (?, ?, ?, ?)");
   return hold.Bind(1, gtid).Bind(2, branch_id).Bind(3, m.account).Bind(4, m.delta).Run();
@@ -163,9 +119,9 @@ Status Hold(Statements& db, const std::string& gtid, const std::string& branch_i
 
 class SqliteBank final : public Bank, public participant::BranchHandler {
  public:
-  explicit SqliteBank(sqlite3* db) : db_(db), statements_(db), group_(db) {}
-  // close_v2: the group and statements_, destroyed after this body, still hold prepared
-  // statements; the connection closes once they are finalized.
+  explicit SqliteBank(sqlite3* db) : db_(db), group_(db) {}
+  // close_v2: the group, destroyed after this body, still holds prepared statements; the
+  // connection closes once it finalizes them.
   ~SqliteBank() override { sqlite3_close_v2(db_); }
 
   Status Init(const std::map<std::string, int64_t>& seed) {
@@ -202,8 +158,7 @@ class SqliteBank final : public Bank, public participant::BranchHandler {
       if (!m.ok()) return PhaseResult::Refused(m.status().message());
       one_phase = *m;
     }
-    return group_.Run(ctx, [&](sqlite3*) -> Status {
-      Statements& db = statements_;
+    return group_.Run(ctx, [&](sqlite3* db) -> Status {
       if (one_phase) {  // never prepared: check and apply in this one transaction
         TXCOORD_RETURN_IF_ERROR(CheckFunds(db, *one_phase));
         return Apply(db, ctx.gtid, ctx.branch_id, *one_phase);
@@ -227,8 +182,8 @@ class SqliteBank final : public Bank, public participant::BranchHandler {
   }
 
   PhaseResult Abort(const CallbackContext& ctx) override {
-    return group_.Run(ctx, [&](sqlite3*) {
-      Stmt release(statements_, "DELETE FROM holds WHERE gtid = ? AND branch_id = ?");
+    return group_.Run(ctx, [&](sqlite3* db) {
+      Stmt release(db, "DELETE FROM holds WHERE gtid = ? AND branch_id = ?");
       return release.Bind(1, ctx.gtid).Bind(2, ctx.branch_id).Run();
     });
   }
@@ -237,8 +192,7 @@ class SqliteBank final : public Bank, public participant::BranchHandler {
                   const google::protobuf::Value& payload) override {
     auto m = ParseMovement(payload);
     if (!m.ok()) return PhaseResult::Refused(m.status().message());
-    return group_.Try(gtid, branch_id,
-                      [&](sqlite3*) { return Hold(statements_, gtid, branch_id, *m); });
+    return group_.Try(gtid, branch_id, [&](sqlite3* db) { return Hold(db, gtid, branch_id, *m); });
   }
 
   Result<Snapshot> Read(bool with_ledger) override {
@@ -284,14 +238,12 @@ class SqliteBank final : public Bank, public participant::BranchHandler {
   PhaseResult HoldBehindBarrier(const CallbackContext& ctx) {
     auto m = ParseMovement(ctx.payload);
     if (!m.ok()) return PhaseResult::Refused(m.status().message());
-    return group_.Run(ctx,
-                      [&](sqlite3*) { return Hold(statements_, ctx.gtid, ctx.branch_id, *m); });
+    return group_.Run(ctx, [&](sqlite3* db) { return Hold(db, ctx.gtid, ctx.branch_id, *m); });
   }
 
   // One connection, used only through the group: concurrent callbacks share one local
   // transaction and one fsync (commit_group.h), and reads wait for the group in progress.
   sqlite3* const db_;
-  Statements statements_;  // used only inside group_'s business functions
   participant::SqliteCommitGroup group_;
 };
 

@@ -12,7 +12,6 @@ using internal::BarrierRow;
 using internal::Op;
 using internal::OpName;
 using internal::SqliteStatus;
-using internal::Statement;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS txcoord_barrier (
@@ -75,7 +74,7 @@ class SqliteBarrierStore final : public internal::BarrierStore {
   }
 
   Result<bool> InsertIfAbsent(Op op, std::string_view origin, std::string_view outcome) override {
-    Statement stmt(db_);
+    SqliteStatement stmt(db_);
     TXCOORD_RETURN_IF_ERROR(Prepare(stmt,
                                     "INSERT INTO txcoord_barrier (gtid, branch_id, op, origin, "
                                     "outcome) VALUES (?1, ?2, ?3, ?4, ?5) "
@@ -91,7 +90,7 @@ class SqliteBarrierStore final : public internal::BarrierStore {
   }
 
   Result<std::optional<BarrierRow>> Read(Op op) override {
-    Statement stmt(db_);
+    SqliteStatement stmt(db_);
     TXCOORD_RETURN_IF_ERROR(Prepare(stmt,
                                     "SELECT origin, outcome, reason FROM txcoord_barrier "
                                     "WHERE gtid = ?1 AND branch_id = ?2 AND op = ?3"));
@@ -105,7 +104,7 @@ class SqliteBarrierStore final : public internal::BarrierStore {
   }
 
   Status SetOutcome(Op op, std::string_view outcome, std::string_view reason) override {
-    Statement stmt(db_);
+    SqliteStatement stmt(db_);
     TXCOORD_RETURN_IF_ERROR(Prepare(stmt,
                                     "UPDATE txcoord_barrier SET outcome = ?4, reason = ?5 "
                                     "WHERE gtid = ?1 AND branch_id = ?2 AND op = ?3"));
@@ -150,7 +149,7 @@ class SqliteBarrierStore final : public internal::BarrierStore {
     return Status::Ok();
   }
 
-  Status Prepare(Statement& stmt, const char* sql) {
+  Status Prepare(SqliteStatement& stmt, const char* sql) {
     const int rc = stmt.Prepare(sql);
     table_missing_ =
         rc != SQLITE_OK && std::string_view(sqlite3_errmsg(db_)).starts_with("no such table");
@@ -225,7 +224,7 @@ BarrierResult Barrier::TryInTransaction(sqlite3* db, std::string_view gtid,
 }
 
 Result<std::vector<ThreePhaseInDoubt>> ListThreePhaseInDoubt(sqlite3* db) {
-  Statement stmt(db);
+  SqliteStatement stmt(db);
   int rc = stmt.Prepare(kThreePhaseInDoubt);
   if (rc != SQLITE_OK) {
     if (std::string_view(sqlite3_errmsg(db)).starts_with("no such table")) {
@@ -254,7 +253,7 @@ DELETE FROM txcoord_barrier WHERE (gtid, branch_id) IN (
                   AND origin IN ('prepare', 'try', 'can-commit')) > 0
               AND sum(op IN ('finish', 'undo')) = 0))
 )sql";
-  Statement stmt(db);
+  SqliteStatement stmt(db);
   int rc = stmt.Prepare(sql);
   if (rc != SQLITE_OK) {
     if (std::string_view(sqlite3_errmsg(db)).starts_with("no such table")) return int64_t{0};

@@ -69,3 +69,25 @@ void StatementCache::Give(sqlite3_stmt* stmt) {
 }
 
 }  // namespace txcoord::participant::internal
+
+namespace txcoord::participant {
+
+SqliteStatement::~SqliteStatement() {
+  if (cache_ != nullptr) {
+    cache_->Give(stmt_);
+  } else {
+    sqlite3_finalize(stmt_);
+  }
+}
+
+int SqliteStatement::Prepare(const char* sql) {
+  using internal::StatementCache;
+  if (StatementCache* cache = StatementCache::For(db_); cache != nullptr && !cache->full()) {
+    const int rc = cache->Take(sql, &stmt_);
+    if (rc == SQLITE_OK) cache_ = cache;
+    return rc;
+  }
+  return sqlite3_prepare_v2(db_, sql, -1, &stmt_, nullptr);
+}
+
+}  // namespace txcoord::participant

@@ -1,5 +1,5 @@
-// Small SQLite helpers of the library: a statement that finalizes itself (or goes back to its
-// connection's cache), and SQLite result codes to Status.
+// Small SQLite helpers of the library: the statement cache behind SqliteStatement, and SQLite
+// result codes to Status.
 #pragma once
 
 #include <sqlite3.h>
@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "txcoord/participant/sqlite_statement.h"
 #include "txcoord/status.h"
 
 namespace txcoord::participant::internal {
@@ -20,7 +21,8 @@ Status SqliteStatus(sqlite3* db, int rc, std::string_view what);
 
 // Prepared statements of one connection, kept while a SqliteCommitGroup's leader runs on this
 // thread (Scope): the barrier's few statements are then prepared once per connection instead of
-// once per callback. Statement uses the cache of its connection when one is in scope.
+// once per callback. SqliteStatement (sqlite_statement.h) uses the cache of its connection when
+// one is in scope.
 //
 // Thread-safety: none needed; a cache is used only by the thread holding its connection (the
 // group's leader), and its scope is that thread's.
@@ -64,46 +66,6 @@ class StatementCache {
   };
   sqlite3* const db_;
   std::vector<Entry> entries_;
-};
-
-class Statement {
- public:
-  explicit Statement(sqlite3* db) : db_(db) {}
-  ~Statement() {
-    if (cache_ != nullptr) {
-      cache_->Give(stmt_);
-    } else {
-      sqlite3_finalize(stmt_);
-    }
-  }
-  Statement(const Statement&) = delete;
-  Statement& operator=(const Statement&) = delete;
-
-  int Prepare(const char* sql) {
-    if (StatementCache* cache = StatementCache::For(db_); cache != nullptr && !cache->full()) {
-      const int rc = cache->Take(sql, &stmt_);
-      if (rc == SQLITE_OK) cache_ = cache;
-      return rc;
-    }
-    return sqlite3_prepare_v2(db_, sql, -1, &stmt_, nullptr);
-  }
-  // Binds a copy of `text` (SQLITE_TRANSIENT), so temporaries are fine.
-  void Bind(int index, std::string_view text) {
-    sqlite3_bind_text(stmt_, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
-  }
-  int Step() { return sqlite3_step(stmt_); }
-  int64_t Int(int column) const { return sqlite3_column_int64(stmt_, column); }
-  std::string Text(int column) const {
-    const auto* text = sqlite3_column_text(stmt_, column);
-    return text == nullptr ? std::string()
-                           : std::string(reinterpret_cast<const char*>(text),
-                                         static_cast<size_t>(sqlite3_column_bytes(stmt_, column)));
-  }
-
- private:
-  sqlite3* const db_;
-  sqlite3_stmt* stmt_ = nullptr;
-  StatementCache* cache_ = nullptr;  // where stmt_ goes back to, when it came from one
 };
 
 }  // namespace txcoord::participant::internal

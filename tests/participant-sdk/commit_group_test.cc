@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "sdk_test_util.h"
+#include "txcoord/participant/sqlite_statement.h"
 #include "txcoord/testing/poll.h"
 #include "txcoord/testing/powerloss_vfs.h"
 
@@ -41,16 +42,14 @@ constexpr std::chrono::milliseconds kPollTimeout{20000};
 constexpr std::chrono::milliseconds kPollInterval{1};
 
 // The business change every test makes: one effect row per callback, in its transaction.
+// Through SqliteStatement, which a group keeps prepared for its business functions too.
 Status InsertEffect(sqlite3* db, const CallbackContext& ctx) {
-  sqlite3_stmt* stmt = nullptr;
-  if (sqlite3_prepare_v2(db, "INSERT INTO effects (gtid) VALUES (?1)", -1, &stmt, nullptr) !=
-      SQLITE_OK) {
+  SqliteStatement stmt(db);
+  if (stmt.Prepare("INSERT INTO effects (gtid) VALUES (?1)") != SQLITE_OK) {
     return Status::Internal(sqlite3_errmsg(db));
   }
-  sqlite3_bind_text(stmt, 1, ctx.gtid.c_str(), -1, SQLITE_TRANSIENT);
-  const int rc = sqlite3_step(stmt);
-  sqlite3_finalize(stmt);
-  return rc == SQLITE_DONE ? Status::Ok() : Status::Unavailable(sqlite3_errmsg(db));
+  stmt.Bind(1, ctx.gtid);
+  return stmt.Step() == SQLITE_DONE ? Status::Ok() : Status::Unavailable(sqlite3_errmsg(db));
 }
 
 sqlite3* OpenDurable(const std::string& path) {
@@ -118,6 +117,16 @@ class CommitGroupTest : public ::testing::Test {
   }
   void OpenGate() { gate_open_.count_down(); }
 
+  // The gate, then `n` prepares (gtids g0, g1, ...) queued behind it; each must be done.
+  void RunGatedEffects(int n) {
+    auto gate = StartGate();
+    std::vector<std::future<BarrierResult>> queued;
+    for (int i = 0; i < n; ++i) queued.push_back(StartEffect("g" + std::to_string(i)));
+    OpenGate();
+    EXPECT_TRUE(Is(gate.get(), Path::kRan, Kind::kDone));
+    for (auto& f : queued) EXPECT_TRUE(Is(f.get(), Path::kRan, Kind::kDone));
+  }
+
   int64_t Effects(const std::string& gtid) {
     return group_->Exclusive([&](sqlite3* db) {
       return SqliteCount(db, "SELECT count(*) FROM effects WHERE gtid = '" + gtid + "'");
@@ -140,12 +149,7 @@ class CommitGroupTest : public ::testing::Test {
 TEST_F(CommitGroupTest, CallbacksQueuedDuringACommitShareTheNextOneAndSurviveAPowerLoss) {
   MakeGroup();
   txcoord::testing::ResetPowerLossVfsStats();
-  auto gate = StartGate();
-  std::vector<std::future<BarrierResult>> queued;
-  for (int i = 0; i < 8; ++i) queued.push_back(StartEffect("g" + std::to_string(i)));
-  OpenGate();
-  EXPECT_TRUE(Is(gate.get(), Path::kRan, Kind::kDone));
-  for (auto& f : queued) EXPECT_TRUE(Is(f.get(), Path::kRan, Kind::kDone));
+  RunGatedEffects(8);
 
   const GroupStats stats = group_->stats();
   EXPECT_EQ(stats.groups, 2) << "the gate alone, then the eight queued behind it";
@@ -177,12 +181,7 @@ TEST_F(CommitGroupTest, CallbacksQueuedDuringACommitShareTheNextOneAndSurviveAPo
 
 TEST_F(CommitGroupTest, AGroupHoldsAtMostMaxGroupCallbacks) {
   MakeGroup({.max_group = 2});
-  auto gate = StartGate();
-  std::vector<std::future<BarrierResult>> queued;
-  for (int i = 0; i < 5; ++i) queued.push_back(StartEffect("g" + std::to_string(i)));
-  OpenGate();
-  EXPECT_TRUE(Is(gate.get(), Path::kRan, Kind::kDone));
-  for (auto& f : queued) EXPECT_TRUE(Is(f.get(), Path::kRan, Kind::kDone));
+  RunGatedEffects(5);
   const GroupStats stats = group_->stats();
   EXPECT_EQ(stats.groups, 4) << "the gate, then 2 + 2 + 1";
   EXPECT_EQ(stats.largest_group, 2);
@@ -337,8 +336,9 @@ TEST_F(CommitGroupTest, AFailedGroupCommitRunsEachCallbackAgainAloneAndFailsOnly
   EXPECT_EQ(Effects("culprit"), 1);
 }
 
-// The barrier's statements are prepared once per group's connection, then reused.
-TEST_F(CommitGroupTest, TheBarriersStatementsArePreparedOnceAndKept) {
+// The barrier's statements, and the business's own SqliteStatements, are prepared once per
+// group's connection, then reused; outside a group a SqliteStatement is finalized.
+TEST_F(CommitGroupTest, StatementsArePreparedOnceAndKept) {
   MakeGroup();
   const auto prepared = [&] {
     return group_->Exclusive([](sqlite3* db) {
@@ -365,6 +365,27 @@ TEST_F(CommitGroupTest, TheBarriersStatementsArePreparedOnceAndKept) {
   }
   EXPECT_EQ(prepared(), kept) << "the same statements, reset and bound again";
   EXPECT_EQ(Effects("g19"), 2);
+
+  // The business's statement is among them: the same callbacks with a business that prepares
+  // nothing of its own leave one statement fewer in a new group.
+  group_.reset();
+  MakeGroup();
+  ASSERT_TRUE(
+      Is(group_->Run(Ctx("plain", "b", Phase::kPrepare), [](sqlite3*) { return Status::Ok(); }),
+         Path::kRan, Kind::kDone));
+  ASSERT_TRUE(
+      Is(group_->Run(Ctx("plain", "b", Phase::kCommit), [](sqlite3*) { return Status::Ok(); }),
+         Path::kRan, Kind::kDone));
+  ASSERT_TRUE(
+      Is(group_->Run(Ctx("plain", "b", Phase::kCommit), [](sqlite3*) { return Status::Ok(); }),
+         Path::kRepeated, Kind::kDone));
+  EXPECT_EQ(prepared(), kept - 1);
+  // Outside a group's run (here under Exclusive) a statement is prepared and finalized.
+  const Status outside = group_->Exclusive(
+      [](sqlite3* db) { return InsertEffect(db, Ctx("outside", "b", Phase::kPrepare)); });
+  ASSERT_TRUE(outside.ok()) << outside.ToString();
+  EXPECT_EQ(prepared(), kept - 1);
+  EXPECT_EQ(Effects("outside"), 1);
 }
 
 TEST_F(CommitGroupTest, ExclusiveWaitsForTheGroupThatRuns) {
