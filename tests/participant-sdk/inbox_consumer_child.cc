@@ -23,6 +23,9 @@ int main(int argc, char** argv) {
 
   sqlite3* db = nullptr;
   if (sqlite3_open(argv[4], &db) != SQLITE_OK) return 1;
+  // The test polls the replica meanwhile, and the killed consumer before this one may have left
+  // a WAL to recover: the schema statements wait for the lock instead of failing at once.
+  sqlite3_busy_timeout(db, 10000);
   txcoord::participant::testing::CreateReplicaTables(db);
   txcoord::participant::InboxConsumerOptions options;
   options.nats_url = argv[1];
