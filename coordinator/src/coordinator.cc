@@ -168,6 +168,7 @@ Status CheckUrl(std::string_view what, const std::string& url, const saga::UrlPo
 struct Live {
   std::mutex mu;
   std::condition_variable cv;               // durable progress, finish, park, stop
+  int durable_waiters = 0;                  // GUARDED_BY(mu): threads in WaitDurable
   std::unique_ptr<Engine> engine;           // GUARDED_BY(mu)
   std::vector<v1::LogRecord> pending;       // GUARDED_BY(mu): emitted, not yet handed to the log
   bool appending = false;                   // GUARDED_BY(mu): a thread is appending for it
@@ -736,10 +737,12 @@ class Coordinator::Impl {
   // REQUIRES: lock holds live->mu.
   Status WaitDurable(const std::shared_ptr<Live>& live, std::unique_lock<std::mutex>& lock,
                      uint64_t seq) {
+    ++live->durable_waiters;
     live->cv.wait(lock, [&] {
       return live->parked || live->engine->durable() >= seq || live->engine->finished() ||
              stopping_;
     });
+    --live->durable_waiters;
     if (!live->parked && live->engine->durable() < seq && !live->engine->finished()) {
       return Status::Unavailable("the coordinator is stopping before the record was durable");
     }
@@ -826,11 +829,15 @@ class Coordinator::Impl {
     if (auto wake = e.WakeAt()) {
       if (!live->scheduled_wake || *wake < *live->scheduled_wake) {
         live->scheduled_wake = *wake;
+        bool earlier;
         {
           std::lock_guard tl(timer_mu_);
           timers_.push(TimerEntry{*wake, live});
+          earlier = *wake < timer_sleeps_until_;
         }
-        timer_cv_.notify_one();
+        // Most wake-ups (a deadline seconds away) come after the one the timer thread sleeps
+        // for: waking it would cost two context switches per transaction for nothing.
+        if (earlier) timer_cv_.notify_one();
       }
     }
   }
@@ -889,8 +896,10 @@ class Coordinator::Impl {
       live->engine->OnDurable(clock_.Now(), upto, fx);
       std::vector<CallbackRequest> sends;
       std::vector<Send> sent;
-      Collect(live, fx, sends, sent);
-      live->cv.notify_all();
+      Collect(live, fx, sends, sent);  // wakes `wait` replies when the transaction finished
+      // Only WaitDurable waits for durable progress alone; a client waiting for the end would
+      // wake for nothing at every record.
+      if (live->durable_waiters > 0) live->cv.notify_all();
       if (!sends.empty()) {
         lock.unlock();
         Dispatch(live, std::move(sends), std::move(sent));
@@ -898,7 +907,6 @@ class Coordinator::Impl {
       }
     }
     live->appending = false;
-    live->cv.notify_all();
   }
 
   // Drops a transaction whose append failed; recovery resumes it from what is durable.
@@ -986,15 +994,19 @@ class Coordinator::Impl {
     std::unique_lock lock(timer_mu_);
     while (!stopping_) {
       if (timers_.empty()) {
+        timer_sleeps_until_ = Timestamp::max();
         timer_cv_.wait(lock, [this] { return stopping_.load() || !timers_.empty(); });
         continue;
       }
       const Timestamp now = clock_.Now();
       const TimerEntry top = timers_.top();
       if (top.at > now) {
-        timer_cv_.wait_for(lock, std::min<milliseconds>(top.at - now, milliseconds(1000)));
+        const milliseconds nap = std::min<milliseconds>(top.at - now, milliseconds(1000));
+        timer_sleeps_until_ = now + nap;
+        timer_cv_.wait_for(lock, nap);
         continue;
       }
+      timer_sleeps_until_ = Timestamp::min();  // awake: it looks at the heap again before sleeping
       timers_.pop();
       lock.unlock();
       if (std::shared_ptr<Live> live = top.live.lock()) {
@@ -1027,6 +1039,8 @@ class Coordinator::Impl {
 
   std::mutex timer_mu_;
   std::condition_variable timer_cv_;
+  // When the timer thread wakes up next by itself; min while it is awake.
+  Timestamp timer_sleeps_until_ = Timestamp::min();  // GUARDED_BY(timer_mu_)
   std::condition_variable recovery_cv_;
   std::priority_queue<TimerEntry, std::vector<TimerEntry>, std::greater<>> timers_;
   bool recovery_kicked_ = false;  // GUARDED_BY(timer_mu_)
