@@ -51,6 +51,18 @@ static_assert(std::size(kPostgresMigrations) == kLogSchemaVersion);
 // Any fixed key: serializes schema migration among instances opening the same database.
 constexpr int64_t kMigrationLockKey = 0x7478636f6f7264;  // "txcoord"
 
+// Who uses the store: a session-level advisory lock on the writer's session, for as long as the
+// session lives. Every txcoord instance holds it shared; an offline tool (txctl --store) holds
+// it exclusive. So txctl offline refuses while any txcoord runs on the store, and a txcoord
+// cannot start, or write again after a reconnect, while txctl works offline.
+constexpr int64_t kPresenceLockKey = 0x7478636f6f7265;  // "txcoore"
+
+// The presence lock is held the other way (see kPresenceLockKey).
+class StoreInUse : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // Reads see one snapshot: a summary and the records read after it agree. (libpqxx 6's
 // read_transaction is only READ COMMITTED.)
 using SnapshotRead = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
@@ -114,6 +126,7 @@ std::string Redacted(std::string message, std::string_view conninfo) {
 // Turns what libpqxx threw into a Status, by what the caller may assume.
 Status FromException(const std::exception& e, std::string_view what, std::string_view conninfo) {
   const std::string msg = Redacted(std::string(what) + ": " + e.what(), conninfo);
+  if (dynamic_cast<const StoreInUse*>(&e) != nullptr) return Status::Unavailable(msg);
   if (dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr) {
     return Status::UnknownOutcome(msg + " (the connection broke during commit)");
   }
@@ -201,6 +214,33 @@ std::unique_ptr<pqxx::connection> Connect(const std::string& conninfo) {
   return c;
 }
 
+// Takes the presence lock on `c` (kPresenceLockKey); throws StoreInUse when it is held the other
+// way. A try, never a wait: neither a txcoord nor txctl should hang behind the other.
+void TakePresence(pqxx::connection& c, bool exclusive) {
+  pqxx::nontransaction n(c);
+  const bool taken =
+      n.exec_params(exclusive ? "SELECT pg_try_advisory_lock($1)"
+                              : "SELECT pg_try_advisory_lock_shared($1)",
+                    kPresenceLockKey)[0][0]
+          .as<bool>();
+  if (taken) return;
+  if (exclusive) {
+    throw StoreInUse(
+        "the PostgreSQL store is in use by another txcoord (a txcoord instance holds its "
+        "presence lock); stop every txcoord on it first");
+  }
+  throw StoreInUse(
+      "the PostgreSQL store is held by an offline txctl (txctl --store holds its presence "
+      "lock); wait until it has finished");
+}
+
+// The writer's session: set up as Connect does, holding the presence lock.
+std::unique_ptr<pqxx::connection> ConnectWriter(const PostgresLogConfig& config) {
+  auto c = Connect(config.conninfo);
+  TakePresence(*c, config.exclusive);
+  return c;
+}
+
 class PostgresLog final : public TransactionLog {
  public:
   PostgresLog(PostgresLogConfig config, std::unique_ptr<pqxx::connection> writer)
@@ -276,7 +316,7 @@ class PostgresLog final : public TransactionLog {
       const int64_t want = std::min(kPurgeChunk, max_count - purged);
       std::lock_guard lock(write_mu_);
       try {
-        if (!writer_) writer_ = Connect(config_.conninfo);
+        if (!writer_) writer_ = ConnectWriter(config_);
         pqxx::work w(*writer_);
         const pqxx::result r = w.exec_params(
             "WITH doomed AS (SELECT gtid FROM txcoord_tx WHERE finished_at_ms IS NOT NULL AND "
@@ -379,7 +419,7 @@ class PostgresLog final : public TransactionLog {
     for (int attempt = 1;; ++attempt) {
       for (PendingAppend* p : batch) p->status = Status::Ok();
       try {
-        if (!writer_) writer_ = Connect(config_.conninfo);
+        if (!writer_) writer_ = ConnectWriter(config_);
         pqxx::work w(*writer_);
         TryCommitBatch(w, batch, gtids);
         return;
@@ -486,7 +526,7 @@ Status Migrate(pqxx::connection& c) {
 
 Result<std::unique_ptr<TransactionLog>> OpenPostgresLog(const PostgresLogConfig& config) {
   try {
-    auto conn = Connect(config.conninfo);
+    auto conn = ConnectWriter(config);
     TXCOORD_RETURN_IF_ERROR(Migrate(*conn));
     return std::unique_ptr<TransactionLog>(std::make_unique<PostgresLog>(config, std::move(conn)));
   } catch (const std::exception& e) {

@@ -179,6 +179,8 @@ Result<std::unique_ptr<Backend>> OpenOfflineBackend(const Context& ctx) {
     }
   } else {
     description = "the store postgresql";
+    // Alone on the store, like SQLite's lock: refused while a txcoord uses it.
+    std::get<coordinator::PostgresLogConfig>(*config).exclusive = true;
   }
   // The log's messages for a store that fails to open are for txcoord's operator; quiet them.
   spdlog::set_level(spdlog::level::warn);

@@ -110,17 +110,6 @@ Result<std::string> OneGtid(std::string_view command, const ParsedArgs& args) {
   return gtid;
 }
 
-Result<std::unique_ptr<Backend>> Open(const Context& ctx, bool changes_state) {
-  auto backend = OpenBackend(ctx);
-  if (backend.ok() && changes_state && ctx.offline() && !ctx.store_uri.starts_with("sqlite")) {
-    // SQLite's lock tells whether txcoord runs; PostgreSQL's store has no such lock.
-    ctx.err() << "txctl: warning: offline on PostgreSQL, txctl cannot tell whether a txcoord is "
-                 "using this store; it must be stopped"
-              << std::endl;
-  }
-  return backend;
-}
-
 void PrintParts(const Context& ctx, const v1::Transaction& tx) {
   if (tx.steps_size() > 0) {
     Table table({"STEP", "STATE", "ATTEMPTS", "LAST ERROR"});
@@ -206,7 +195,7 @@ int RunList(Context& ctx, const std::vector<std::string>& words) {
     if (Status s = ValidateId("--after", request.after); !s.ok()) return Fail(ctx, s);
   }
 
-  auto backend = Open(ctx, /*changes_state=*/false);
+  auto backend = OpenBackend(ctx);
   if (!backend.ok()) return Fail(ctx, backend.status());
   // Pages until `limit` records match; --protocol is filtered here, the rest by the store.
   v1::TransactionList result;
@@ -283,7 +272,7 @@ int RunShow(Context& ctx, const std::vector<std::string>& words) {
   if (p.args->help()) return Help(ctx, kShowHelp);
   auto gtid = OneGtid("show", *p.args);
   if (!gtid.ok()) return Fail(ctx, gtid.status());
-  auto backend = Open(ctx, /*changes_state=*/false);
+  auto backend = OpenBackend(ctx);
   if (!backend.ok()) return Fail(ctx, backend.status());
   auto tx = (*backend)->Get(*gtid);
   if (!tx.ok()) return Fail(ctx, tx.status());
@@ -334,7 +323,7 @@ int RunRetry(Context& ctx, const std::vector<std::string>& words) {
   if (p.args->help()) return Help(ctx, kRetryHelp);
   auto gtid = OneGtid("retry", *p.args);
   if (!gtid.ok()) return Fail(ctx, gtid.status());
-  auto backend = Open(ctx, /*changes_state=*/false);
+  auto backend = OpenBackend(ctx);
   if (!backend.ok()) return Fail(ctx, backend.status());
   auto tx = (*backend)->Retry(*gtid);
   if (!tx.ok()) return Fail(ctx, tx.status().WithContext("retry " + *gtid));
@@ -353,7 +342,7 @@ int RunAbort(Context& ctx, const std::vector<std::string>& words) {
   if (p.args->help()) return Help(ctx, kAbortHelp);
   auto gtid = OneGtid("abort", *p.args);
   if (!gtid.ok()) return Fail(ctx, gtid.status());
-  auto backend = Open(ctx, /*changes_state=*/true);
+  auto backend = OpenBackend(ctx);
   if (!backend.ok()) return Fail(ctx, backend.status());
   auto tx = (*backend)->Abort(*gtid);
   if (!tx.ok()) return Fail(ctx, tx.status().WithContext("cannot abort " + *gtid));
@@ -416,7 +405,7 @@ int RunResolve(Context& ctx, const std::vector<std::string>& words) {
     return Fail(ctx, ExitCode::kUsage,
                 "txctl resolve needs --operator NAME ($USER is not set): the history records who");
   }
-  auto backend = Open(ctx, /*changes_state=*/true);
+  auto backend = OpenBackend(ctx);
   if (!backend.ok()) return Fail(ctx, backend.status());
   auto tx = (*backend)->Resolve(*gtid, branch, request);
   if (!tx.ok()) {
@@ -490,7 +479,7 @@ int RunPurge(Context& ctx, const std::vector<std::string>& words) {
   if (dry_run && args.Has("yes")) {
     return Fail(ctx, ExitCode::kUsage, "give --yes or --dry-run, not both");
   }
-  auto backend = Open(ctx, /*changes_state=*/!dry_run);
+  auto backend = OpenBackend(ctx);
   if (!backend.ok()) return Fail(ctx, backend.status());
   Backend& store = **backend;
 

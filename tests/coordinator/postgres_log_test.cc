@@ -201,6 +201,90 @@ TEST(PostgresLogTest, ARowLockedElsewhereGivesUnavailableNotAHang) {
   EXPECT_EQ(tx->records.size(), 2u) << "the timed-out append left nothing";
 }
 
+std::unique_ptr<TransactionLog> OpenExclusive(const std::string& conninfo, Status* refused) {
+  PostgresLogConfig c;
+  c.conninfo = conninfo;
+  c.exclusive = true;
+  auto log = OpenLog(c);
+  if (!log.ok()) {
+    *refused = log.status();
+    return nullptr;
+  }
+  return std::move(log).value();
+}
+
+// Coordinators share a store; an offline tool (txctl --store) has it alone, and neither side
+// waits for the other: the one that comes second is refused at once, saying who holds it.
+TEST(PostgresLogTest, AnOfflineToolAndCoordinatorsExcludeEachOther) {
+  auto db = testing::SharedPostgres().CreateDatabase("presence");
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  const std::string conninfo = testing::SharedPostgres().ConnInfo(*db);
+  auto a = MustOpen(conninfo);
+  auto b = MustOpen(conninfo);  // a second coordinator instance: fine
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  Status refused;
+  EXPECT_EQ(OpenExclusive(conninfo, &refused), nullptr);
+  EXPECT_EQ(refused.code(), StatusCode::kUnavailable) << refused.ToString();
+  EXPECT_NE(refused.message().find("in use by another txcoord"), std::string::npos)
+      << refused.ToString();
+  a.reset();
+  EXPECT_EQ(OpenExclusive(conninfo, &refused), nullptr) << "b still uses the store";
+  b.reset();
+
+  auto tool = OpenExclusive(conninfo, &refused);
+  ASSERT_NE(tool, nullptr) << refused.ToString();
+  ASSERT_TRUE(tool->Append({Begin("by-hand", kEpochMs)}).ok());
+  PostgresLogConfig c;
+  c.conninfo = conninfo;
+  auto blocked = OpenLog(c);
+  ASSERT_FALSE(blocked.ok());
+  EXPECT_EQ(blocked.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(blocked.status().message().find("offline txctl"), std::string::npos)
+      << blocked.status().ToString();
+  tool.reset();
+  auto c1 = MustOpen(conninfo);
+  ASSERT_NE(c1, nullptr);
+  auto tx = c1->Read("by-hand");
+  ASSERT_TRUE(tx.ok()) << tx.status().ToString();
+  EXPECT_EQ(tx->records.size(), 1u);
+}
+
+// A coordinator whose session was cut (a server restart, a network blip) while an offline tool
+// took the store cannot write when it reconnects: its appends fail (kUnavailable) until the tool
+// is done, then work again.
+TEST(PostgresLogTest, ACoordinatorReconnectingWhileAnOfflineToolHoldsTheStoreWaitsForIt) {
+  auto db = testing::SharedPostgres().CreateDatabase("presence_cut");
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  const std::string conninfo = testing::SharedPostgres().ConnInfo(*db);
+  auto coordinator = MustOpen(conninfo);
+  ASSERT_NE(coordinator, nullptr);
+  ASSERT_TRUE(coordinator->Append({Begin("before", kEpochMs)}).ok());
+  {
+    pqxx::connection admin(conninfo);
+    pqxx::nontransaction n(admin);
+    n.exec(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+        "current_database() AND pid <> pg_backend_pid()");
+  }
+  Status refused;
+  auto tool = OpenExclusive(conninfo, &refused);
+  ASSERT_NE(tool, nullptr) << "the cut session's lock went with it: " << refused.ToString();
+  // The first append may meet the dead session; the next reconnects and meets the tool.
+  Status s = coordinator->Append({Begin("during", kEpochMs + 1)});
+  if (s.ok() || s.message().find("offline txctl") == std::string::npos) {
+    s = coordinator->Append({Begin("during", kEpochMs + 1)});
+  }
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  EXPECT_NE(s.message().find("offline txctl"), std::string::npos) << s.ToString();
+  EXPECT_EQ(tool->Read("during").status().code(), StatusCode::kNotFound);
+  tool.reset();
+  EXPECT_TRUE(coordinator->Append({Begin("during", kEpochMs + 2)}).ok());
+  Status blocked_tool;
+  EXPECT_EQ(OpenExclusive(conninfo, &blocked_tool), nullptr)
+      << "the coordinator holds the store again";
+}
+
 // libpq quotes the connection string, or the offending piece of it, in its errors.
 TEST(PostgresLogTest, ErrorsNeverShowThePassword) {
   for (const std::string uri : {"postgresql://txc:S3cretPw@[::1:5432/txlog",

@@ -525,6 +525,14 @@ TEST_P(TxctlOfflineTest, CommandsOnTheStoreAfterTheServiceStopped) {
   BeginTcc("tcc-1", bank);
   auto online = [this](std::vector<std::string> args) { return Online(std::move(args)); };
   ShowUntil(online, "stuck-1", StuckInCommit);
+  // While txcoord runs, offline is refused on either store (SQLite: the file lock; PostgreSQL:
+  // the presence lock on txcoord's writer session), also for a command that only reads.
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"list"}, std::vector<std::string>{"abort", "tcc-1"}}) {
+    const TxctlRun locked = Offline(args);
+    EXPECT_EQ(locked.exit_code, 1) << locked;
+    EXPECT_NE(locked.err.find("in use by a running txcoord"), std::string::npos) << locked;
+  }
   StopTxcoord();
 
   const TxctlRun all = Offline({"list", "--json"});

@@ -132,6 +132,11 @@ struct SqliteLogConfig {
 struct PostgresLogConfig {
   std::string conninfo;  // libpq connection string or postgresql:// URI
   int max_batch = 512;
+  // Opened by an offline tool (txctl --store) rather than a coordinator. Several coordinators
+  // share a store; an offline tool has it alone: its open fails while any coordinator uses the
+  // store, and no coordinator can open the store or write to it while the tool has it open.
+  // Both ends fail at once (kUnavailable, saying who holds the store), never wait.
+  bool exclusive = false;
 };
 using LogConfig = std::variant<SqliteLogConfig, PostgresLogConfig>;
 
