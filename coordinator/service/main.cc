@@ -31,12 +31,12 @@
 
 #include "api_tokens.h"
 #include "http_server.h"
-#include "logging.h"
 #include "settings.h"
 #include "shutdown.h"
 #include "txcoord/coordinator/coordinator.h"
 #include "txcoord/coordinator/log.h"
 #include "txcoord/coordinator/transport.h"
+#include "txcoord/process_log.h"
 
 namespace txcoord::service {
 namespace {
@@ -272,7 +272,7 @@ class TxcoordApp final : public Poco::Util::Application {
       }
       secrets.callback_secret = std::move(secret).value();
     }
-    InitLogging(settings->log_format);
+    InitProcessLog("txcoord", settings->log_format);
     try {
       ShutdownSignals signals(kStopGrace);
       return Serve(*settings, std::move(secrets), signals);

@@ -16,6 +16,7 @@
 
 #include "txcoord/coordinator/log.h"
 #include "txcoord/participant/tls.h"
+#include "txcoord/process_log.h"
 #include "txcoord/status.h"
 
 namespace txcoord::service {
@@ -23,7 +24,7 @@ namespace txcoord::service {
 inline constexpr std::string_view kDefaultListen = "127.0.0.1:8470";
 inline constexpr std::string_view kDefaultStore = "sqlite://./txcoord-data/txcoord.db";
 
-enum class LogFormat { kText, kJson };
+using LogFormat = txcoord::LogFormat;  // --log-format
 
 // Everything the service needs, parsed and checked.
 struct ServiceSettings {

@@ -818,7 +818,8 @@ class Coordinator::Impl {
         const size_t p = live->protocol;
         if (p < finished_.size()) {
           ++finished_[p][committed ? 0 : 1];
-          if (live->begun_at) duration_[p].Observe(std::chrono::steady_clock::now() - *live->begun_at);
+          if (live->begun_at)
+            duration_[p].Observe(std::chrono::steady_clock::now() - *live->begun_at);
         }
         TrackState(*live, "");
         Forget(live, e.gtid());
@@ -853,22 +854,21 @@ class Coordinator::Impl {
       // The reply is handled on the transport's thread that received it, not posted to the
       // executor: one thread hand-off less per callback. That thread may then append (and wait
       // for the fsync); the transport has enough threads for that. After Stop nothing runs.
-      transport_.Send(std::move(sends[i]),
-                      [this, weak, phase, sent_at, s = std::move(sent[i])](CallbackReply reply) {
-                        if (reply.reply_class != ReplyClass::kSuccess) ++callback_failures_;
-                        if (phase < callback_latency_.size()) {
-                          callback_latency_[phase].Observe(std::chrono::steady_clock::now() -
-                                                           sent_at);
-                        }
-                        if (stopping_) return;
-                        std::shared_ptr<Live> live = weak.lock();
-                        if (!live) return;
-                        std::unique_lock lock(live->mu);
-                        if (live->parked) return;
-                        Effects fx;
-                        live->engine->OnReply(clock_.Now(), s, reply, fx);
-                        Process(live, lock, fx);
-                      });
+      transport_.Send(std::move(sends[i]), [this, weak, phase, sent_at,
+                                            s = std::move(sent[i])](CallbackReply reply) {
+        if (reply.reply_class != ReplyClass::kSuccess) ++callback_failures_;
+        if (phase < callback_latency_.size()) {
+          callback_latency_[phase].Observe(std::chrono::steady_clock::now() - sent_at);
+        }
+        if (stopping_) return;
+        std::shared_ptr<Live> live = weak.lock();
+        if (!live) return;
+        std::unique_lock lock(live->mu);
+        if (live->parked) return;
+        Effects fx;
+        live->engine->OnReply(clock_.Now(), s, reply, fx);
+        Process(live, lock, fx);
+      });
     }
   }
 

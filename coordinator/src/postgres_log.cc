@@ -218,11 +218,10 @@ std::unique_ptr<pqxx::connection> Connect(const std::string& conninfo) {
 // way. A try, never a wait: neither a txcoord nor txctl should hang behind the other.
 void TakePresence(pqxx::connection& c, bool exclusive) {
   pqxx::nontransaction n(c);
-  const bool taken =
-      n.exec_params(exclusive ? "SELECT pg_try_advisory_lock($1)"
-                              : "SELECT pg_try_advisory_lock_shared($1)",
-                    kPresenceLockKey)[0][0]
-          .as<bool>();
+  const bool taken = n.exec_params(exclusive ? "SELECT pg_try_advisory_lock($1)"
+                                             : "SELECT pg_try_advisory_lock_shared($1)",
+                                   kPresenceLockKey)[0][0]
+                         .as<bool>();
   if (taken) return;
   if (exclusive) {
     throw StoreInUse(

@@ -21,9 +21,9 @@
 #include <thread>
 
 #include "http.h"
-#include "logging.h"
 #include "settings.h"
 #include "txcoord/outbox/relay.h"
+#include "txcoord/process_log.h"
 
 namespace txcoord::relay {
 namespace {
@@ -196,7 +196,7 @@ class TxrelayApp final : public Poco::Util::Application {
       PrintUsageError(settings.status().message());
       return kExitUsage;
     }
-    InitLogging(settings->log_format);
+    InitProcessLog("txrelay", settings->log_format);
     try {
       return Serve(*settings);
     } catch (const std::exception& e) {

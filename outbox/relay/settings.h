@@ -14,11 +14,12 @@
 #include "txcoord/outbox/relay.h"
 #include "txcoord/outbox/source.h"
 #include "txcoord/participant/tls.h"
+#include "txcoord/process_log.h"
 #include "txcoord/status.h"
 
 namespace txcoord::relay {
 
-enum class LogFormat { kText, kJson };
+using LogFormat = txcoord::LogFormat;  // --log-format
 
 struct RelaySettings {
   std::vector<std::string> source_uris;  // as given; may hold passwords (see outbox::RedactUri)

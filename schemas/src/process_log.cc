@@ -1,4 +1,4 @@
-#include "logging.h"
+#include "txcoord/process_log.h"
 
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
@@ -8,8 +8,10 @@
 #include <memory>
 #include <string_view>
 
-namespace txcoord::service {
+namespace txcoord {
 namespace {
+
+constexpr const char* kTimePattern = "%Y-%m-%dT%H:%M:%S.%eZ";
 
 // Control characters become \u00XX; other bytes pass through, so the line is valid JSON as long
 // as the message is valid UTF-8.
@@ -31,22 +33,28 @@ void AppendJsonString(std::string_view text, spdlog::memory_buf_t& out) {
   out.push_back('"');
 }
 
+void AppendJsonLine(std::string_view time, std::string_view level, std::string_view msg,
+                    spdlog::memory_buf_t& dest) {
+  dest.append(std::string_view("{\"time\":\""));
+  dest.append(time);
+  dest.append(std::string_view("\",\"level\":"));
+  AppendJsonString(level, dest);
+  dest.append(std::string_view(",\"msg\":"));
+  AppendJsonString(msg, dest);
+  dest.append(std::string_view("}\n"));
+}
+
 // One JSON object per line. A hand-written formatter rather than a spdlog pattern, because a
 // pattern cannot escape quotes or newlines inside the message.
 class JsonLineFormatter final : public spdlog::formatter {
  public:
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
     spdlog::memory_buf_t time;
-    time_formatter_.format(msg, time);
-    // The time formatter ends its output with the end-of-line it was given: none.
-    dest.append(std::string_view("{\"time\":\""));
-    dest.append(time.data(), time.data() + time.size());
-    dest.append(std::string_view("\",\"level\":"));
+    time_formatter_.format(msg, time);  // no end-of-line: it was given none
     const auto level = spdlog::level::to_string_view(msg.level);
-    AppendJsonString(std::string_view(level.data(), level.size()), dest);
-    dest.append(std::string_view(",\"msg\":"));
-    AppendJsonString(std::string_view(msg.payload.data(), msg.payload.size()), dest);
-    dest.append(std::string_view("}\n"));
+    AppendJsonLine(std::string_view(time.data(), time.size()),
+                   std::string_view(level.data(), level.size()),
+                   std::string_view(msg.payload.data(), msg.payload.size()), dest);
   }
 
   std::unique_ptr<spdlog::formatter> clone() const override {
@@ -54,25 +62,32 @@ class JsonLineFormatter final : public spdlog::formatter {
   }
 
  private:
-  spdlog::pattern_formatter time_formatter_{"%Y-%m-%dT%H:%M:%S.%eZ", spdlog::pattern_time_type::utc,
-                                            ""};
+  spdlog::pattern_formatter time_formatter_{kTimePattern, spdlog::pattern_time_type::utc, ""};
 };
 
 }  // namespace
 
-void InitLogging(LogFormat format) {
+void InitProcessLog(const std::string& name, LogFormat format) {
   auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
   if (format == LogFormat::kJson) {
     sink->set_formatter(std::make_unique<JsonLineFormatter>());
   } else {
     sink->set_formatter(std::make_unique<spdlog::pattern_formatter>(
-        "%Y-%m-%dT%H:%M:%S.%eZ %l %v", spdlog::pattern_time_type::utc));
+        std::string(kTimePattern) + " %l %v", spdlog::pattern_time_type::utc));
   }
-  auto logger = std::make_shared<spdlog::logger>("txcoord", std::move(sink));
+  auto logger = std::make_shared<spdlog::logger>(name, std::move(sink));
   logger->set_level(spdlog::level::info);
   // Each line is a whole event; flush it at once so a crash or a pipe reader loses nothing.
   logger->flush_on(spdlog::level::trace);
   spdlog::set_default_logger(std::move(logger));
 }
 
-}  // namespace txcoord::service
+namespace internal {
+std::string JsonLogLine(std::string_view time, std::string_view level, std::string_view msg) {
+  spdlog::memory_buf_t out;
+  AppendJsonLine(time, level, msg, out);
+  return std::string(out.data(), out.size());
+}
+}  // namespace internal
+
+}  // namespace txcoord
