@@ -283,7 +283,8 @@ class Coordinator::Impl {
 
   Result<TransactionReply> Begin(v1::BeginRequest request, std::string traceparent) {
     TXCOORD_RETURN_IF_ERROR(CheckRunning());
-    TXCOORD_RETURN_IF_ERROR(CheckBegin(request));
+    std::optional<saga::SagaPlan> saga_plan;
+    TXCOORD_RETURN_IF_ERROR(CheckBegin(request, &saga_plan));
     const bool wait = request.wait();
     const bool client_gtid = !request.gtid().empty();
     if (!client_gtid) request.set_gtid(NewGtid());
@@ -292,6 +293,7 @@ class Coordinator::Impl {
         request.timeout_ms() == 0 ? options_.default_timeout_ms : request.timeout_ms();
     args.request_digest = client_gtid ? RequestDigest(request) : std::string();
     args.traceparent = std::move(traceparent);
+    args.saga_plan = std::move(saga_plan);
     const std::string gtid = request.gtid();
     args.request = std::move(request);
 
@@ -572,7 +574,8 @@ class Coordinator::Impl {
     return s;
   }
 
-  Status CheckBegin(const v1::BeginRequest& r) {
+  // `saga_plan` gets a valid saga's plan (for the engine, which then need not plan it again).
+  Status CheckBegin(const v1::BeginRequest& r, std::optional<saga::SagaPlan>* saga_plan) {
     if (!r.gtid().empty()) TXCOORD_RETURN_IF_ERROR(ValidateId("gtid", r.gtid()));
     if (!IsKnownProtocol(r.protocol())) {
       return Status::InvalidArgument("protocol must be one of 2pc, 3pc, tcc, saga; got \"" +
@@ -583,7 +586,7 @@ class Coordinator::Impl {
           "timeout_ms must be between 1 and " + std::to_string(options_.max_timeout_ms) +
           " (0 or absent: the default " + std::to_string(options_.default_timeout_ms) + ")");
     }
-    if (r.protocol() == "saga") return CheckSaga(r);
+    if (r.protocol() == "saga") return CheckSaga(r, saga_plan);
     if (r.steps_size() > 0) {
       return Status::InvalidArgument("steps are for sagas; a " + r.protocol() +
                                      " transaction has branches");
@@ -621,7 +624,7 @@ class Coordinator::Impl {
 
   // The steps of a saga begin: the options the engine reads, then saga::ValidateSaga (ids,
   // URLs, dependencies, cycles; 403 for a URL outside the allow-list).
-  Status CheckSaga(const v1::BeginRequest& r) {
+  Status CheckSaga(const v1::BeginRequest& r, std::optional<saga::SagaPlan>* plan) {
     if (r.branches_size() > 0) {
       return Status::InvalidArgument("branches are for 2pc, 3pc and tcc; a saga has steps");
     }
@@ -653,8 +656,11 @@ class Coordinator::Impl {
                                        std::to_string(retry.initial_ms()) + ")");
       }
     }
-    const saga::SagaValidation validation = saga::ValidateSaga(r.steps(), options_.url_policy);
-    if (validation.ok()) return Status::Ok();
+    saga::SagaValidation validation = saga::ValidateSaga(r.steps(), options_.url_policy);
+    if (validation.ok()) {
+      *plan = std::move(validation.plan);
+      return Status::Ok();
+    }
     if (validation.forbidden_url) return Status::PermissionDenied(validation.status.message());
     return validation.status;
   }

@@ -143,6 +143,7 @@ std::unique_ptr<Engine> BeginSagaEngine(Timestamp now, const BeginArgs& args,
   begin.traceparent = args.traceparent;
   begin.request_digest = args.request_digest;
   begin.timeout_ms = args.timeout_ms;
+  begin.plan = args.saga_plan;
   saga::Effects fx;
   auto engine = saga::SagaEngine::Begin(now, begin, ToSagaOptions(options), seed, fx);
   if (!engine.ok()) {

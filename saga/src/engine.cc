@@ -62,10 +62,15 @@ std::string Quoted(const std::string& step_id) { return "step \"" + step_id + "\
 
 }  // namespace
 
-Status SagaEngine::Init(const google::protobuf::RepeatedPtrField<v1::Step>& steps) {
-  SagaValidation validation = ValidateSaga(steps, AnyHttpUrl());
-  if (!validation.ok()) return validation.status;
-  plan_ = std::move(validation.plan);
+Status SagaEngine::Init(const google::protobuf::RepeatedPtrField<v1::Step>& steps,
+                        std::optional<SagaPlan> plan) {
+  if (plan.has_value()) {
+    plan_ = std::move(*plan);
+  } else {
+    SagaValidation validation = ValidateSaga(steps, AnyHttpUrl());
+    if (!validation.ok()) return validation.status;
+    plan_ = std::move(validation.plan);
+  }
   steps_.clear();
   steps_.reserve(steps.size());
   for (const v1::Step& from : steps) {
@@ -84,7 +89,7 @@ Result<std::unique_ptr<SagaEngine>> SagaEngine::Begin(Timestamp now, const SagaB
                                                       Effects& out) {
   std::unique_ptr<SagaEngine> e(new SagaEngine(options, seed));
   const v1::BeginRequest& req = begin.request;
-  TXCOORD_RETURN_IF_ERROR(e->Init(req.steps()));
+  TXCOORD_RETURN_IF_ERROR(e->Init(req.steps(), begin.plan));
   e->gtid_ = req.gtid();
   e->traceparent_ = begin.traceparent;
   e->digest_ = begin.request_digest;

@@ -369,6 +369,30 @@ TEST(SagaForward, DiamondRunsItsParallelBranchesTogether) {
   EXPECT_EQ(h.engine().state(), "committed");
 }
 
+// The coordinator's API validated and planned the steps already; the engine takes that plan
+// instead of validating again (the proof: steps it would refuse on its own are taken with it).
+TEST(SagaForward, APlanFromTheApisChecksIsTakenAsItIs) {
+  SagaBegin begin = MakeSaga(kDiamond);
+  SagaValidation checked = ValidateSaga(begin.request.steps(), UrlPolicy{{"http://"}});
+  ASSERT_TRUE(checked.ok()) << checked.status.ToString();
+  begin.plan = checked.plan;
+  Harness h;
+  h.Begin(begin);
+  h.MakeAllDurable();
+  h.Answer("action:a", Ok());
+  h.MakeAllDurable();
+  EXPECT_EQ(Keys(h.outstanding()), (std::vector<std::string>{"action:b", "action:c"}));
+
+  SagaBegin unchecked = MakeSaga(kDiamond);
+  unchecked.request.mutable_steps(0)->set_action("not a url");
+  Effects fx;
+  EXPECT_FALSE(SagaEngine::Begin(Timestamp{}, unchecked, Opts(), 1, fx).ok())
+      << "without a plan the engine validates";
+  unchecked.plan = checked.plan;
+  EXPECT_TRUE(SagaEngine::Begin(Timestamp{}, unchecked, Opts(), 1, fx).ok())
+      << "with one it does not validate again";
+}
+
 TEST(SagaForward, ParallelStepsAreBoundedLowestIndexFirst) {
   Harness h(Opts(/*max_parallel=*/2));
   h.Begin(MakeSaga({{"s0", {}}, {"s1", {}}, {"s2", {}}, {"s3", {}}, {"s4", {}}}));

@@ -79,6 +79,7 @@
 
 #include "txcoord/coordinator/log.h"
 #include "txcoord/coordinator/transport.h"
+#include "txcoord/saga/definition.h"
 #include "txcoord/status.h"
 #include "txcoord/v1/api.pb.h"
 #include "txcoord/v1/log.pb.h"
@@ -136,6 +137,9 @@ struct BeginArgs {
   std::string traceparent;
   std::string request_digest;  // fingerprint of the request for idempotent begin
   int timeout_ms = 0;          // the effective first-phase timeout
+  // A saga: saga::ValidateSaga's plan of request.steps(), made by the API's checks, so that the
+  // engine does not validate the same steps again. Absent: the engine validates them itself.
+  std::optional<saga::SagaPlan> saga_plan;
 };
 
 class Engine {

@@ -129,6 +129,9 @@ struct SagaBegin {
   std::string traceparent;
   std::string request_digest;
   int timeout_ms = 0;  // the effective forward timeout
+  // ValidateSaga's plan of request.steps() when the caller ran it (the coordinator's API does);
+  // absent, Begin validates the steps itself.
+  std::optional<SagaPlan> plan;
 };
 
 class SagaEngine {
@@ -211,7 +214,9 @@ class SagaEngine {
 
   SagaEngine(const SagaOptions& options, uint64_t seed) : options_(options), rng_(seed) {}
 
-  Status Init(const google::protobuf::RepeatedPtrField<v1::Step>& steps);
+  // Validates and plans `steps`, or takes `plan` when given (ValidateSaga's plan of them).
+  Status Init(const google::protobuf::RepeatedPtrField<v1::Step>& steps,
+              std::optional<SagaPlan> plan = std::nullopt);
   uint64_t Emit(Timestamp now, v1::LogRecord record, Effects& out);
   uint64_t EmitOutcome(Timestamp now, const StepRuntime& s, Effects& out);
   int Active() const;
