@@ -63,9 +63,9 @@ std::string Quoted(const std::string& step_id) { return "step \"" + step_id + "\
 }  // namespace
 
 Status SagaEngine::Init(const google::protobuf::RepeatedPtrField<v1::Step>& steps,
-                        std::optional<SagaPlan> plan) {
+                        const std::optional<SagaPlan>& plan) {
   if (plan.has_value()) {
-    plan_ = std::move(*plan);
+    plan_ = *plan;
   } else {
     SagaValidation validation = ValidateSaga(steps, AnyHttpUrl());
     if (!validation.ok()) return validation.status;

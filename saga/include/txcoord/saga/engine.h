@@ -216,7 +216,7 @@ class SagaEngine {
 
   // Validates and plans `steps`, or takes `plan` when given (ValidateSaga's plan of them).
   Status Init(const google::protobuf::RepeatedPtrField<v1::Step>& steps,
-              std::optional<SagaPlan> plan = std::nullopt);
+              const std::optional<SagaPlan>& plan = std::nullopt);
   uint64_t Emit(Timestamp now, v1::LogRecord record, Effects& out);
   uint64_t EmitOutcome(Timestamp now, const StepRuntime& s, Effects& out);
   int Active() const;
