@@ -18,6 +18,7 @@
 #include <Poco/Net/Socket.h>
 #include <Poco/Timespan.h>
 #include <Poco/URI.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -317,11 +318,14 @@ class SessionPool {
   // An idle HTTP/1.1 connection has nothing to read. Readable means the server closed it (EOF)
   // or sent something unasked; either way it cannot carry a request. This catches most closes
   // before a request is sent, so the retry in HttpTransport stays the exception.
+  // One poll(2) on the descriptor: Poco's Socket::poll makes, fills and closes an epoll set for
+  // each call, four system calls where one does, on every callback.
   static bool LooksUsable(HTTPClientSession& session) {
     try {
-      return session.connected() &&
-             !session.socket().poll(Poco::Timespan(0), Poco::Net::Socket::SELECT_READ |
-                                                           Poco::Net::Socket::SELECT_ERROR);
+      if (!session.connected()) return false;
+      pollfd probe{.fd = session.socket().impl()->sockfd(), .events = POLLIN, .revents = 0};
+      // Ready (data, EOF, error, hang-up) or a failed poll: not usable.
+      return ::poll(&probe, 1, 0) == 0;
     } catch (...) {
       return false;
     }
