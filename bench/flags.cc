@@ -84,4 +84,28 @@ Result<std::vector<int>> ParseCounts(std::string_view flag, std::string_view tex
   return out;
 }
 
+std::vector<std::string_view> WithLoadFlags(std::vector<std::string_view> own) {
+  own.insert(own.end(), {"--concurrency", "--seconds", "--warmup", "--dir"});
+  return own;
+}
+
+Result<bool> ParseLoadFlag(std::string_view name, std::string_view value, LoadFlags& flags) {
+  if (name == "--concurrency") {
+    // txcoord serves at most 1024 connections at once (--max-threads), 2 per client here.
+    auto v = ParseCounts(name, value, 512);
+    if (!v.ok()) return v.status();
+    flags.concurrency = *v;
+  } else if (name == "--seconds" || name == "--warmup") {
+    auto s = ParseSeconds(name, value, name == "--seconds" ? 0.1 : 0.0);
+    if (!s.ok()) return s.status();
+    (name == "--seconds" ? flags.seconds : flags.warmup_s) = *s;
+  } else if (name == "--dir") {
+    if (value.empty()) return Status::InvalidArgument("--dir needs a directory");
+    flags.dir = std::string(value);
+  } else {
+    return false;
+  }
+  return true;
+}
+
 }  // namespace txcoord::bench

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -58,6 +59,31 @@ Result<int> ParseCount(std::string_view flag, std::string_view text, int min, in
 
 // A comma-separated list of counts from 1 to `max`, e.g. "1,16,64"; at least one.
 Result<std::vector<int>> ParseCounts(std::string_view flag, std::string_view text, int max);
+
+// "a", "b" or "both" -> the list.
+template <typename T>
+Result<std::vector<T>> ParseChoice(std::string_view flag, std::string_view value,
+                                   std::string_view a_name, T a, std::string_view b_name, T b) {
+  if (value == a_name) return std::vector<T>{a};
+  if (value == b_name) return std::vector<T>{b};
+  if (value == "both") return std::vector<T>{a, b};
+  return Status::InvalidArgument(std::string(flag) + " wants " + std::string(a_name) + ", " +
+                                 std::string(b_name) + " or both, got \"" + std::string(value) +
+                                 "\"");
+}
+
+// The flags of the programs that drive txcoord with closed-loop clients (txn, saga_bench), which
+// must mean the same in both so that their figures can be set side by side.
+struct LoadFlags {
+  std::vector<int> concurrency = {1, 16, 64};
+  double seconds = 3;
+  double warmup_s = 0.5;
+  std::string dir;
+};
+// `own` (a program's other flags with a value) and the load flags, for FlagReader.
+std::vector<std::string_view> WithLoadFlags(std::vector<std::string_view> own);
+// True when `name` is a load flag, its value parsed into `flags`; false for any other flag.
+Result<bool> ParseLoadFlag(std::string_view name, std::string_view value, LoadFlags& flags);
 
 // The main() of a benchmark program, after its flags were parsed into `options` (which has a
 // `help` member): a bad command line prints "<program>: <message>; see --help" and returns 2;

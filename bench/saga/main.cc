@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "coordinator_report.h"
 #include "flags.h"
 #include "machine.h"
 #include "report.h"
@@ -27,6 +28,8 @@
 
 namespace txcoord::bench {
 namespace {
+
+constexpr char kBench[] = "saga";
 
 constexpr char kUsage[] = R"(usage: saga_bench [options]
 
@@ -60,25 +63,10 @@ struct Options {
   std::vector<Workload> workloads = {Workload::kSeq3, Workload::kPar4};
   std::vector<Setup> setups = {Setup::kNull, Setup::kSqlite};
   std::vector<Store> stores = {Store::kSqlite};
-  std::vector<int> concurrency = {1, 16, kTargetConcurrency};
-  double seconds = 3;
-  double warmup_s = 0.5;
-  std::string dir;
+  LoadFlags load;  // --concurrency, --seconds, --warmup, --dir
   bool json = false;
   bool help = false;
 };
-
-// "a", "b" or "both" -> the list.
-template <typename T>
-Result<std::vector<T>> ParseChoice(std::string_view flag, std::string_view value,
-                                   std::string_view a_name, T a, std::string_view b_name, T b) {
-  if (value == a_name) return std::vector<T>{a};
-  if (value == b_name) return std::vector<T>{b};
-  if (value == "both") return std::vector<T>{a, b};
-  return Status::InvalidArgument(std::string(flag) + " wants " + std::string(a_name) + ", " +
-                                 std::string(b_name) + " or both, got \"" + std::string(value) +
-                                 "\"");
-}
 
 Result<std::vector<Workload>> ParseWorkloads(std::string_view flag, std::string_view value) {
   std::vector<Workload> list;
@@ -103,13 +91,14 @@ Result<std::vector<Workload>> ParseWorkloads(std::string_view flag, std::string_
 
 Result<Options> ParseFlags(int argc, char** argv) {
   Options o;
-  FlagReader flags(
-      argc, argv,
-      {"--workload", "--setup", "--store", "--concurrency", "--seconds", "--warmup", "--dir"},
-      /*json=*/true);
+  FlagReader flags(argc, argv, WithLoadFlags({"--workload", "--setup", "--store"}),
+                   /*json=*/true);
   while (flags.Next()) {
     const std::string_view name = flags.name();
     const std::string_view value = flags.value();
+    auto load = ParseLoadFlag(name, value, o.load);
+    if (!load.ok()) return load.status();
+    if (*load) continue;
     if (name == "--workload") {
       auto v = ParseWorkloads(name, value);
       if (!v.ok()) return v.status();
@@ -122,18 +111,6 @@ Result<Options> ParseFlags(int argc, char** argv) {
       auto v = ParseChoice(name, value, "sqlite", Store::kSqlite, "postgres", Store::kPostgres);
       if (!v.ok()) return v.status();
       o.stores = *v;
-    } else if (name == "--concurrency") {
-      // txcoord serves at most 1024 connections at once (--max-threads), 2 per client here.
-      auto v = ParseCounts(name, value, 512);
-      if (!v.ok()) return v.status();
-      o.concurrency = *v;
-    } else if (name == "--seconds" || name == "--warmup") {
-      auto s = ParseSeconds(name, value, name == "--seconds" ? 0.1 : 0.0);
-      if (!s.ok()) return s.status();
-      (name == "--seconds" ? o.seconds : o.warmup_s) = *s;
-    } else if (name == "--dir") {
-      if (value.empty()) return Status::InvalidArgument("--dir needs a directory");
-      o.dir = std::string(value);
     }
   }
   if (!flags.status().ok()) return flags.status();
@@ -142,52 +119,42 @@ Result<Options> ParseFlags(int argc, char** argv) {
   return o;
 }
 
-void Progress(const Options& o, const std::string& what) {
-  if (o.json) std::fprintf(stderr, "saga: %s\n", what.c_str());
-}
-
-int Fail(const Status& s) {
-  std::fprintf(stderr, "saga: %s\n", s.ToString().c_str());
-  return 1;
-}
-
 int Run(const Options& o) {
   RunnerOptions ro;
-  ro.txcoord_bin = TXCOORD_BIN;
-  ro.null_participant_bin = NULL_PARTICIPANT_BIN;
+  ro.rig.bench = kBench;
+  ro.rig.txcoord_bin = TXCOORD_BIN;
+  ro.rig.null_participant_bin = NULL_PARTICIPANT_BIN;
   ro.saga_participant_bin = SAGA_PARTICIPANT_BIN;
-  ro.dir = o.dir;
-  ro.postgres = std::find(o.stores.begin(), o.stores.end(), Store::kPostgres) != o.stores.end();
-  ro.warmup_s = o.warmup_s;
-  ro.seconds = o.seconds;
-  if (ro.postgres) std::fprintf(stderr, "saga: starting PostgreSQL 15...\n");
+  ro.rig.dir = o.load.dir;
+  ro.rig.postgres = std::find(o.stores.begin(), o.stores.end(), Store::kPostgres) != o.stores.end();
+  ro.rig.warmup_s = o.load.warmup_s;
+  ro.rig.seconds = o.load.seconds;
   auto runner = Runner::Start(ro);
-  if (!runner.ok()) return Fail(runner.status());
+  if (!runner.ok()) return Fail(kBench, runner.status());
 
   std::optional<ParticipantSettings> participant;
   if (std::find(o.setups.begin(), o.setups.end(), Setup::kSqlite) != o.setups.end()) {
     auto probed = (*runner)->ProbeParticipant();
-    if (!probed.ok()) return Fail(probed.status());
+    if (!probed.ok()) return Fail(kBench, probed.status());
     participant = *probed;
   }
-  Report report({.json = o.json, .warmup_s = o.warmup_s, .seconds = o.seconds});
-  report.Header(DescribeHost(), DescribeStorage((*runner)->work_dir()), **runner, participant);
-  Progress(o, "floors");
+  Report report({.json = o.json, .warmup_s = o.load.warmup_s, .seconds = o.load.seconds});
+  report.Header(DescribeHost(), DescribeStorage((*runner)->rig().work_dir()), **runner,
+                participant);
+  Progress(o.json, kBench, "floors");
   auto floors = (*runner)->MeasureFloors();
-  if (!floors.ok()) return Fail(floors.status());
+  if (!floors.ok()) return Fail(kBench, floors.status());
   report.AddFloors(std::move(floors).value());
 
   report.RunsHeader();
   for (const Workload workload : o.workloads) {
     for (const Setup setup : o.setups) {
       for (const Store store : o.stores) {
-        for (const int concurrency : o.concurrency) {
+        for (const int concurrency : o.load.concurrency) {
           const Point point{workload, setup, store, concurrency};
-          Progress(o, std::string(WorkloadName(workload)) + " " + std::string(SetupName(setup)) +
-                          " " + std::string(StoreName(store)) +
-                          " c=" + std::to_string(concurrency));
+          Progress(o.json, kBench, RunLabel(point));
           auto run = (*runner)->Run(point);
-          if (!run.ok()) return Fail(run.status());
+          if (!run.ok()) return Fail(kBench, run.status());
           report.AddRun(*run);
         }
       }

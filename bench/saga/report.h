@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "coordinator_report.h"
 #include "machine.h"
 #include "runs.h"
 
@@ -20,14 +21,8 @@ namespace txcoord::bench {
 constexpr int kTargetConcurrency = 64;
 constexpr double kTargetSagasPerS = 3000;
 
-struct ReportOptions {
-  bool json = false;
-  double warmup_s = 0;
-  double seconds = 0;
-};
-
-// What a saga waits for on its critical path, one after another, when nothing else runs: the
-// coordinator's durable appends, HTTP round trips, and the participants' durable commits.
+// What a saga waits for on its critical path (coordinator_report.h): the coordinator's durable
+// appends, HTTP round trips, and the participants' durable commits (durable set-up only).
 //   seq3:   4 appends (begin + running s1; s1 done + running s2; s2 done + running s3; s3 done +
 //           decision + end), 4 round trips (the begin, 3 actions), 3 participant commits.
 //   par4:   the same 4 + 4 + 3 on the path s1 -> the later of s2, s3 -> s4 (the earlier one's
@@ -35,12 +30,10 @@ struct ReportOptions {
 //   abort3: 7 appends (3 forward, the abort decision, 3 compensated), 7 round trips (the begin,
 //           3 actions, 3 compensations), 6 participant commits (the refusal and the null
 //           compensation of s3 are recorded too).
-struct FloorFormula {
-  int store_syncs = 0;
-  int round_trips = 0;
-  int participant_syncs = 0;  // durable (sqlite) set-up only
-};
 FloorFormula FormulaOf(Workload workload, Setup setup);
+
+// "seq3 null sqlite c=16": a run as progress and error lines name it.
+std::string RunLabel(const Point& p);
 
 class Report {
  public:
@@ -61,14 +54,13 @@ class Report {
   bool any_errors() const { return errors_; }
 
  private:
-  double FloorP50Us(const std::string& name) const;
   // The floor of a run's saga, in microseconds; and its formula as text.
   double FloorUs(const Point& point) const;
   std::string FloorText(const Point& point) const;
   const PointResult* FindRun(Workload workload, Setup setup, Store store, int concurrency) const;
 
   const ReportOptions o_;
-  std::vector<Floor> floors_;
+  FloorSet floors_;
   std::vector<PointResult> runs_;
   bool errors_ = false;
 };

@@ -1,5 +1,5 @@
 // The sagas bench/saga runs, each begun with one request and `"wait": true`, over the benchmark's
-// own kept-alive client (bench/txn/http_client.h):
+// own kept-alive client (bench/http_client.h):
 //
 //   seq3    s1 -> s2 -> s3                 every action succeeds           200 committed
 //   par4    s1 -> {s2, s3} -> s4           s2 and s3 run in parallel       200 committed

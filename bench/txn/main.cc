@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "coordinator_report.h"
 #include "flags.h"
 #include "machine.h"
 #include "report.h"
@@ -23,6 +24,8 @@
 
 namespace txcoord::bench {
 namespace {
+
+constexpr char kBench[] = "txn";
 
 constexpr char kUsage[] = R"(usage: txn [options]
 
@@ -55,40 +58,25 @@ struct Options {
   std::vector<Store> stores = {Store::kSqlite, Store::kPostgres};
   std::vector<Setup> setups = {Setup::kNull, Setup::kBank};
   std::vector<Protocol> protocols = {Protocol::k2pc, Protocol::kTcc};
-  std::vector<int> concurrency = {1, 16, kTargetConcurrency};
-  double seconds = 3;
-  double warmup_s = 0.5;
+  LoadFlags load;  // --concurrency, --seconds, --warmup, --dir
   int in_flight = kTargetInFlight;
   int accounts = 1000;
-  std::string dir;
   bool json = false;
   bool help = false;
 };
 
-// "a", "b" or "both" -> the list.
-template <typename T>
-Result<std::vector<T>> ParseChoice(std::string_view flag, std::string_view value,
-                                   std::string_view a_name, T a, std::string_view b_name, T b) {
-  if (value == a_name) return std::vector<T>{a};
-  if (value == b_name) return std::vector<T>{b};
-  if (value == "both") return std::vector<T>{a, b};
-  return Status::InvalidArgument(std::string(flag) + " wants " + std::string(a_name) + ", " +
-                                 std::string(b_name) + " or both, got \"" + std::string(value) +
-                                 "\"");
-}
-
 Result<Options> ParseFlags(int argc, char** argv) {
   Options o;
   FlagReader flags(argc, argv,
-                   {"--store", "--setup", "--protocol", "--concurrency", "--seconds", "--warmup",
-                    "--in-flight", "--accounts", "--dir"},
+                   WithLoadFlags({"--store", "--setup", "--protocol", "--in-flight", "--accounts"}),
                    /*json=*/true);
   while (flags.Next()) {
     const std::string_view name = flags.name();
     const std::string_view value = flags.value();
-    if (name == "--json") {
-      o.json = true;
-    } else if (name == "--store") {
+    auto load = ParseLoadFlag(name, value, o.load);
+    if (!load.ok()) return load.status();
+    if (*load) continue;
+    if (name == "--store") {
       auto v = ParseChoice(name, value, "sqlite", Store::kSqlite, "postgres", Store::kPostgres);
       if (!v.ok()) return v.status();
       o.stores = *v;
@@ -100,15 +88,6 @@ Result<Options> ParseFlags(int argc, char** argv) {
       auto v = ParseChoice(name, value, "2pc", Protocol::k2pc, "tcc", Protocol::kTcc);
       if (!v.ok()) return v.status();
       o.protocols = *v;
-    } else if (name == "--concurrency") {
-      // txcoord serves at most 1024 connections at once (--max-threads), 2 per client here.
-      auto v = ParseCounts(name, value, 512);
-      if (!v.ok()) return v.status();
-      o.concurrency = *v;
-    } else if (name == "--seconds" || name == "--warmup") {
-      auto s = ParseSeconds(name, value, name == "--seconds" ? 0.1 : 0.0);
-      if (!s.ok()) return s.status();
-      (name == "--seconds" ? o.seconds : o.warmup_s) = *s;
     } else if (name == "--in-flight") {
       auto n = ParseCount(name, value, 0, 1'000'000);
       if (!n.ok()) return n.status();
@@ -118,9 +97,6 @@ Result<Options> ParseFlags(int argc, char** argv) {
       auto n = ParseCount(name, value, 1, 5000);
       if (!n.ok()) return n.status();
       o.accounts = *n;
-    } else if (name == "--dir") {
-      if (value.empty()) return Status::InvalidArgument("--dir needs a directory");
-      o.dir = std::string(value);
     }
   }
   if (!flags.status().ok()) return flags.status();
@@ -129,47 +105,36 @@ Result<Options> ParseFlags(int argc, char** argv) {
   return o;
 }
 
-void Progress(const Options& o, const std::string& what) {
-  if (o.json) std::fprintf(stderr, "txn: %s\n", what.c_str());
-}
-
-int Fail(const Status& s) {
-  std::fprintf(stderr, "txn: %s\n", s.ToString().c_str());
-  return 1;
-}
-
 int Run(const Options& o) {
   RunnerOptions ro;
-  ro.txcoord_bin = TXCOORD_BIN;
+  ro.rig.bench = kBench;
+  ro.rig.txcoord_bin = TXCOORD_BIN;
   ro.bank_bin = BANK_BIN;
-  ro.null_participant_bin = NULL_PARTICIPANT_BIN;
-  ro.dir = o.dir;
-  ro.postgres = std::find(o.stores.begin(), o.stores.end(), Store::kPostgres) != o.stores.end();
-  ro.warmup_s = o.warmup_s;
-  ro.seconds = o.seconds;
+  ro.rig.null_participant_bin = NULL_PARTICIPANT_BIN;
+  ro.rig.dir = o.load.dir;
+  ro.rig.postgres = std::find(o.stores.begin(), o.stores.end(), Store::kPostgres) != o.stores.end();
+  ro.rig.warmup_s = o.load.warmup_s;
+  ro.rig.seconds = o.load.seconds;
   ro.accounts = o.accounts;
-  if (ro.postgres) std::fprintf(stderr, "txn: starting PostgreSQL 15...\n");
   auto runner = Runner::Start(ro);
-  if (!runner.ok()) return Fail(runner.status());
+  if (!runner.ok()) return Fail(kBench, runner.status());
 
-  Report report({.json = o.json, .warmup_s = o.warmup_s, .seconds = o.seconds});
-  report.Header(DescribeHost(), DescribeStorage((*runner)->work_dir()), **runner);
-  Progress(o, "floors");
+  Report report({.json = o.json, .warmup_s = o.load.warmup_s, .seconds = o.load.seconds});
+  report.Header(DescribeHost(), DescribeStorage((*runner)->rig().work_dir()), **runner);
+  Progress(o.json, kBench, "floors");
   auto floors = (*runner)->MeasureFloors();
-  if (!floors.ok()) return Fail(floors.status());
+  if (!floors.ok()) return Fail(kBench, floors.status());
   report.AddFloors(std::move(floors).value());
 
   report.RunsHeader();
   for (const Setup setup : o.setups) {
     for (const Store store : o.stores) {
       for (const Protocol protocol : o.protocols) {
-        for (const int concurrency : o.concurrency) {
+        for (const int concurrency : o.load.concurrency) {
           const Point point{setup, store, protocol, concurrency};
-          Progress(o, std::string(SetupName(setup)) + " " + std::string(StoreName(store)) + " " +
-                          std::string(ProtocolName(protocol)) +
-                          " c=" + std::to_string(concurrency));
+          Progress(o.json, kBench, RunLabel(point));
           auto run = (*runner)->Run(point);
-          if (!run.ok()) return Fail(run.status());
+          if (!run.ok()) return Fail(kBench, run.status());
           report.AddRun(*run);
         }
       }
@@ -177,9 +142,9 @@ int Run(const Options& o) {
   }
   if (o.in_flight > 0) {
     for (const Protocol protocol : {Protocol::kTcc, Protocol::k2pc}) {
-      Progress(o, "in flight " + std::string(ProtocolName(protocol)));
+      Progress(o.json, kBench, "in flight " + std::string(ProtocolName(protocol)));
       auto run = (*runner)->InFlight(protocol, o.in_flight);
-      if (!run.ok()) return Fail(run.status());
+      if (!run.ok()) return Fail(kBench, run.status());
       report.AddInFlight(*run);
     }
   }

@@ -1,34 +1,30 @@
 #include "report.h"
 
-#include <sqlite3.h>
-
 #include <cmath>
 #include <cstdio>
 #include <utility>
 
 #include "json_line.h"
-#include "txcoord/testing/postgres_server.h"
 
 namespace txcoord::bench {
 namespace {
 
 constexpr char kBench[] = "txn";
 
-double Mb(int64_t kb) { return static_cast<double>(kb) * 1024.0 / 1e6; }
-
 void PrintErrors(const std::string& what, int64_t errors, const std::vector<std::string>& first) {
-  if (errors == 0) return;
-  std::fprintf(stderr, "txn: %s: %lld failed transactions; first ones:\n", what.c_str(),
-               static_cast<long long>(errors));
-  for (const std::string& e : first) std::fprintf(stderr, "  %s\n", e.c_str());
+  PrintFailures(kBench, what, "transactions", errors, first);
 }
 
-std::string RunLabel(const Point& p) {
-  return std::string(SetupName(p.setup)) + " " + std::string(StoreName(p.store)) + " " +
-         std::string(ProtocolName(p.protocol)) + " c=" + std::to_string(p.concurrency);
+// The run table's and the latency table's first columns.
+std::vector<PointField> Fields(const Point& p) {
+  return {{"setup", "setup", 5, std::string(SetupName(p.setup))},
+          {"store", "store", 10, std::string(StoreName(p.store))},
+          {"prot", "protocol", 4, std::string(ProtocolName(p.protocol))}};
 }
 
 }  // namespace
+
+std::string RunLabel(const Point& p) { return PointLabel(Fields(p), p.concurrency); }
 
 FloorFormula FormulaOf(Protocol protocol, Setup setup) {
   const bool bank = setup == Setup::kBank;
@@ -37,40 +33,11 @@ FloorFormula FormulaOf(Protocol protocol, Setup setup) {
 }
 
 void Report::Header(const Host& host, const Storage& work_dir, const Runner& runner) {
-  const testing::PostgresServer* pg = runner.postgres();
-  if (o_.json) {
-    JsonLine j(kBench);
-    j.Str("kind", "machine")
-        .Int("nproc", host.nproc)
-        .Str("cpu", host.cpu)
-        .Str("kernel", host.kernel)
-        .Str("dir", work_dir.path)
-        .Str("fs", work_dir.fs_type)
-        .Str("device", work_dir.device)
-        .Str("write_cache", work_dir.write_cache)
-        .Str("sqlite_version", sqlite3_libversion());
-    if (pg != nullptr) j.Str("postgresql_dir", pg->dir());
-    j.Num("seconds", o_.seconds, 2).Num("warmup_seconds", o_.warmup_s, 2).Print();
-    return;
-  }
-  std::printf(
-      "txn: 2-branch transactions through txcoord; %.1f s measured per run after a %.1f s "
-      "warm-up\n",
-      o_.seconds, o_.warmup_s);
-  std::printf("machine     %ld CPUs (%s), %s; the load generator, txcoord, the participants\n",
-              host.nproc, host.cpu.c_str(), host.kernel.c_str());
-  std::printf("            and PostgreSQL all share them\n");
-  std::printf("dir         %s: %s on %s, write cache: %s\n", work_dir.path.c_str(),
-              work_dir.fs_type.c_str(), work_dir.device.c_str(), work_dir.write_cache.c_str());
-  std::printf("sqlite      %s: txcoord's store and the banks' (WAL, synchronous=FULL)\n",
-              sqlite3_libversion());
-  if (pg != nullptr) {
-    std::printf("postgresql  throwaway server started by the test rig in %s\n", pg->dir().c_str());
-  } else {
-    std::printf("postgresql  not used (--store sqlite)\n");
-  }
-  std::printf("\nfloors: one client, no concurrency\n");
-  PrintFloorHeader();
+  HeaderText text;
+  text.title = "2-branch transactions through txcoord";
+  text.label_width = 12;
+  text.sqlite_use = "txcoord's store and the banks' (WAL, synchronous=FULL)";
+  PrintHeader(o_, kBench, text, host, work_dir, runner.rig());
 }
 
 void Report::AddFloors(std::vector<Floor> floors) {
@@ -78,35 +45,17 @@ void Report::AddFloors(std::vector<Floor> floors) {
     PrintFloor(f, o_.json, kBench);
     PrintErrors("floor " + f.name, f.loop.errors, f.loop.first_errors);
     if (f.loop.errors > 0) errors_ = true;
-    floors_.push_back(std::move(f));
+    floors_.Add(std::move(f));
   }
   std::fflush(stdout);
 }
 
-double Report::FloorP50Us(const std::string& name) const {
-  for (const Floor& f : floors_) {
-    if (f.name == name) return f.loop.percentile_us(0.50);
-  }
-  return NAN;
-}
-
 double Report::FloorUs(const Point& point) const {
-  const FloorFormula f = FormulaOf(point.protocol, point.setup);
-  const double store_sync =
-      FloorP50Us(point.store == Store::kSqlite ? "fdatasync" : "pg_single_commit");
-  return f.store_syncs * store_sync + f.round_trips * FloorP50Us("http_rtt") +
-         f.participant_syncs * FloorP50Us("fdatasync");
+  return floors_.Us(FormulaOf(point.protocol, point.setup), point.store);
 }
 
 std::string Report::FloorText(const Point& point) const {
-  const FloorFormula f = FormulaOf(point.protocol, point.setup);
-  std::string text = std::to_string(f.store_syncs) + " " +
-                     (point.store == Store::kSqlite ? "fdatasync" : "pg_single_commit") + " + " +
-                     std::to_string(f.round_trips) + " http_rtt";
-  if (f.participant_syncs > 0) {
-    text += " + " + std::to_string(f.participant_syncs) + " fdatasync (banks)";
-  }
-  return text;
+  return FloorSet::Text(FormulaOf(point.protocol, point.setup), point.store, "banks");
 }
 
 void Report::RunsHeader() {
@@ -114,10 +63,10 @@ void Report::RunsHeader() {
   std::printf(
       "\nruns: N clients in a closed loop, one transfer each at a time; cpu_* in CPUs busy; "
       "rss/hwm of txcoord in MB\n");
-  std::printf("%-5s %-10s %-4s %4s %7s %8s %8s %6s %6s %6s %6s %6s %7s %9s %6s %6s %6s %6s\n",
-              "setup", "store", "prot", "conc", "tx/s", "p50_us", "p99_us", "errors", "cpu_tc",
-              "cpu_pt", "cpu_pg", "cpu_ld", "cpu_all", "commits/s", "app/tx", "group", "rss",
-              "hwm");
+  PrintPointColumns(Fields(Point{}), /*titles=*/true);
+  std::printf("%4s %7s %8s %8s %6s %6s %6s %6s %6s %7s %9s %6s %6s %6s %6s\n", "conc", "tx/s",
+              "p50_us", "p99_us", "errors", "cpu_tc", "cpu_pt", "cpu_pg", "cpu_ld", "cpu_all",
+              "commits/s", "app/tx", "group", "rss", "hwm");
   std::fflush(stdout);
 }
 
@@ -132,12 +81,10 @@ void Report::AddRun(const PointResult& run) {
                                            : NAN;
   const double floor = FloorUs(p);
   if (o_.json) {
-    JsonLine(kBench)
-        .Str("kind", "run")
-        .Str("setup", SetupName(p.setup))
-        .Str("store", StoreName(p.store))
-        .Str("protocol", ProtocolName(p.protocol))
-        .Int("concurrency", p.concurrency)
+    JsonLine j(kBench);
+    j.Str("kind", "run");
+    AddPoint(j, Fields(p));
+    j.Int("concurrency", p.concurrency)
         .Num("tx_per_s", run.tx_per_s())
         .Num("p50_us", run.loop.percentile_us(0.50))
         .Num("p99_us", run.loop.percentile_us(0.99))
@@ -159,12 +106,11 @@ void Report::AddRun(const PointResult& run) {
         .Num("p50_to_floor", run.loop.percentile_us(0.50) / floor, 2)
         .Print();
   } else {
+    PrintPointColumns(Fields(p), /*titles=*/false);
     std::printf(
-        "%-5s %-10s %-4s %4d %7.0f %8.0f %8.0f %6lld %6.2f %6.2f %6.2f %6.2f %7.2f %9.0f %6.1f "
+        "%4d %7.0f %8.0f %8.0f %6lld %6.2f %6.2f %6.2f %6.2f %7.2f %9.0f %6.1f "
         "%6.1f %6.1f %6.1f\n",
-        std::string(SetupName(p.setup)).c_str(), std::string(StoreName(p.store)).c_str(),
-        std::string(ProtocolName(p.protocol)).c_str(), p.concurrency, run.tx_per_s(),
-        run.loop.percentile_us(0.50), run.loop.percentile_us(0.99),
+        p.concurrency, run.tx_per_s(), run.loop.percentile_us(0.50), run.loop.percentile_us(0.99),
         static_cast<long long>(run.loop.errors), run.cpu_coordinator, run.cpu_participants,
         run.cpu_postgres, run.loop.cpu_self_cores, run.loop.cpu_machine_cores, commits_per_s,
         appends_per_tx, group, Mb(run.coordinator_memory.rss_kb),
@@ -253,36 +199,11 @@ void Report::Target(const std::string& name, const std::string& figure, const st
 }
 
 void Report::Summary() {
-  // p50 at concurrency 1 beside its floor, for every run measured at 1.
-  if (!o_.json) {
-    std::printf(
-        "\nlatency at concurrency 1 beside its floor (the p50s above, done one after "
-        "another)\n");
-    std::printf("%-5s %-10s %-4s %8s %9s %6s  %s\n", "setup", "store", "prot", "p50_us", "floor_us",
-                "ratio", "floor");
-  }
+  PrintLatencyFloorHeading(o_, "the p50s above, done one after another", Fields(Point{}));
   for (const PointResult& r : runs_) {
     if (r.point.concurrency != 1) continue;
-    const double p50 = r.loop.percentile_us(0.50);
-    const double floor = FloorUs(r.point);
-    if (o_.json) {
-      JsonLine(kBench)
-          .Str("kind", "latency_floor")
-          .Str("setup", SetupName(r.point.setup))
-          .Str("store", StoreName(r.point.store))
-          .Str("protocol", ProtocolName(r.point.protocol))
-          .Num("p50_us", p50)
-          .Num("floor_us", floor)
-          .Num("ratio", p50 / floor, 2)
-          .Str("floor", FloorText(r.point))
-          .Print();
-    } else {
-      std::printf("%-5s %-10s %-4s %8.0f %9.0f %5.2fx  %s\n",
-                  std::string(SetupName(r.point.setup)).c_str(),
-                  std::string(StoreName(r.point.store)).c_str(),
-                  std::string(ProtocolName(r.point.protocol)).c_str(), p50, floor, p50 / floor,
-                  FloorText(r.point).c_str());
-    }
+    PrintLatencyFloor(o_, kBench, Fields(r.point), r.loop.percentile_us(0.50), FloorUs(r.point),
+                      FloorText(r.point));
   }
 
   if (!o_.json) std::printf("\ntargets (informational: they never change the exit status)\n");

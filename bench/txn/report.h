@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "coordinator_report.h"
 #include "machine.h"
 #include "runs.h"
 
@@ -22,23 +23,15 @@ constexpr double kTargetP50ToFloor = 2.0;   // 2pc p50 at concurrency 1 / floor
 constexpr int kTargetInFlight = 10'000;
 constexpr double kTargetInFlightRssMb = 150;
 
-struct ReportOptions {
-  bool json = false;
-  double warmup_s = 0;
-  double seconds = 0;
-};
-
-// What a protocol's transfer waits for, one after another, when nothing else runs: durable
-// writes of the coordinator's store, HTTP round trips, and durable writes of the participants'.
-// 2pc is the issue's "2 fsyncs + 4 round trips"; tcc counts the same way: begin, the two
-// registrations and the decision are durable before their replies, and its round trips are
-// begin, 2 registrations, 2 Trys, commit and the Confirm callbacks.
-struct FloorFormula {
-  int store_syncs = 0;
-  int round_trips = 0;
-  int participant_syncs = 0;  // bank set-up: prepare + commit (2pc), 2 Trys + Confirm (tcc)
-};
+// What a protocol's transfer waits for (coordinator_report.h). 2pc is the issue's "2 fsyncs + 4
+// round trips"; tcc counts the same way: begin, the two registrations and the decision are
+// durable before their replies, and its round trips are begin, 2 registrations, 2 Trys, commit
+// and the Confirm callbacks. The participants' syncs, bank set-up only: prepare + commit (2pc),
+// 2 Trys + Confirm (tcc).
 FloorFormula FormulaOf(Protocol protocol, Setup setup);
+
+// "null sqlite 2pc c=16": a run as progress and error lines name it.
+std::string RunLabel(const Point& p);
 
 class Report {
  public:
@@ -57,7 +50,6 @@ class Report {
   bool any_errors() const { return errors_; }
 
  private:
-  double FloorP50Us(const std::string& name) const;
   // The floor of a run's transfer, in microseconds; and its formula as text.
   double FloorUs(const Point& point) const;
   std::string FloorText(const Point& point) const;
@@ -66,7 +58,7 @@ class Report {
               std::optional<bool> met, double value);
 
   const ReportOptions o_;
-  std::vector<Floor> floors_;
+  FloorSet floors_;
   std::vector<PointResult> runs_;
   std::vector<InFlightResult> in_flight_;
   bool errors_ = false;
