@@ -11,11 +11,7 @@
 // Exit codes: 0 after a clean stop or --help; 1 when the store or the address is unusable, or a
 // stop did not finish in time; 2 for a bad flag, value or config file; 128 + N when signal N
 // arrives before serving began. Every failure prints exactly one line on stderr.
-#include <Poco/Exception.h>
-#include <Poco/Util/Application.h>
-#include <Poco/Util/MapConfiguration.h>
-#include <Poco/Util/OptionException.h>
-#include <Poco/Util/OptionSet.h>
+#include <Poco/Util/AbstractConfiguration.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
@@ -37,64 +33,19 @@
 #include "txcoord/coordinator/log.h"
 #include "txcoord/coordinator/transport.h"
 #include "txcoord/process_log.h"
+#include "txcoord/program.h"
 
 namespace txcoord::service {
 namespace {
 
-constexpr int kExitOk = 0;
-constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
+using program::kExitFailure;
+using program::kExitOk;
+using program::kExitUsage;
+using program::OneLine;
+
 // How long the stop may take after a stop signal. Waiting requests are woken by the stop, so
 // only a hung store, or callbacks in progress (each bounded by --callback-timeout-ms), use it.
 constexpr std::chrono::seconds kStopGrace{10};
-
-// Flags sit above the config file: a lower number is a higher priority in Poco's
-// LayeredConfiguration, and both are above Poco's own application and system layers.
-constexpr int kFlagLayerPriority = Poco::Util::Application::PRIO_APPLICATION - 20;
-constexpr int kFileLayerPriority = Poco::Util::Application::PRIO_APPLICATION - 10;
-
-// Error texts from libraries (libpq's, say) may span lines; the contract promises one.
-std::string OneLine(std::string_view text) {
-  std::string line;
-  for (const char c : text) {
-    const bool space = c == '\n' || c == '\r' || c == '\t' || c == ' ';
-    if (space && (line.empty() || line.back() == ' ')) continue;
-    line.push_back(space ? ' ' : c);
-  }
-  while (!line.empty() && line.back() == ' ') line.pop_back();
-  return line;
-}
-
-// For mistakes found before logging is set up: a person reads these at a terminal.
-void PrintUsageError(std::string_view message) {
-  std::cerr << "txcoord: " << OneLine(message) << std::endl;
-}
-
-// Poco's messages name the flag without its dashes ("bogus", "listen requires HOST:PORT");
-// these put them back and say what to do.
-std::string DescribeOptionError(const Poco::Util::OptionException& e) {
-  using namespace Poco::Util;
-  const std::string see = "; see txcoord --help";
-  const std::string& text = e.message();
-  const std::string flag = (text.starts_with("-") ? "" : "--") + text.substr(0, text.find(' '));
-  if (dynamic_cast<const UnknownOptionException*>(&e)) return "unknown flag " + flag + see;
-  if (dynamic_cast<const MissingArgumentException*>(&e)) {
-    const size_t requires_at = text.find(" requires ");
-    const std::string value =
-        requires_at == std::string::npos ? "VALUE" : text.substr(requires_at + 10);
-    return flag + " needs a value: " + flag + " " + value;
-  }
-  if (dynamic_cast<const DuplicateOptionException*>(&e)) {
-    return flag + " is given twice; only --allow-url may repeat";
-  }
-  if (dynamic_cast<const AmbiguousOptionException*>(&e)) {
-    return flag + " is ambiguous; spell the flag out" + see;
-  }
-  if (dynamic_cast<const UnexpectedArgumentException*>(&e)) {
-    return flag.substr(0, flag.find('=')) + " takes no value" + see;
-  }
-  return text;  // ours, from RecordFlag: already says what to do
-}
 
 // Store errors may quote the --store URI; its password must not reach the log.
 std::string Redacted(std::string message, const ServiceSettings& settings) {
@@ -206,51 +157,15 @@ int Serve(const ServiceSettings& settings, Secrets secrets, ShutdownSignals& sig
   return kExitOk;
 }
 
-class TxcoordApp final : public Poco::Util::Application {
+class TxcoordApp final : public program::FlagApp {
  public:
-  TxcoordApp() { config().add(flags_, kFlagLayerPriority, /*writeable=*/false); }
+  TxcoordApp() : FlagApp("txcoord", TXCOORD_VERSION, Flags(), std::string(kUsage)) {}
 
  protected:
-  void defineOptions(Poco::Util::OptionSet& options) override {
-    Application::defineOptions(options);
-    DefineFlags(options);
-  }
-
-  void handleOption(const std::string& name, const std::string& value) override {
-    Application::handleOption(name, value);
-    if (name == "help" || name == "version") {
-      (name == "help" ? help_ : version_) = true;
-      stopOptionsProcessing();
-      return;
-    }
-    if (Status s = RecordFlag(name, value, *flags_, allow_urls_); !s.ok()) {
-      throw Poco::Util::InvalidArgumentException(s.message());
-    }
-  }
-
-  int main(const ArgVec& args) override {
-    if (help_) {
-      std::cout << HelpText() << std::flush;
-      return kExitOk;
-    }
-    if (version_) {
-      std::cout << "txcoord " TXCOORD_VERSION << std::endl;
-      return kExitOk;
-    }
-    if (!args.empty()) {
-      PrintUsageError("unexpected argument \"" + args.front() +
-                      "\"; flags start with --, see txcoord --help");
-      return kExitUsage;
-    }
-    if (flags_->hasProperty("config")) {
-      auto file = LoadConfigFile(flags_->getRawString("config"));
-      if (!file.ok()) {
-        PrintUsageError(file.status().message());
-        return kExitUsage;
-      }
-      config().add(*file, kFileLayerPriority, /*writeable=*/false);
-    }
-    auto settings = ResolveSettings(config(), allow_urls_);
+  // `allow_urls` holds the --allow-url flags, which repeat, so they are not a config key.
+  int Run(const Poco::Util::AbstractConfiguration& config,
+          const std::vector<std::string>& allow_urls) override {
+    auto settings = ResolveSettings(config, allow_urls);
     if (!settings.ok()) {
       PrintUsageError(settings.status().message());
       return kExitUsage;
@@ -282,32 +197,16 @@ class TxcoordApp final : public Poco::Util::Application {
       return kExitFailure;
     }
   }
-
- private:
-  Poco::AutoPtr<Poco::Util::MapConfiguration> flags_ = new Poco::Util::MapConfiguration;
-  std::vector<std::string> allow_urls_;  // --allow-url repeats, so it is not a config key
-  bool help_ = false;
-  bool version_ = false;
 };
 
 }  // namespace
 }  // namespace txcoord::service
 
 int main(int argc, char** argv) {
-  using txcoord::service::kExitUsage;
   txcoord::service::ShutdownSignals::BlockInThisThread();
   // A client that hangs up mid-reply must cost an exception in its thread, not the process.
   signal(SIGPIPE, SIG_IGN);
 
   txcoord::service::TxcoordApp app;
-  try {
-    app.init(argc, argv);
-  } catch (const Poco::Util::OptionException& e) {
-    txcoord::service::PrintUsageError(txcoord::service::DescribeOptionError(e));
-    return kExitUsage;
-  } catch (const Poco::Exception& e) {
-    txcoord::service::PrintUsageError(e.displayText());
-    return kExitUsage;
-  }
-  return app.run();
+  return txcoord::program::RunApp(app, argc, argv);
 }

@@ -1,14 +1,8 @@
 #include "settings.h"
 
-#include <Poco/Exception.h>
 #include <Poco/String.h>
-#include <Poco/StringTokenizer.h>
-#include <Poco/Util/IniFileConfiguration.h>
-#include <Poco/Util/Option.h>
-#include <Poco/Util/PropertyFileConfiguration.h>
 
 #include <algorithm>
-#include <charconv>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -19,15 +13,9 @@
 namespace txcoord::service {
 namespace {
 
-// The one table of flags: the option parser, --help and the config-file key check all read it,
-// so a flag cannot be added to one and forgotten in another.
-struct FlagSpec {
-  const char* name = nullptr;
-  const char* argument = nullptr;  // nullptr: the flag takes no value
-  const char* help = nullptr;
-  bool repeatable = false;
-  bool config_key = true;  // may also be set in a config file
-};
+// The one table of flags (txcoord/program.h): the option parser, --help and the config-file key
+// check all read it.
+using program::FlagSpec;
 
 constexpr FlagSpec kFlags[] = {
     {"listen", "HOST:PORT",
@@ -99,34 +87,10 @@ constexpr FlagSpec kFlags[] = {
     {"help", nullptr, "print this help and exit", false, false},
 };
 
-const FlagSpec* FindFlag(std::string_view name) {
-  for (const FlagSpec& flag : kFlags) {
-    if (name == flag.name) return &flag;
-  }
-  return nullptr;
-}
+const program::FlagTable kFlagTable(kFlags);
 
-std::string ConfigKeyList() {
-  std::string keys;
-  for (const FlagSpec& flag : kFlags) {
-    if (!flag.config_key) continue;
-    if (!keys.empty()) keys += ", ";
-    keys += flag.name;
-  }
-  return keys;
-}
-
-Result<int> ParseIntInRange(std::string_view flag, std::string_view text, int min, int max) {
-  int value = 0;
-  const char* end = text.data() + text.size();
-  auto [ptr, ec] = std::from_chars(text.data(), end, value);
-  if (text.empty() || ec != std::errc() || ptr != end || value < min || value > max) {
-    return Status::InvalidArgument("--" + std::string(flag) + " \"" + std::string(text) +
-                                   "\" is not a whole number from " + std::to_string(min) + " to " +
-                                   std::to_string(max));
-  }
-  return value;
-}
+using program::ParseIntInRange;
+using program::SplitCommaList;
 
 // Checked here so that a typo in a path is reported with the other settings; main reads the
 // files (ApiTokens::Load, ReadCallbackSecret).
@@ -144,90 +108,9 @@ Status CheckReadableFile(std::string_view flag, const std::string& path) {
   return Status::Ok();
 }
 
-std::vector<std::string> SplitCommaList(const std::string& text) {
-  Poco::StringTokenizer tokens(
-      text, ",", Poco::StringTokenizer::TOK_TRIM | Poco::StringTokenizer::TOK_IGNORE_EMPTY);
-  return {tokens.begin(), tokens.end()};
-}
-
 }  // namespace
 
-void DefineFlags(Poco::Util::OptionSet& options) {
-  for (const FlagSpec& flag : kFlags) {
-    Poco::Util::Option option(flag.name, "", flag.help);
-    option.required(false).repeatable(flag.repeatable);
-    if (flag.argument != nullptr) option.argument(flag.argument);
-    options.addOption(option);
-  }
-}
-
-std::string HelpText() {
-  std::string text =
-      "usage: txcoord [--listen HOST:PORT] [--store URI] [--config FILE] [flags]\n"
-      "Runs the txcoord transaction coordinator: the /v1/transactions API, GET /healthz\n"
-      "and GET /metrics. Resumes unfinished transactions from the store at start.\n"
-      "Stops cleanly on SIGTERM or SIGINT: stops accepting, lets requests in progress finish.\n"
-      "\n"
-      "flags (also --flag=VALUE):\n";
-  for (const FlagSpec& flag : kFlags) {
-    std::string left = std::string("  --") + flag.name;
-    if (flag.argument != nullptr) left += std::string(" ") + flag.argument;
-    left.resize(std::max<size_t>(left.size() + 2, 34), ' ');
-    text += left + flag.help + "\n";
-  }
-  return text;
-}
-
-Status RecordFlag(const std::string& name, const std::string& value,
-                  Poco::Util::AbstractConfiguration& flags, std::vector<std::string>& allow_urls) {
-  const FlagSpec* flag = FindFlag(name);
-  if (flag == nullptr || flag->argument == nullptr) return Status::Ok();
-  // Poco takes the next argument as the value whatever it is, so `--store --listen x` would
-  // store "--listen". No valid value starts with "--": the value was forgotten.
-  if (value.starts_with("--")) {
-    return Status::InvalidArgument("--" + name + " needs a value (--" + name + " " +
-                                   flag->argument + "), got the flag " + value);
-  }
-  if (name == "allow-url") {
-    allow_urls.push_back(value);
-  } else {
-    flags.setString(name, value);
-  }
-  return Status::Ok();
-}
-
-Result<Poco::Util::AbstractConfiguration::Ptr> LoadConfigFile(const std::string& path) {
-  Poco::Util::AbstractConfiguration::Ptr file;
-  const bool ini = Poco::toLower(std::filesystem::path(path).extension().string()) == ".ini";
-  // Poco reports a missing file as an exception, and reads a directory as an empty file.
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) {
-    return Status::InvalidArgument("cannot read --config " + path + ": not a readable file");
-  }
-  try {
-    if (ini) {
-      file = new Poco::Util::IniFileConfiguration(path);
-    } else {
-      file = new Poco::Util::PropertyFileConfiguration(path);
-    }
-  } catch (const Poco::Exception& e) {
-    return Status::InvalidArgument("cannot read --config " + path + ": " + e.displayText());
-  }
-  Poco::Util::AbstractConfiguration::Keys keys;
-  file->keys(keys);
-  for (const std::string& key : keys) {
-    const FlagSpec* flag = FindFlag(key);
-    Poco::Util::AbstractConfiguration::Keys subkeys;  // "listen.port" is not "listen"
-    file->keys(key, subkeys);
-    if (flag == nullptr || !flag->config_key || !subkeys.empty()) {
-      const std::string shown = subkeys.empty() ? key : key + "." + subkeys.front();
-      return Status::InvalidArgument("--config " + path + ": unknown key \"" + shown +
-                                     "\"; the keys are " + ConfigKeyList() +
-                                     (ini ? ", outside any [section]" : ""));
-    }
-  }
-  return file;
-}
+const program::FlagTable& Flags() { return kFlagTable; }
 
 Result<ServiceSettings> ResolveSettings(const Poco::Util::AbstractConfiguration& config,
                                         const std::vector<std::string>& allow_urls_from_flags) {
@@ -237,7 +120,8 @@ Result<ServiceSettings> ResolveSettings(const Poco::Util::AbstractConfiguration&
   };
   ServiceSettings settings;
 
-  auto listen = ParseListenAddress(get("listen", kDefaultListen));
+  auto listen =
+      program::ParseListenAddress(get("listen", kDefaultListen), "127.0.0.1:8470 or [::1]:8470");
   if (!listen.ok()) return listen.status();
   settings.listen = *listen;
 
@@ -275,12 +159,8 @@ Result<ServiceSettings> ResolveSettings(const Poco::Util::AbstractConfiguration&
   settings.tls.cert_file = get("tls-cert", "");
   settings.tls.key_file = get("tls-key", "");
   settings.tls.client_ca_file = get("tls-client-ca", "");
-  if (settings.tls.cert_file.empty() != settings.tls.key_file.empty()) {
-    return Status::InvalidArgument("--tls-cert and --tls-key go together: give both or neither");
-  }
-  if (settings.tls.cert_file.empty() && !settings.tls.client_ca_file.empty()) {
-    return Status::InvalidArgument("--tls-client-ca needs --tls-cert and --tls-key");
-  }
+  TXCOORD_RETURN_IF_ERROR(program::CheckServerTlsFlags(
+      settings.tls.cert_file, settings.tls.key_file, settings.tls.client_ca_file));
   settings.callback_tls.ca_file = get("callback-ca", "");
   settings.callback_tls.cert_file = get("callback-cert", "");
   settings.callback_tls.key_file = get("callback-key", "");
@@ -289,14 +169,9 @@ Result<ServiceSettings> ResolveSettings(const Poco::Util::AbstractConfiguration&
         "--callback-cert and --callback-key go together: give both or neither");
   }
 
-  const std::string log_format = get("log-format", "text");
-  if (log_format == "text") {
-    settings.log_format = LogFormat::kText;
-  } else if (log_format == "json") {
-    settings.log_format = LogFormat::kJson;
-  } else {
-    return Status::InvalidArgument("--log-format \"" + log_format + "\" is neither text nor json");
-  }
+  auto log_format = program::ParseLogFormat(get("log-format", "text"));
+  if (!log_format.ok()) return log_format.status();
+  settings.log_format = *log_format;
 
   const std::string one_phase = get("one-phase", "on");
   if (one_phase == "on" || one_phase == "off") {
@@ -361,35 +236,6 @@ Result<std::string> ReadCallbackSecret(const std::string& path) {
                                    " is empty; put the secret shared with the participants in it");
   }
   return secret;
-}
-
-Result<Poco::Net::SocketAddress> ParseListenAddress(std::string_view text) {
-  auto bad = [text](std::string_view why) {
-    return Status::InvalidArgument("--listen \"" + std::string(text) + "\" " + std::string(why) +
-                                   "; use HOST:PORT, e.g. 127.0.0.1:8470 or [::1]:8470");
-  };
-  const size_t colon = text.rfind(':');
-  if (colon == std::string_view::npos) return bad("has no port");
-  std::string_view host = text.substr(0, colon);
-  const std::string_view port_text = text.substr(colon + 1);
-  if (host.starts_with('[')) {
-    if (!host.ends_with(']')) return bad("has an unclosed [");
-    host = host.substr(1, host.size() - 2);
-  } else if (host.find(':') != std::string_view::npos) {
-    return bad("needs brackets around an IPv6 address");
-  }
-  if (host.empty()) return bad("has no host");
-  int port = 0;
-  const char* end = port_text.data() + port_text.size();
-  auto [ptr, ec] = std::from_chars(port_text.data(), end, port);
-  if (port_text.empty() || ec != std::errc() || ptr != end || port < 0 || port > 65535) {
-    return bad("has no port number from 0 to 65535");
-  }
-  try {
-    return Poco::Net::SocketAddress(std::string(host), static_cast<Poco::UInt16>(port));
-  } catch (const Poco::Exception& e) {
-    return bad("names no usable host (" + e.displayText() + ")");
-  }
 }
 
 std::string RedactStoreUri(std::string_view uri) {

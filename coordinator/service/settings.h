@@ -7,8 +7,7 @@
 #pragma once
 
 #include <Poco/Net/SocketAddress.h>
-#include <Poco/Util/LayeredConfiguration.h>
-#include <Poco/Util/OptionSet.h>
+#include <Poco/Util/AbstractConfiguration.h>
 
 #include <string>
 #include <string_view>
@@ -17,6 +16,7 @@
 #include "txcoord/coordinator/log.h"
 #include "txcoord/participant/tls.h"
 #include "txcoord/process_log.h"
+#include "txcoord/program.h"
 #include "txcoord/status.h"
 
 namespace txcoord::service {
@@ -57,23 +57,16 @@ struct ServiceSettings {
   bool one_phase = true;
 };
 
-// Adds every flag to `options`. Flags take their value as `--flag VALUE` or `--flag=VALUE`.
-void DefineFlags(Poco::Util::OptionSet& options);
+// The flags (txcoord/program.h: the same table serves the option parser, --help and the config
+// file's keys, where allow-url is a comma-separated list).
+const program::FlagTable& Flags();
 
-// The --help text: a usage line, then one line per flag with its default.
-std::string HelpText();
-
-// Records one flag from the command line into `flags` (the top configuration layer).
-// `--allow-url` accumulates into `allow_urls`, since it may be repeated.
-// Errors: kInvalidArgument, e.g. a value that is itself a flag (`--store --listen x`), which
-// means the value was forgotten.
-Status RecordFlag(const std::string& name, const std::string& value,
-                  Poco::Util::AbstractConfiguration& flags, std::vector<std::string>& allow_urls);
-
-// Reads a config file: Java properties (`key = value`), or INI when the name ends in ".ini"
-// (keys outside any section). Unknown keys are an error, so a misspelled setting is not
-// silently ignored. In the file, allow-url is a comma-separated list.
-Result<Poco::Util::AbstractConfiguration::Ptr> LoadConfigFile(const std::string& path);
+// The --help text above the flags.
+inline constexpr std::string_view kUsage =
+    "usage: txcoord [--listen HOST:PORT] [--store URI] [--config FILE] [flags]\n"
+    "Runs the txcoord transaction coordinator: the /v1/transactions API, GET /healthz\n"
+    "and GET /metrics. Resumes unfinished transactions from the store at start.\n"
+    "Stops cleanly on SIGTERM or SIGINT: stops accepting, lets requests in progress finish.\n";
 
 // Builds the settings from `config` (flags layered over the file) and checks every value.
 // `allow_urls_from_flags`, when not empty, replaces the file's allow-url list.
@@ -83,9 +76,6 @@ Result<ServiceSettings> ResolveSettings(const Poco::Util::AbstractConfiguration&
 // The callback secret: the file's content without trailing newlines. Errors
 // (kInvalidArgument): unreadable, or empty.
 Result<std::string> ReadCallbackSecret(const std::string& path);
-
-// "HOST:PORT" or "[IPV6]:PORT" → a socket address. Names are resolved.
-Result<Poco::Net::SocketAddress> ParseListenAddress(std::string_view text);
 
 // The store URI with any password replaced by "***", fit for logs and error messages:
 // postgresql://app:s3cret@db/x?password=y → postgresql://app:***@db/x?password=***.

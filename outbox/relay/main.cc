@@ -8,11 +8,7 @@
 // start, the --listen address is unusable, or the drain did not finish; 2 for a bad flag, value
 // or config file. Every failure prints exactly one line on stderr. NATS being down at start is
 // not a failure: the relay retries with backoff and /healthz answers 503 meanwhile.
-#include <Poco/Exception.h>
-#include <Poco/Util/Application.h>
-#include <Poco/Util/MapConfiguration.h>
-#include <Poco/Util/OptionException.h>
-#include <Poco/Util/OptionSet.h>
+#include <Poco/Util/AbstractConfiguration.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -24,49 +20,15 @@
 #include "settings.h"
 #include "txcoord/outbox/relay.h"
 #include "txcoord/process_log.h"
+#include "txcoord/program.h"
 
 namespace txcoord::relay {
 namespace {
 
-constexpr int kExitOk = 0;
-constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
-constexpr int kFlagLayerPriority = Poco::Util::Application::PRIO_APPLICATION - 20;
-constexpr int kFileLayerPriority = Poco::Util::Application::PRIO_APPLICATION - 10;
-
-std::string OneLine(std::string_view text) {
-  std::string line;
-  for (const char c : text) {
-    const bool space = c == '\n' || c == '\r' || c == '\t' || c == ' ';
-    if (space && (line.empty() || line.back() == ' ')) continue;
-    line.push_back(space ? ' ' : c);
-  }
-  while (!line.empty() && line.back() == ' ') line.pop_back();
-  return line;
-}
-
-void PrintUsageError(std::string_view message) {
-  std::cerr << "txrelay: " << OneLine(message) << std::endl;
-}
-
-std::string DescribeOptionError(const Poco::Util::OptionException& e) {
-  using namespace Poco::Util;
-  const std::string see = "; see txrelay --help";
-  const std::string& text = e.message();
-  const std::string flag = (text.starts_with("-") ? "" : "--") + text.substr(0, text.find(' '));
-  if (dynamic_cast<const UnknownOptionException*>(&e)) return "unknown flag " + flag + see;
-  if (dynamic_cast<const MissingArgumentException*>(&e)) return flag + " needs a value" + see;
-  if (dynamic_cast<const DuplicateOptionException*>(&e)) {
-    return flag + " is given twice; only --source may repeat";
-  }
-  if (dynamic_cast<const AmbiguousOptionException*>(&e)) {
-    return flag + " is ambiguous; spell the flag out" + see;
-  }
-  if (dynamic_cast<const UnexpectedArgumentException*>(&e)) {
-    return flag.substr(0, flag.find('=')) + " takes no value" + see;
-  }
-  return text;
-}
+using program::kExitFailure;
+using program::kExitOk;
+using program::kExitUsage;
+using program::OneLine;
 
 sigset_t StopSignals() {
   sigset_t set;
@@ -147,51 +109,15 @@ int Serve(const RelaySettings& settings) {
   return kExitOk;
 }
 
-class TxrelayApp final : public Poco::Util::Application {
+class TxrelayApp final : public program::FlagApp {
  public:
-  TxrelayApp() { config().add(flags_, kFlagLayerPriority, /*writeable=*/false); }
+  TxrelayApp() : FlagApp("txrelay", TXCOORD_VERSION, Flags(), std::string(kUsage)) {}
 
  protected:
-  void defineOptions(Poco::Util::OptionSet& options) override {
-    Application::defineOptions(options);
-    DefineFlags(options);
-  }
-
-  void handleOption(const std::string& name, const std::string& value) override {
-    Application::handleOption(name, value);
-    if (name == "help" || name == "version") {
-      (name == "help" ? help_ : version_) = true;
-      stopOptionsProcessing();
-      return;
-    }
-    if (Status s = RecordFlag(name, value, *flags_, sources_); !s.ok()) {
-      throw Poco::Util::InvalidArgumentException(s.message());
-    }
-  }
-
-  int main(const ArgVec& args) override {
-    if (help_) {
-      std::cout << HelpText() << std::flush;
-      return kExitOk;
-    }
-    if (version_) {
-      std::cout << "txrelay " TXCOORD_VERSION << std::endl;
-      return kExitOk;
-    }
-    if (!args.empty()) {
-      PrintUsageError("unexpected argument \"" + args.front() +
-                      "\"; flags start with --, see txrelay --help");
-      return kExitUsage;
-    }
-    if (flags_->hasProperty("config")) {
-      auto file = LoadConfigFile(flags_->getRawString("config"));
-      if (!file.ok()) {
-        PrintUsageError(file.status().message());
-        return kExitUsage;
-      }
-      config().add(*file, kFileLayerPriority, /*writeable=*/false);
-    }
-    auto settings = ResolveSettings(config(), sources_);
+  // `sources` holds the --source flags, which repeat.
+  int Run(const Poco::Util::AbstractConfiguration& config,
+          const std::vector<std::string>& sources) override {
+    auto settings = ResolveSettings(config, sources);
     if (!settings.ok()) {
       PrintUsageError(settings.status().message());
       return kExitUsage;
@@ -204,12 +130,6 @@ class TxrelayApp final : public Poco::Util::Application {
       return kExitFailure;
     }
   }
-
- private:
-  Poco::AutoPtr<Poco::Util::MapConfiguration> flags_ = new Poco::Util::MapConfiguration;
-  std::vector<std::string> sources_;
-  bool help_ = false;
-  bool version_ = false;
 };
 
 }  // namespace
@@ -223,14 +143,5 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   txcoord::relay::TxrelayApp app;
-  try {
-    app.init(argc, argv);
-  } catch (const Poco::Util::OptionException& e) {
-    txcoord::relay::PrintUsageError(txcoord::relay::DescribeOptionError(e));
-    return txcoord::relay::kExitUsage;
-  } catch (const Poco::Exception& e) {
-    txcoord::relay::PrintUsageError(e.displayText());
-    return txcoord::relay::kExitUsage;
-  }
-  return app.run();
+  return txcoord::program::RunApp(app, argc, argv);
 }

@@ -1,11 +1,6 @@
 #include "settings.h"
 
-#include <Poco/Exception.h>
-#include <Poco/String.h>
 #include <Poco/StringTokenizer.h>
-#include <Poco/Util/IniFileConfiguration.h>
-#include <Poco/Util/Option.h>
-#include <Poco/Util/PropertyFileConfiguration.h>
 
 #include <algorithm>
 #include <charconv>
@@ -16,14 +11,9 @@ namespace {
 
 using std::chrono::milliseconds;
 
-// The one table of flags: the option parser, --help and the config-file key check read it.
-struct FlagSpec {
-  const char* name = nullptr;
-  const char* argument = nullptr;  // nullptr: no value
-  const char* help = nullptr;
-  bool repeatable = false;
-  bool config_key = true;
-};
+// The one table of flags (txcoord/program.h): the option parser, --help and the config-file key
+// check read it.
+using program::FlagSpec;
 
 constexpr FlagSpec kFlags[] = {
     {"source", "URI",
@@ -60,34 +50,10 @@ constexpr FlagSpec kFlags[] = {
     {"help", nullptr, "print this help and exit", false, false},
 };
 
-const FlagSpec* FindFlag(std::string_view name) {
-  for (const FlagSpec& flag : kFlags) {
-    if (name == flag.name) return &flag;
-  }
-  return nullptr;
-}
+const program::FlagTable kFlagTable(kFlags);
 
-std::string ConfigKeyList() {
-  std::string keys;
-  for (const FlagSpec& flag : kFlags) {
-    if (!flag.config_key) continue;
-    if (!keys.empty()) keys += ", ";
-    keys += flag.name;
-  }
-  return keys;
-}
-
-Result<int> ParseIntInRange(std::string_view flag, std::string_view text, int min, int max) {
-  int value = 0;
-  const char* end = text.data() + text.size();
-  auto [ptr, ec] = std::from_chars(text.data(), end, value);
-  if (text.empty() || ec != std::errc() || ptr != end || value < min || value > max) {
-    return Status::InvalidArgument("--" + std::string(flag) + " \"" + std::string(text) +
-                                   "\" is not a whole number from " + std::to_string(min) + " to " +
-                                   std::to_string(max));
-  }
-  return value;
-}
+using program::ParseIntInRange;
+using program::SplitCommaList;
 
 // A NATS subject token or a stream name: letters, digits, '-' and '_'.
 bool IsName(std::string_view s) {
@@ -96,31 +62,6 @@ bool IsName(std::string_view s) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
            c == '_';
   });
-}
-
-std::vector<std::string> SplitCommaList(const std::string& text) {
-  Poco::StringTokenizer tokens(
-      text, ",", Poco::StringTokenizer::TOK_TRIM | Poco::StringTokenizer::TOK_IGNORE_EMPTY);
-  return {tokens.begin(), tokens.end()};
-}
-
-Result<Poco::Net::SocketAddress> ParseListenAddress(std::string_view text) {
-  auto bad = [text](std::string_view why) {
-    return Status::InvalidArgument("--listen \"" + std::string(text) + "\" " + std::string(why) +
-                                   "; use HOST:PORT, e.g. 127.0.0.1:8471");
-  };
-  const size_t colon = text.rfind(':');
-  if (colon == std::string_view::npos) return bad("has no port");
-  std::string_view host = text.substr(0, colon);
-  if (host.starts_with('[') && host.ends_with(']')) host = host.substr(1, host.size() - 2);
-  if (host.empty()) return bad("has no host");
-  auto port = ParseIntInRange("listen", text.substr(colon + 1), 0, 65535);
-  if (!port.ok()) return bad("has no port number from 0 to 65535");
-  try {
-    return Poco::Net::SocketAddress(std::string(host), static_cast<Poco::UInt16>(*port));
-  } catch (const Poco::Exception& e) {
-    return bad("names no usable host (" + e.displayText() + ")");
-  }
 }
 
 }  // namespace
@@ -153,81 +94,7 @@ Result<milliseconds> ParseDuration(std::string_view flag, std::string_view text)
   return milliseconds(value * factor_ms);
 }
 
-void DefineFlags(Poco::Util::OptionSet& options) {
-  for (const FlagSpec& flag : kFlags) {
-    Poco::Util::Option option(flag.name, "", flag.help);
-    option.required(false).repeatable(flag.repeatable);
-    if (flag.argument != nullptr) option.argument(flag.argument);
-    options.addOption(option);
-  }
-}
-
-std::string HelpText() {
-  std::string text =
-      "usage: txrelay --source URI [--source URI ...] [--nats URL] [--stream NAME]\n"
-      "               [--subject-prefix PREFIX] [--listen HOST:PORT] [--config FILE] [flags]\n"
-      "Publishes the rows of transactional outboxes (table txcoord_outbox) to NATS JetStream,\n"
-      "in id order per aggregate, and sets published_at once the broker acknowledged them.\n"
-      "Several relays may run on one outbox: one publishes, the others stand by and take over.\n"
-      "Serves GET /healthz and GET /metrics. Stops cleanly on SIGTERM or SIGINT.\n"
-      "\n"
-      "flags (also --flag=VALUE):\n";
-  for (const FlagSpec& flag : kFlags) {
-    std::string left = std::string("  --") + flag.name;
-    if (flag.argument != nullptr) left += std::string(" ") + flag.argument;
-    left.resize(std::max<size_t>(left.size() + 2, 34), ' ');
-    text += left + flag.help + "\n";
-  }
-  return text;
-}
-
-Status RecordFlag(const std::string& name, const std::string& value,
-                  Poco::Util::AbstractConfiguration& flags, std::vector<std::string>& sources) {
-  const FlagSpec* flag = FindFlag(name);
-  if (flag == nullptr || flag->argument == nullptr) return Status::Ok();
-  if (value.starts_with("--")) {
-    return Status::InvalidArgument("--" + name + " needs a value (--" + name + " " +
-                                   flag->argument + "), got the flag " + value);
-  }
-  if (name == "source") {
-    sources.push_back(value);
-  } else {
-    flags.setString(name, value);
-  }
-  return Status::Ok();
-}
-
-Result<Poco::Util::AbstractConfiguration::Ptr> LoadConfigFile(const std::string& path) {
-  Poco::Util::AbstractConfiguration::Ptr file;
-  const bool ini = Poco::toLower(std::filesystem::path(path).extension().string()) == ".ini";
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) {
-    return Status::InvalidArgument("cannot read --config " + path + ": not a readable file");
-  }
-  try {
-    if (ini) {
-      file = new Poco::Util::IniFileConfiguration(path);
-    } else {
-      file = new Poco::Util::PropertyFileConfiguration(path);
-    }
-  } catch (const Poco::Exception& e) {
-    return Status::InvalidArgument("cannot read --config " + path + ": " + e.displayText());
-  }
-  Poco::Util::AbstractConfiguration::Keys keys;
-  file->keys(keys);
-  for (const std::string& key : keys) {
-    const FlagSpec* flag = FindFlag(key);
-    Poco::Util::AbstractConfiguration::Keys subkeys;
-    file->keys(key, subkeys);
-    if (flag == nullptr || !flag->config_key || !subkeys.empty()) {
-      const std::string shown = subkeys.empty() ? key : key + "." + subkeys.front();
-      return Status::InvalidArgument("--config " + path + ": unknown key \"" + shown +
-                                     "\"; the keys are " + ConfigKeyList() +
-                                     (ini ? ", outside any [section]" : ""));
-    }
-  }
-  return file;
-}
+const program::FlagTable& Flags() { return kFlagTable; }
 
 Result<RelaySettings> ResolveSettings(const Poco::Util::AbstractConfiguration& config,
                                       const std::vector<std::string>& sources_from_flags) {
@@ -286,7 +153,7 @@ Result<RelaySettings> ResolveSettings(const Poco::Util::AbstractConfiguration& c
   }
   s.bus.duplicate_window = *dup;
 
-  auto listen = ParseListenAddress(get("listen", "127.0.0.1:8471"));
+  auto listen = program::ParseListenAddress(get("listen", "127.0.0.1:8471"), "127.0.0.1:8471");
   if (!listen.ok()) return listen.status();
   s.listen = *listen;
 
@@ -315,21 +182,12 @@ Result<RelaySettings> ResolveSettings(const Poco::Util::AbstractConfiguration& c
   s.tls.cert_file = get("tls-cert", "");
   s.tls.key_file = get("tls-key", "");
   s.tls.client_ca_file = get("tls-client-ca", "");
-  if (s.tls.cert_file.empty() != s.tls.key_file.empty()) {
-    return Status::InvalidArgument("--tls-cert and --tls-key go together: give both or neither");
-  }
-  if (s.tls.cert_file.empty() && !s.tls.client_ca_file.empty()) {
-    return Status::InvalidArgument("--tls-client-ca needs --tls-cert and --tls-key");
-  }
+  TXCOORD_RETURN_IF_ERROR(
+      program::CheckServerTlsFlags(s.tls.cert_file, s.tls.key_file, s.tls.client_ca_file));
 
-  const std::string log_format = get("log-format", "text");
-  if (log_format == "text") {
-    s.log_format = LogFormat::kText;
-  } else if (log_format == "json") {
-    s.log_format = LogFormat::kJson;
-  } else {
-    return Status::InvalidArgument("--log-format \"" + log_format + "\" is neither text nor json");
-  }
+  auto log_format = program::ParseLogFormat(get("log-format", "text"));
+  if (!log_format.ok()) return log_format.status();
+  s.log_format = *log_format;
   return s;
 }
 

@@ -5,7 +5,6 @@
 
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/Util/AbstractConfiguration.h>
-#include <Poco/Util/OptionSet.h>
 
 #include <string>
 #include <vector>
@@ -15,6 +14,7 @@
 #include "txcoord/outbox/source.h"
 #include "txcoord/participant/tls.h"
 #include "txcoord/process_log.h"
+#include "txcoord/program.h"
 #include "txcoord/status.h"
 
 namespace txcoord::relay {
@@ -31,17 +31,18 @@ struct RelaySettings {
   participant::TlsServerFiles tls;  // empty cert_file: plain HTTP
 };
 
-void DefineFlags(Poco::Util::OptionSet& options);
-std::string HelpText();
+// The flags (txcoord/program.h: the same table serves the option parser, --help and the config
+// file's keys, where source is a comma-separated list).
+const program::FlagTable& Flags();
 
-// Records one command-line flag into `flags` (the top configuration layer); --source repeats
-// into `sources`.
-Status RecordFlag(const std::string& name, const std::string& value,
-                  Poco::Util::AbstractConfiguration& flags, std::vector<std::string>& sources);
-
-// Java properties (`key = value`), or INI when the name ends in ".ini". Unknown keys are an
-// error. In a file, `source` is a comma-separated list.
-Result<Poco::Util::AbstractConfiguration::Ptr> LoadConfigFile(const std::string& path);
+// The --help text above the flags.
+inline constexpr std::string_view kUsage =
+    "usage: txrelay --source URI [--source URI ...] [--nats URL] [--stream NAME]\n"
+    "               [--subject-prefix PREFIX] [--listen HOST:PORT] [--config FILE] [flags]\n"
+    "Publishes the rows of transactional outboxes (table txcoord_outbox) to NATS JetStream,\n"
+    "in id order per aggregate, and sets published_at once the broker acknowledged them.\n"
+    "Several relays may run on one outbox: one publishes, the others stand by and take over.\n"
+    "Serves GET /healthz and GET /metrics. Stops cleanly on SIGTERM or SIGINT.\n";
 
 // Builds and checks the settings. `sources_from_flags`, when not empty, replaces the file's.
 Result<RelaySettings> ResolveSettings(const Poco::Util::AbstractConfiguration& config,
