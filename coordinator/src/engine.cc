@@ -237,16 +237,6 @@ class BranchEngine final : public internal::BranchPhaseEngine {
                           out);
   }
 
-  void RetryNow(Timestamp now, Effects& out) override {
-    for (BranchRuntime& b : branches_) {
-      if (!b.in_flight && !b.done && b.retry_at && *b.retry_at > now) {
-        b.retry_at = now;
-        b.failures = 0;
-      }
-    }
-    OnTimer(now, out);
-  }
-
   void OnDurable(Timestamp now, uint64_t seq, Effects& out) override {
     if (!NoteDurable(seq)) return;
     AbortIfPastDeadline(now, out);  // no prepare goes out past the deadline

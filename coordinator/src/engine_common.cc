@@ -134,6 +134,16 @@ void BranchPhaseEngine::StartPhase(BranchRuntime& b, std::string_view phase) {
   b.retry_at = Timestamp::min();
 }
 
+void BranchPhaseEngine::RetryNow(Timestamp now, Effects& out) {
+  for (BranchRuntime& b : branches_) {
+    if (!b.in_flight && !b.done && b.retry_at && *b.retry_at > now) {
+      b.retry_at = now;
+      b.failures = 0;
+    }
+  }
+  OnTimer(now, out);
+}
+
 void BranchPhaseEngine::SendDue(Timestamp now, Effects& out) {
   if (finished_ || end_seq_ != 0 || !MaySend()) return;
   const bool one_phase = SendsOnePhase();

@@ -78,6 +78,7 @@ class BranchPhaseEngine : public Engine {
   bool finished() const override { return finished_; }
   uint64_t emitted() const override { return emitted_; }
   uint64_t durable() const override { return durable_; }
+  void RetryNow(Timestamp now, Effects& out) override;
 
  protected:
   BranchPhaseEngine(const EngineOptions& options, uint64_t seed) : options_(options), rng_(seed) {}

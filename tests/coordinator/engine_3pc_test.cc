@@ -80,8 +80,7 @@ int CountKind(const std::vector<v1::LogRecord>& records, v1::LogRecord::BodyCase
 }
 
 // Index of the first record of `kind` in records[0, count), or -1.
-int IndexOf(const std::vector<v1::LogRecord>& records, v1::LogRecord::BodyCase kind,
-            size_t count) {
+int IndexOf(const std::vector<v1::LogRecord>& records, v1::LogRecord::BodyCase kind, size_t count) {
   for (size_t i = 0; i < count && i < records.size(); ++i) {
     if (records[i].body_case() == kind) return static_cast<int>(i);
   }
@@ -141,9 +140,8 @@ class Harness {
   }
 
   bool InFlight(const std::string& branch, const std::string& phase) const {
-    return std::any_of(outstanding_.begin(), outstanding_.end(), [&](const Send& s) {
-      return s.branch_id == branch && s.phase == phase;
-    });
+    return std::any_of(outstanding_.begin(), outstanding_.end(),
+                       [&](const Send& s) { return s.branch_id == branch && s.phase == phase; });
   }
   void Answer(const std::string& branch, const std::string& phase, const CallbackReply& reply) {
     auto it = std::find_if(outstanding_.begin(), outstanding_.end(), [&](const Send& s) {
@@ -189,6 +187,11 @@ class Harness {
         EXPECT_GT(*wake, now_) << "WakeAt() is not in the future right after OnTimer";
       }
     }
+  }
+  void RetryNow() {
+    Effects fx;
+    engine_->RetryNow(now_, fx);
+    Apply(fx);
   }
   bool Fire() {
     const auto wake = engine_->WakeAt();
@@ -691,6 +694,32 @@ TEST(ThreePc, PhaseTwoIsNeverGivenUp) {
   EXPECT_EQ(h.engine().View().branches(0).attempts(), 51);
 }
 
+TEST(ThreePc, RetryNowSendsAWaitingRetryAtOnce) {
+  Harness h;
+  ToPreCommitting(h, 1);
+  h.MakeAllDurable();
+  h.AnswerAll(Ok());
+  h.MakeAllDurable();
+  for (int i = 0; i < 6; ++i) {  // a long backoff builds up
+    h.Answer("b0", "commit", ServerError());
+    h.MakeAllDurable();
+    ASSERT_TRUE(h.Fire());
+  }
+  h.Answer("b0", "commit", ServerError());
+  h.MakeAllDurable();
+  ASSERT_TRUE(h.outstanding().empty());
+  ASSERT_TRUE(h.engine().WakeAt().has_value());
+  ASSERT_GT(*h.engine().WakeAt(), h.now());
+  h.TakeSends();
+  h.RetryNow();
+  const std::vector<Send> sent = h.TakeSends();
+  ASSERT_EQ(sent.size(), 1u) << "the waiting commit goes out without the clock moving";
+  EXPECT_EQ(sent[0].phase, "commit");
+  EXPECT_EQ(sent[0].attempt, 8);
+  h.RetryNow();
+  EXPECT_TRUE(h.TakeSends().empty()) << "a call in flight is left to finish";
+}
+
 // ================================================================================ resolve
 
 // Two branches pre-committed and decided commit; b1 acknowledged its commit, b0's commit keeps
@@ -762,6 +791,25 @@ TEST(ThreePcResolve, RecoveryReplaysTheResolveAndAsksOnlyTheOthers) {
   RunToEnd(h);
   EXPECT_EQ(h.engine().state(), "committed");
   EXPECT_FALSE(h.InFlight("b0", "commit"));
+  h.ExpectFoldMatchesView();
+}
+
+TEST(ThreePcResolve, RecoveryKeepsTheResolvedBranchsAttemptsAndError) {
+  Harness h;
+  StuckInCommit(h);
+  const size_t before = h.records().size();
+  ASSERT_TRUE(h.Resolve("b0", "committed").ok());
+  ASSERT_EQ(h.records()[before].resolved().attempts(), 4);
+  h.MakeDurable(before + 1);  // the resolve is durable, the end is lost in the crash
+  ASSERT_TRUE(h.Crash());
+  const v1::Branch b0 = h.engine().View().branches(0);
+  ASSERT_EQ(b0.branch_id(), "b0");
+  EXPECT_EQ(b0.state(), "committed");
+  EXPECT_EQ(b0.attempts(), 4) << "the record keeps what the branch took, also after a restart";
+  EXPECT_EQ(b0.last_error(), "HTTP 500: boom");
+  h.MakeAllDurable();
+  RunToEnd(h);
+  EXPECT_EQ(h.engine().View().branches(0).attempts(), 4);
   h.ExpectFoldMatchesView();
 }
 
@@ -1152,8 +1200,8 @@ TEST(ThreePcLogRules, ThePreCommitRecordComesOnceOnlyIn3pcAndOnlyACommitFollows)
 // crashes, over many seeds: every run ends committed or aborted, the Harness's checks hold on
 // every send, and a run that sent any pre-commit ends committed.
 TEST(ThreePcProperty, RandomRepliesDurabilityAndCrashes) {
-  const CallbackReply replies[] = {Ok(), Ok(), Ok(), Ok(), Refused(), TooEarly(), ServerError(),
-                                   NoReply()};
+  const CallbackReply replies[] = {Ok(),      Ok(),       Ok(),          Ok(),
+                                   Refused(), TooEarly(), ServerError(), NoReply()};
   int committed = 0, aborted = 0;
   for (uint64_t seed = 1; seed <= 400; ++seed) {
     SCOPED_TRACE("seed " + std::to_string(seed));
