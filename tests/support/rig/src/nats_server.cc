@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <random>
 #include <utility>
 
 #include "process.h"
@@ -23,15 +22,6 @@ using std::chrono::milliseconds;
 constexpr int64_t kProbeTimeoutMs = 1000;
 // The longest prefix UniqueStreamName keeps; stream names become directory names.
 constexpr size_t kMaxStreamPrefix = 32;
-
-std::string RandomHex(int digits) {
-  thread_local std::mt19937_64 engine{std::random_device{}()};
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::uniform_int_distribution<int> nibble(0, 15);
-  std::string hex;
-  for (int i = 0; i < digits; ++i) hex += kHex[nibble(engine)];
-  return hex;
-}
 
 std::string NatsError(natsStatus status, jsErrCode js_error) {
   std::string text = natsStatus_GetText(status);
@@ -133,21 +123,11 @@ Status NatsServer::Launch() {
   };
   const auto probe = [](int port) { return ProbeJetStream(UrlFor(port)); };
 
-  if (port_ == 0) {
-    Result<int> port =
-        internal::LaunchOnFreePort(*process_, spec_for_port, probe, options_.start_timeout);
-    if (!port.ok()) return port.status();
-    port_ = *port;
-    return Status::Ok();
-  }
-  TXCOORD_RETURN_IF_ERROR(process_->Launch(spec_for_port(port_)));
-  Status ready = process_->AwaitReady(options_.start_timeout, [&] { return probe(port_); });
-  if (!ready.ok() && process_->LogSinceLaunchContains("address already in use")) {
-    return Status::Unavailable(
-        "port " + std::to_string(port_) +
-        " was taken by another process while nats-server was stopped: " + ready.message());
-  }
-  return ready;
+  Result<int> port = internal::LaunchOnPort(*process_, port_, spec_for_port, probe,
+                                            options_.start_timeout, "nats-server");
+  if (!port.ok()) return port.status();
+  port_ = *port;
+  return Status::Ok();
 }
 
 std::string NatsServer::Url() const { return UrlFor(port_); }
@@ -181,7 +161,7 @@ std::string NatsServer::UniqueStreamName(std::string_view prefix) {
   // The counter makes names unique within the process; the pid and the random part keep them
   // apart should test processes ever share a server.
   return name + "_" + std::to_string(getpid()) + "_" +
-         std::to_string(streams_named.fetch_add(1) + 1) + "_" + RandomHex(6);
+         std::to_string(streams_named.fetch_add(1) + 1) + "_" + internal::RandomHex(6);
 }
 
 }  // namespace txcoord::testing

@@ -8,7 +8,6 @@
 #include <pqxx/connection>
 #include <pqxx/except>
 #include <pqxx/nontransaction>
-#include <random>
 #include <utility>
 
 #include "process.h"
@@ -73,15 +72,6 @@ std::string DatabasePrefix(std::string_view prefix) {
   if (name.empty() || (name[0] >= '0' && name[0] <= '9')) name = "db_" + name;
   if (name.size() > kMaxDatabasePrefix) name.resize(kMaxDatabasePrefix);
   return name;
-}
-
-std::string RandomHex(int digits) {
-  thread_local std::mt19937_64 engine{std::random_device{}()};
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::uniform_int_distribution<int> nibble(0, 15);
-  std::string hex;
-  for (int i = 0; i < digits; ++i) hex += kHex[nibble(engine)];
-  return hex;
 }
 
 // A small fixed environment rather than the test's: no PG* variables from a developer's shell,
@@ -232,21 +222,11 @@ Status PostgresServer::Launch() {
     return ProbeConnection(ConnInfoFor(port, user(), "postgres") + " connect_timeout=2");
   };
 
-  if (port_ == 0) {
-    Result<int> port =
-        internal::LaunchOnFreePort(*process_, spec_for_port, probe, options_.start_timeout);
-    if (!port.ok()) return port.status();
-    port_ = *port;
-    return Status::Ok();
-  }
-  TXCOORD_RETURN_IF_ERROR(process_->Launch(spec_for_port(port_)));
-  Status ready = process_->AwaitReady(options_.start_timeout, [&] { return probe(port_); });
-  if (!ready.ok() && process_->LogSinceLaunchContains("address already in use")) {
-    return Status::Unavailable(
-        "port " + std::to_string(port_) +
-        " was taken by another process while PostgreSQL was stopped: " + ready.message());
-  }
-  return ready;
+  Result<int> port = internal::LaunchOnPort(*process_, port_, spec_for_port, probe,
+                                            options_.start_timeout, "PostgreSQL");
+  if (!port.ok()) return port.status();
+  port_ = *port;
+  return Status::Ok();
 }
 
 std::string PostgresServer::ConnInfo(std::string_view dbname) const {
@@ -261,7 +241,7 @@ std::string PostgresServer::Uri(std::string_view dbname) const {
 Result<std::string> PostgresServer::CreateDatabase(std::string_view prefix) {
   const int number = databases_created_.fetch_add(1) + 1;
   const std::string name =
-      DatabasePrefix(prefix) + "_" + std::to_string(number) + "_" + RandomHex(6);
+      DatabasePrefix(prefix) + "_" + std::to_string(number) + "_" + internal::RandomHex(6);
   try {
     pqxx::connection connection(ConnInfo("postgres"));
     // CREATE DATABASE cannot run inside a transaction block. template0, not template1: nobody

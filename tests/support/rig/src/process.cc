@@ -20,6 +20,7 @@
 #include <fstream>
 #include <future>
 #include <mutex>
+#include <random>
 #include <sstream>
 #include <system_error>
 #include <thread>
@@ -421,6 +422,15 @@ std::string LogExcerpt(const std::string& path, std::uint64_t from_offset) {
       "    | ... (" + std::to_string(lines.size() - kHeadLines - kTailLines) + " lines left out)\n";
   for (size_t i = lines.size() - kTailLines; i < lines.size(); ++i) quote(lines[i]);
   return excerpt;
+}
+
+std::string RandomHex(int digits) {
+  thread_local std::mt19937_64 engine{std::random_device{}()};
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::uniform_int_distribution<int> nibble(0, 15);
+  std::string hex;
+  for (int i = 0; i < digits; ++i) hex += kHex[nibble(engine)];
+  return hex;
 }
 
 std::optional<std::string> FindExecutable(const std::string& name,

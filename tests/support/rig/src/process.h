@@ -84,6 +84,10 @@ std::uint64_t FileSize(const std::string& path);
 // nats-server does before its usage text, or last, as postgres does). Ends with a newline.
 std::string LogExcerpt(const std::string& path, std::uint64_t from_offset = 0);
 
+// `digits` random lowercase hex digits, to keep names of databases and streams apart when
+// several test processes share a server.
+std::string RandomHex(int digits);
+
 // Looks `name` up in $PATH and then in `extra_dirs`; returns the first executable match.
 std::optional<std::string> FindExecutable(const std::string& name,
                                           const std::vector<std::string>& extra_dirs);

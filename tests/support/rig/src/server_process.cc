@@ -229,4 +229,20 @@ Result<int> LaunchOnFreePort(ServerProcess& process,
                           " attempts)");
 }
 
+Result<int> LaunchOnPort(ServerProcess& process, int port,
+                         const std::function<SpawnSpec(int port)>& spec_for_port,
+                         const std::function<Status(int port)>& probe, milliseconds timeout,
+                         std::string_view server_name) {
+  if (port == 0) return LaunchOnFreePort(process, spec_for_port, probe, timeout);
+  TXCOORD_RETURN_IF_ERROR(process.Launch(spec_for_port(port)));
+  Status ready = process.AwaitReady(timeout, [&] { return probe(port); });
+  if (!ready.ok() && process.LogSinceLaunchContains("address already in use")) {
+    return Status::Unavailable("port " + std::to_string(port) +
+                               " was taken by another process while " + std::string(server_name) +
+                               " was stopped: " + ready.message());
+  }
+  if (!ready.ok()) return ready;
+  return port;
+}
+
 }  // namespace txcoord::testing::internal

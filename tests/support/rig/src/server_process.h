@@ -109,6 +109,16 @@ Result<int> LaunchOnFreePort(ServerProcess& process,
                              const std::function<Status(int port)>& probe,
                              std::chrono::milliseconds timeout);
 
+// Launches a server on `port` and waits for `probe(port)`: the port of the previous start, so
+// that clients keep their address across a restart, or 0 the first time, which goes through
+// LaunchOnFreePort. A fixed port that another process took while the server was stopped cannot
+// be retried elsewhere, so that case gets its own message naming `server_name`. Returns the
+// port.
+Result<int> LaunchOnPort(ServerProcess& process, int port,
+                         const std::function<SpawnSpec(int port)>& spec_for_port,
+                         const std::function<Status(int port)>& probe,
+                         std::chrono::milliseconds timeout, std::string_view server_name);
+
 // $TMPDIR if it is set and not empty, else /tmp.
 std::string TempRoot();
 
