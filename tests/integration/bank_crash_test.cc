@@ -4,11 +4,11 @@
 // Set-up, all real processes on loopback: txcoord on a SQLite store; three bank participants
 // (examples/bank): a and b on SQLite with the barrier, c on PostgreSQL prepared transactions
 // (2pc, 3pc) and the barrier (tcc). For 3pc the banks' own timeouts (participant/three_phase.h)
-// are short, so they fire during the kills, with the termination query required. Each protocol runs `kTransfers` transfers from `kClients` client
-// threads (examples/bank/transfer.h, which retries with the same gtid), among random accounts of
-// two different banks, some too large for the balance so that they abort. Meanwhile a killer
-// SIGKILLs the coordinator at least `kCoordinatorKills` times and a random bank at least
-// `kBankKills` times, restarting each at once on the same port.
+// are short, so they fire during the kills, with the termination query required. Each protocol runs
+// `kTransfers` transfers from `kClients` client threads (examples/bank/transfer.h, which retries
+// with the same gtid), among random accounts of two different banks, some too large for the balance
+// so that they abort. Meanwhile a killer SIGKILLs the coordinator at least `kCoordinatorKills`
+// times and a random bank at least `kBankKills` times, restarting each at once on the same port.
 //
 // Afterwards, within 30 s of the last restart:
 //   - every transaction is terminal (GET), and the client saw the same outcome;
@@ -37,52 +37,17 @@
 #include <random>
 #include <thread>
 
+#include "restartable.h"
 #include "transfer.h"
 #include "txcoord/participant/client.h"
 #include "txcoord/testing/poll.h"
 #include "txcoord/testing/postgres_server.h"
-#include "txcoord_process.h"
 
 namespace txcoord::integration {
 namespace {
 
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-
-int EnvInt(const char* name, int fallback) {
-  const char* v = std::getenv(name);
-  return v != nullptr && *v != '\0' ? std::atoi(v) : fallback;
-}
-
-uint64_t Seed() {
-  const char* v = std::getenv("TXCOORD_SEED");
-  return v != nullptr && *v != '\0' ? std::strtoull(v, nullptr, 10) : std::random_device{}();
-}
-
-// A free port below the kernel's ephemeral range. The processes here are restarted on their
-// port, and while one is down a client's outgoing connection may be given that very port from
-// the ephemeral range (or connect to itself), so that the restart would find it in use.
-int FreePort() {
-  static std::mutex mu;
-  static std::mt19937 rng{std::random_device{}()};
-  int low = 32768;
-  if (FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
-    if (std::fscanf(f, "%d", &low) != 1) low = 32768;
-    std::fclose(f);
-  }
-  std::lock_guard lock(mu);
-  for (int i = 0; i < 1000; ++i) {
-    const int port =
-        10000 + static_cast<int>(rng() % static_cast<unsigned>(std::max(1, low - 10000)));
-    try {
-      Poco::Net::ServerSocket socket(
-          Poco::Net::SocketAddress("127.0.0.1", static_cast<Poco::UInt16>(port)));
-      return port;
-    } catch (const std::exception&) {
-    }
-  }
-  throw std::runtime_error("no free port below the ephemeral range");
-}
 
 // GET http://127.0.0.1:port/path → body, or "" on any failure.
 std::string HttpGet(int port, const std::string& path) {
@@ -101,47 +66,6 @@ std::string HttpGet(int port, const std::string& path) {
     return "";
   }
 }
-
-// A program of the test that can be killed and started again on the same port.
-class Restartable {
- public:
-  Restartable(std::string name, std::string binary, std::vector<std::string> args,
-              std::string log_dir)
-      : name_(std::move(name)),
-        binary_(std::move(binary)),
-        args_(std::move(args)),
-        log_dir_(std::move(log_dir)) {}
-
-  // Starts and waits for its listening line. A failure to start is a test failure.
-  void Start() {
-    const std::string log = log_dir_ + "/" + name_ + "." + std::to_string(starts_++) + ".log";
-    process_ = std::make_unique<TxcoordProcess>(binary_, args_, log);
-    const auto port = process_->WaitForListening(seconds(30));
-    ASSERT_TRUE(port.has_value()) << name_ << " did not start; its log:\n" << process_->Stderr();
-  }
-  void Kill() {
-    if (!process_) return;
-    process_->Signal(SIGKILL);
-    process_->WaitForExit(seconds(10));
-    process_.reset();
-  }
-  void Stop() {
-    if (!process_) return;
-    process_->Signal(SIGTERM);
-    const auto code = process_->WaitForExit(seconds(20));
-    EXPECT_EQ(code, 0) << name_ << " did not stop cleanly; its log:\n" << process_->Stderr();
-    process_.reset();
-  }
-  const std::string& name() const { return name_; }
-
- private:
-  const std::string name_;
-  const std::string binary_;
-  const std::vector<std::string> args_;
-  const std::string log_dir_;
-  int starts_ = 0;
-  std::unique_ptr<TxcoordProcess> process_;
-};
 
 struct BankState {
   int64_t total = 0;
@@ -172,7 +96,7 @@ BankState ReadBank(int port) {
 class BankCrashTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    seed_ = Seed();
+    seed_ = SeedFromEnv();
     std::cout << "seed " << seed_ << " (TXCOORD_SEED to replay)" << std::endl;
     dir_ = std::filesystem::temp_directory_path() /
            ("txcoord-bank-crash-" + std::to_string(getpid()) + "-" + GetParam());
@@ -182,7 +106,7 @@ class BankCrashTest : public ::testing::TestWithParam<std::string> {
     ASSERT_TRUE(db.ok()) << db.status().ToString();
     pg_conninfo_ = testing::SharedPostgres().ConnInfo(*db);
 
-    coordinator_port_ = FreePort();
+    coordinator_port_ = FreePortBelowEphemeralRange();
     const std::string coordinator_url = "http://127.0.0.1:" + std::to_string(coordinator_port_);
     coordinator_ = std::make_unique<Restartable>(
         "txcoord", TXCOORD_BIN,
@@ -191,10 +115,10 @@ class BankCrashTest : public ::testing::TestWithParam<std::string> {
         dir_.string());
     const std::string accounts = "x0=1000,x1=1000,x2=1000,x3=1000";
     for (const char* name : {"a", "b", "c"}) {
-      const int port = FreePort();
+      const int port = FreePortBelowEphemeralRange();
       std::vector<std::string> args = {
-          "--name",     name,     "--listen",      "127.0.0.1:" + std::to_string(port),
-          "--accounts", accounts, "--coordinator", coordinator_url,
+          "--name", name, "--listen", "127.0.0.1:" + std::to_string(port), "--accounts", accounts,
+          "--coordinator", coordinator_url,
           // Short 3pc timeouts, so that the participants' own timers fire while the coordinator
           // is down or slow (dozens of times per run): with the termination query required (the
           // bank's default) they ask, wait while it cannot be asked, act on its answer, and must

@@ -5,21 +5,20 @@
 // The participant is a small HTTP/1.1 server in the test (keep-alive, one thread per
 // connection) driven by a script: per "branch:phase", a queue of behaviours for successive
 // calls; when the queue is empty it answers 200. It records every call it received.
-#include <Poco/Net/ServerSocket.h>
-#include <Poco/Net/StreamSocket.h>
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <deque>
 #include <filesystem>
 #include <map>
 #include <mutex>
 #include <thread>
 
+#include "raw_http_participant.h"
 #include "txcoord/participant/client.h"
 #include "txcoord/testing/poll.h"
 #include "txcoord/testing/postgres_server.h"
 #include "txcoord_process.h"
+#include "wait_for_terminal.h"
 
 namespace txcoord::integration {
 namespace {
@@ -38,36 +37,9 @@ Behaviour Die() { return {Behaviour::kDie, 0, milliseconds(0)}; }
 
 class ScriptedParticipant {
  public:
-  ScriptedParticipant() : socket_(Poco::Net::SocketAddress("127.0.0.1", 0)) {
-    acceptor_ = std::thread([this] { Accept(); });
-  }
-  ~ScriptedParticipant() {
-    stopping_ = true;
-    // close() does not wake a thread blocked in accept(); a connection does.
-    try {
-      Poco::Net::StreamSocket wake(socket_.address());
-    } catch (const std::exception&) {
-    }
-    acceptor_.join();
-    socket_.close();
-    std::vector<std::thread> connections;
-    {
-      std::lock_guard lock(mu_);
-      for (auto& s : open_) {
-        try {
-          s.shutdown();
-        } catch (const std::exception&) {
-          // closed already (a scripted death)
-        }
-      }
-      connections.swap(connections_);
-    }
-    for (auto& t : connections) t.join();
-  }
+  ScriptedParticipant() : server_([this](const RawRequest& r) { return Reply(r); }) {}
 
-  std::string Url(const std::string& branch) const {
-    return "http://127.0.0.1:" + std::to_string(socket_.address().port()) + "/" + branch;
-  }
+  std::string Url(const std::string& branch) const { return server_.Url("/" + branch); }
   void Script(const std::string& key, std::vector<Behaviour> behaviours) {
     std::lock_guard lock(mu_);
     for (auto& b : behaviours) script_[key].push_back(b);
@@ -84,82 +56,27 @@ class ScriptedParticipant {
   }
 
  private:
-  void Accept() {
-    while (!stopping_) {
-      try {
-        Poco::Net::StreamSocket s = socket_.acceptConnection();
-        std::lock_guard lock(mu_);
-        open_.push_back(s);
-        connections_.emplace_back([this, s]() mutable { Serve(s); });
-      } catch (const std::exception&) {
-        if (stopping_) return;
+  std::optional<RawReply> Reply(const RawRequest& request) {
+    Behaviour b = Answer(200);
+    {
+      std::lock_guard lock(mu_);
+      calls_.push_back(request.key);
+      auto& queue = script_[request.key];
+      if (!queue.empty()) {
+        b = queue.front();
+        queue.pop_front();
       }
     }
+    if (b.kind == Behaviour::kDie) return std::nullopt;
+    if (b.kind == Behaviour::kHang) std::this_thread::sleep_for(b.hang);
+    return RawReply{
+        b.status, b.status == 200 ? "{}" : "{\"error\":{\"code\":\"X\",\"message\":\"scripted\"}}"};
   }
 
-  // Reads requests off one kept-alive connection until it closes.
-  void Serve(Poco::Net::StreamSocket s) {
-    std::string buffer;
-    char chunk[4096];
-    try {
-      for (;;) {
-        size_t header_end;
-        while ((header_end = buffer.find("\r\n\r\n")) == std::string::npos) {
-          const int n = s.receiveBytes(chunk, sizeof chunk);
-          if (n <= 0) return;
-          buffer.append(chunk, n);
-        }
-        const std::string head = buffer.substr(0, header_end);
-        size_t length = 0;
-        if (auto at = head.find("Content-Length: "); at != std::string::npos) {
-          length = std::stoul(head.substr(at + 16));
-        }
-        while (buffer.size() < header_end + 4 + length) {
-          const int n = s.receiveBytes(chunk, sizeof chunk);
-          if (n <= 0) return;
-          buffer.append(chunk, n);
-        }
-        buffer.erase(0, header_end + 4 + length);
-        // "POST /branch/phase HTTP/1.1"
-        const std::string path = head.substr(5, head.find(' ', 5) - 5);
-        const std::string branch = path.substr(1, path.rfind('/') - 1);
-        const std::string key = branch + ":" + path.substr(path.rfind('/') + 1);
-        Behaviour b = Answer(200);
-        {
-          std::lock_guard lock(mu_);
-          calls_.push_back(key);
-          auto& queue = script_[key];
-          if (!queue.empty()) {
-            b = queue.front();
-            queue.pop_front();
-          }
-        }
-        if (b.kind == Behaviour::kDie) {
-          s.close();  // no reply: as if the participant died mid-call
-          return;
-        }
-        if (b.kind == Behaviour::kHang) std::this_thread::sleep_for(b.hang);
-        const std::string body =
-            b.status == 200 ? "{}" : "{\"error\":{\"code\":\"X\",\"message\":\"scripted\"}}";
-        const std::string reply =
-            "HTTP/1.1 " + std::to_string(b.status) +
-            " Scripted\r\nContent-Type: application/json\r\nContent-Length: " +
-            std::to_string(body.size()) + "\r\n\r\n" + body;
-        s.sendBytes(reply.data(), static_cast<int>(reply.size()));
-      }
-    } catch (const std::exception&) {
-      // The coordinator closed the connection (its timeout): nothing to answer.
-    }
-  }
-
-  Poco::Net::ServerSocket socket_;
-  std::atomic<bool> stopping_{false};
-  std::thread acceptor_;
   std::mutex mu_;
-  std::map<std::string, std::deque<Behaviour>> script_;
-  std::vector<std::string> calls_;
-  std::vector<Poco::Net::StreamSocket> open_;
-  std::vector<std::thread> connections_;
+  std::map<std::string, std::deque<Behaviour>> script_;  // GUARDED_BY(mu_)
+  std::vector<std::string> calls_;                       // GUARDED_BY(mu_)
+  RawHttpParticipant server_;                            // Last: its threads use the above.
 };
 
 class ParticipantFaultsTest : public ::testing::TestWithParam<std::string> {
@@ -216,18 +133,7 @@ class ParticipantFaultsTest : public ::testing::TestWithParam<std::string> {
   }
 
   // The record once terminal (polling past `wait`'s grace).
-  v1::Transaction Terminal(const std::string& gtid) {
-    v1::Transaction tx;
-    EXPECT_TRUE(testing::PollUntil(seconds(30), milliseconds(20),
-                                   [&] {
-                                     auto got = client_->Get(gtid);
-                                     if (got.ok()) tx = *got;
-                                     return got.ok() &&
-                                            (tx.state() == "committed" || tx.state() == "aborted");
-                                   }))
-        << gtid << " is " << tx.state();
-    return tx;
-  }
+  v1::Transaction Terminal(const std::string& gtid) { return WaitForTerminal(*client_, gtid); }
 
   const v1::Branch& BranchOf(const v1::Transaction& tx, const std::string& id) {
     for (const auto& b : tx.branches()) {

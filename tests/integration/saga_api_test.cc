@@ -7,12 +7,9 @@
 // the compensate URL /a/undo; calls are recorded as "a:do", "a:undo" in arrival order. A script
 // per key gives the behaviours of successive calls (status, hang, or hold until N calls are in
 // progress at once); when the queue is empty it answers 200.
-#include <Poco/Net/ServerSocket.h>
-#include <Poco/Net/StreamSocket.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 
-#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -21,10 +18,12 @@
 #include <thread>
 
 #include "api_client.h"
+#include "raw_http_participant.h"
 #include "txcoord/participant/client.h"
 #include "txcoord/testing/poll.h"
 #include "txcoord/testing/postgres_server.h"
 #include "txcoord_process.h"
+#include "wait_for_terminal.h"
 
 namespace txcoord::integration {
 namespace {
@@ -46,35 +45,15 @@ Behaviour HoldUntilInProgress(int n) { return {Behaviour::kHold, 200, millisecon
 
 class StepParticipant {
  public:
-  StepParticipant() : socket_(Poco::Net::SocketAddress("127.0.0.1", 0)) {
-    acceptor_ = std::thread([this] { Accept(); });
-  }
+  StepParticipant() : server_([this](const RawRequest& r) { return Reply(r); }) {}
   ~StepParticipant() {
+    // Releases held calls, so that the server can join their threads.
+    std::lock_guard lock(mu_);
     stopping_ = true;
     cv_.notify_all();
-    try {
-      Poco::Net::StreamSocket wake(socket_.address());  // wakes the blocked accept()
-    } catch (const std::exception&) {
-    }
-    acceptor_.join();
-    socket_.close();
-    std::vector<std::thread> connections;
-    {
-      std::lock_guard lock(mu_);
-      for (auto& s : open_) {
-        try {
-          s.shutdown();
-        } catch (const std::exception&) {
-        }
-      }
-      connections.swap(connections_);
-    }
-    for (auto& t : connections) t.join();
   }
 
-  std::string Url(const std::string& path) const {
-    return "http://127.0.0.1:" + std::to_string(socket_.address().port()) + path;
-  }
+  std::string Url(const std::string& path) const { return server_.Url(path); }
   void Script(const std::string& key, std::vector<Behaviour> behaviours) {
     std::lock_guard lock(mu_);
     for (auto& b : behaviours) script_[key].push_back(b);
@@ -103,96 +82,47 @@ class StepParticipant {
   }
 
  private:
-  void Accept() {
-    while (!stopping_) {
-      try {
-        Poco::Net::StreamSocket s = socket_.acceptConnection();
-        std::lock_guard lock(mu_);
-        open_.push_back(s);
-        connections_.emplace_back([this, s]() mutable { Serve(s); });
-      } catch (const std::exception&) {
-        if (stopping_) return;
+  std::optional<RawReply> Reply(const RawRequest& request) {
+    Behaviour b = Answer(200);
+    {
+      std::unique_lock lock(mu_);
+      calls_.push_back(request.key);
+      bodies_[request.key] = request.body;
+      heads_[request.key] = request.head + "\r\n";  // every header line ends with CRLF
+      auto& queue = script_[request.key];
+      if (!queue.empty()) {
+        b = queue.front();
+        queue.pop_front();
+      }
+      ++in_progress_;
+      max_in_progress_ = std::max(max_in_progress_, in_progress_);
+      cv_.notify_all();
+      if (b.kind == Behaviour::kHold) {
+        const bool reached = cv_.wait_for(
+            lock, seconds(10), [&] { return stopping_ || max_in_progress_ >= b.hold_for; });
+        b.status = reached ? 200 : 500;
       }
     }
-  }
-
-  void Serve(Poco::Net::StreamSocket s) {
-    std::string buffer;
-    char chunk[4096];
-    try {
-      for (;;) {
-        size_t header_end;
-        while ((header_end = buffer.find("\r\n\r\n")) == std::string::npos) {
-          const int n = s.receiveBytes(chunk, sizeof chunk);
-          if (n <= 0) return;
-          buffer.append(chunk, n);
-        }
-        const std::string head = buffer.substr(0, header_end);
-        size_t length = 0;
-        if (auto at = head.find("Content-Length: "); at != std::string::npos) {
-          length = std::stoul(head.substr(at + 16));
-        }
-        while (buffer.size() < header_end + 4 + length) {
-          const int n = s.receiveBytes(chunk, sizeof chunk);
-          if (n <= 0) return;
-          buffer.append(chunk, n);
-        }
-        const std::string body = buffer.substr(header_end + 4, length);
-        buffer.erase(0, header_end + 4 + length);
-        const std::string path = head.substr(5, head.find(' ', 5) - 5);  // "POST /a/do HTTP/1.1"
-        const std::string step = path.substr(1, path.rfind('/') - 1);
-        const std::string key = step + ":" + path.substr(path.rfind('/') + 1);
-        Behaviour b = Answer(200);
-        {
-          std::unique_lock lock(mu_);
-          calls_.push_back(key);
-          bodies_[key] = body;
-          heads_[key] = head + "\r\n";  // every header line ends with CRLF
-          auto& queue = script_[key];
-          if (!queue.empty()) {
-            b = queue.front();
-            queue.pop_front();
-          }
-          ++in_progress_;
-          max_in_progress_ = std::max(max_in_progress_, in_progress_);
-          cv_.notify_all();
-          if (b.kind == Behaviour::kHold) {
-            const bool reached = cv_.wait_for(
-                lock, seconds(10), [&] { return stopping_ || max_in_progress_ >= b.hold_for; });
-            b.status = reached ? 200 : 500;
-          }
-        }
-        if (b.kind == Behaviour::kHang) std::this_thread::sleep_for(b.hang);
-        {
-          std::lock_guard lock(mu_);
-          --in_progress_;
-        }
-        const std::string reply_body =
-            b.status == 200 ? "{}" : R"({"error":{"code":"X","message":"scripted refusal"}})";
-        const std::string reply =
-            "HTTP/1.1 " + std::to_string(b.status) +
-            " Scripted\r\nContent-Type: application/json\r\nContent-Length: " +
-            std::to_string(reply_body.size()) + "\r\n\r\n" + reply_body;
-        s.sendBytes(reply.data(), static_cast<int>(reply.size()));
-      }
-    } catch (const std::exception&) {
-      // The coordinator closed the connection (its timeout, or it was killed).
+    if (b.kind == Behaviour::kHang) std::this_thread::sleep_for(b.hang);
+    {
+      std::lock_guard lock(mu_);
+      --in_progress_;
     }
+    return RawReply{b.status, b.status == 200
+                                  ? "{}"
+                                  : R"({"error":{"code":"X","message":"scripted refusal"}})"};
   }
 
-  Poco::Net::ServerSocket socket_;
-  std::atomic<bool> stopping_{false};
-  std::thread acceptor_;
   std::mutex mu_;
   std::condition_variable cv_;
+  bool stopping_ = false;                                // GUARDED_BY(mu_)
   std::map<std::string, std::deque<Behaviour>> script_;  // GUARDED_BY(mu_)
   std::vector<std::string> calls_;                       // GUARDED_BY(mu_)
   std::map<std::string, std::string> bodies_;            // GUARDED_BY(mu_): the latest
   std::map<std::string, std::string> heads_;             // GUARDED_BY(mu_): the latest
   int in_progress_ = 0;                                  // GUARDED_BY(mu_)
   int max_in_progress_ = 0;                              // GUARDED_BY(mu_)
-  std::vector<Poco::Net::StreamSocket> open_;
-  std::vector<std::thread> connections_;
+  RawHttpParticipant server_;                            // Last: its threads use the above.
 };
 
 struct StepSpec {
@@ -266,18 +196,7 @@ class SagaApiTest : public ::testing::Test {
     return r;
   }
 
-  v1::Transaction Terminal(const std::string& gtid) {
-    v1::Transaction tx;
-    EXPECT_TRUE(testing::PollUntil(seconds(30), milliseconds(20),
-                                   [&] {
-                                     auto got = client_->Get(gtid);
-                                     if (got.ok()) tx = *got;
-                                     return got.ok() &&
-                                            (tx.state() == "committed" || tx.state() == "aborted");
-                                   }))
-        << gtid << " is " << tx.state();
-    return tx;
-  }
+  v1::Transaction Terminal(const std::string& gtid) { return WaitForTerminal(*client_, gtid); }
 
   // The raw reply to a begin with this JSON body.
   ApiReply PostBegin(const std::string& json) {

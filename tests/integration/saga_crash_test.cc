@@ -60,10 +60,10 @@
 #include <set>
 #include <thread>
 
+#include "restartable.h"
 #include "txcoord/participant/client.h"
 #include "txcoord/participant/saga.h"
 #include "txcoord/testing/poll.h"
-#include "txcoord_process.h"
 
 namespace txcoord::integration {
 namespace {
@@ -76,82 +76,6 @@ constexpr int kParticipants = 3;
 // Above the coordinator's --callback-timeout-ms below: a slow reply is given up and retried.
 constexpr int kCallbackTimeoutMs = 1000;
 constexpr int kSlowMs = 1300;
-
-int EnvInt(const char* name, int fallback) {
-  const char* v = std::getenv(name);
-  return v != nullptr && *v != '\0' ? std::atoi(v) : fallback;
-}
-
-uint64_t Seed() {
-  const char* v = std::getenv("TXCOORD_SEED");
-  return v != nullptr && *v != '\0' ? std::strtoull(v, nullptr, 10) : std::random_device{}();
-}
-
-// A free port below the kernel's ephemeral range: the processes are restarted on their port, and
-// while one is down an outgoing connection could be given that port from the ephemeral range.
-int FreePort() {
-  static std::mutex mu;
-  static std::mt19937 rng{std::random_device{}()};
-  int low = 32768;
-  if (FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
-    if (std::fscanf(f, "%d", &low) != 1) low = 32768;
-    std::fclose(f);
-  }
-  std::lock_guard lock(mu);
-  for (int attempt = 0; attempt < 1000; ++attempt) {
-    const int port =
-        10000 + static_cast<int>(rng() % static_cast<unsigned>(std::max(1, low - 10000)));
-    try {
-      Poco::Net::ServerSocket probe(
-          Poco::Net::SocketAddress("127.0.0.1", static_cast<Poco::UInt16>(port)));
-      return port;
-    } catch (const std::exception&) {
-    }
-  }
-  throw std::runtime_error("no free port below the ephemeral range");
-}
-
-// A program of the test that is killed and started again on the same port. `args` gets the
-// number of the start (0, 1, ...), so that a participant's fault sequence differs per start.
-class Restartable {
- public:
-  Restartable(std::string name, std::string binary,
-              std::function<std::vector<std::string>(int start)> args, std::string log_dir)
-      : name_(std::move(name)),
-        binary_(std::move(binary)),
-        args_(std::move(args)),
-        log_dir_(std::move(log_dir)) {}
-
-  // Starts and waits for the listening line. A failure to start is a fatal test failure.
-  void Start() {
-    const int start = starts_++;
-    const std::string log = log_dir_ + "/" + name_ + "." + std::to_string(start) + ".log";
-    process_ = std::make_unique<TxcoordProcess>(binary_, args_(start), log);
-    const auto port = process_->WaitForListening(seconds(30));
-    ASSERT_TRUE(port.has_value()) << name_ << " did not start; its log:\n" << process_->Stderr();
-  }
-  void Kill() {
-    if (!process_) return;
-    process_->Signal(SIGKILL);
-    process_->WaitForExit(seconds(10));
-    process_.reset();
-  }
-  void Stop() {
-    if (!process_) return;
-    process_->Signal(SIGTERM);
-    const auto code = process_->WaitForExit(seconds(20));
-    EXPECT_EQ(code, 0) << name_ << " did not stop cleanly; its log:\n" << process_->Stderr();
-    process_.reset();
-  }
-
- private:
-  const std::string name_;
-  const std::string binary_;
-  const std::function<std::vector<std::string>(int)> args_;
-  const std::string log_dir_;
-  int starts_ = 0;
-  std::unique_ptr<TxcoordProcess> process_;
-};
 
 struct StepPlan {
   std::string id;
@@ -271,14 +195,14 @@ ParticipantDb ReadParticipantDb(const std::string& path) {
 class SagaCrashTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    seed_ = Seed();
+    seed_ = SeedFromEnv();
     std::cout << "seed " << seed_ << " (TXCOORD_SEED to replay)" << std::endl;
     dir_ =
         std::filesystem::temp_directory_path() / ("txcoord-saga-crash-" + std::to_string(getpid()));
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
 
-    coordinator_port_ = FreePort();
+    coordinator_port_ = FreePortBelowEphemeralRange();
     const std::string store = "sqlite://" + (dir_ / "txcoord.db").string();
     const std::string listen = "127.0.0.1:" + std::to_string(coordinator_port_);
     coordinator_ = std::make_unique<Restartable>(
@@ -301,7 +225,7 @@ class SagaCrashTest : public ::testing::Test {
     const int fault_percent = EnvInt("TXCOORD_SAGA_CRASH_FAULT_PERCENT", 20);
     const int drop_percent = EnvInt("TXCOORD_SAGA_CRASH_DROP_PERCENT", 5);
     for (int p = 0; p < kParticipants; ++p) {
-      const int port = FreePort();
+      const int port = FreePortBelowEphemeralRange();
       const std::string db = (dir_ / ("p" + std::to_string(p) + ".db")).string();
       participant_ports_.push_back(port);
       participant_dbs_.push_back(db);

@@ -21,6 +21,8 @@
 #include <random>
 #include <set>
 
+#include "barrier_outcome.h"
+#include "restartable.h"
 #include "txcoord/participant/barrier.h"
 #include "txcoord/participant/client.h"
 #include "txcoord/participant/endpoint.h"
@@ -40,28 +42,6 @@ using std::chrono::seconds;
 
 constexpr milliseconds kWaitLimit{30'000};
 constexpr milliseconds kPoll{20};
-
-// A port below the kernel's ephemeral range, so that a restarted coordinator finds it free (as in
-// bank_crash_test.cc).
-int FreePort() {
-  static std::mt19937 rng{std::random_device{}()};
-  int low = 32768;
-  if (FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
-    if (std::fscanf(f, "%d", &low) != 1) low = 32768;
-    std::fclose(f);
-  }
-  for (int i = 0; i < 1000; ++i) {
-    const int port =
-        10000 + static_cast<int>(rng() % static_cast<unsigned>(std::max(1, low - 10000)));
-    try {
-      Poco::Net::ServerSocket socket(
-          Poco::Net::SocketAddress("127.0.0.1", static_cast<Poco::UInt16>(port)));
-      return port;
-    } catch (const std::exception&) {
-    }
-  }
-  throw std::runtime_error("no free port below the ephemeral range");
-}
 
 // The barrier on a SQLite file; each phase may be held at a gate, and a can-commit may be set to
 // vote no.
@@ -104,23 +84,7 @@ class GatedBranch final : public participant::BranchHandler {
 
   std::string Outcome(const std::string& gtid, const std::string& branch_id) {
     std::lock_guard lock(db_mu_);
-    sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v2(db_,
-                           "SELECT op FROM txcoord_barrier WHERE gtid = ?1 AND branch_id = ?2 "
-                           "AND op IN ('finish', 'undo')",
-                           -1, &stmt, nullptr) != SQLITE_OK) {
-      return "in doubt";  // no table yet
-    }
-    sqlite3_bind_text(stmt, 1, gtid.c_str(), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(stmt, 2, branch_id.c_str(), -1, SQLITE_TRANSIENT);
-    std::string outcome = "in doubt";
-    while (sqlite3_step(stmt) == SQLITE_ROW) {
-      const std::string op = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
-      const std::string here = op == "finish" ? "committed" : "aborted";
-      outcome = outcome == "in doubt" ? here : "committed and aborted";
-    }
-    sqlite3_finalize(stmt);
-    return outcome;
+    return BarrierOutcome(db_, gtid, branch_id);
   }
 
  private:
@@ -143,7 +107,7 @@ class GatedBranch final : public participant::BranchHandler {
   std::set<Phase> closed_;     // GUARDED_BY(gate_mu_)
   std::map<Phase, int> held_;  // GUARDED_BY(gate_mu_)
   std::mutex db_mu_;
-  sqlite3* db_ = nullptr;          // GUARDED_BY(db_mu_)
+  sqlite3* db_ = nullptr;           // GUARDED_BY(db_mu_)
   std::set<std::string> no_votes_;  // GUARDED_BY(db_mu_)
 };
 
@@ -218,7 +182,7 @@ class ThreePhaseApiTest : public ::testing::TestWithParam<bool> {
            ("txcoord-3pc-api-" + std::to_string(getpid()) + "-" + name);
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
-    port_ = FreePort();
+    port_ = FreePortBelowEphemeralRange();
     StartCoordinator();
     participant::CoordinatorClientOptions options;
     options.url = "http://127.0.0.1:" + std::to_string(port_);

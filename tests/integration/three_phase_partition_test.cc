@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "barrier_outcome.h"
 #include "txcoord/coordinator/engine.h"
 #include "txcoord/coordinator/memory_log.h"
 #include "txcoord/participant/barrier.h"
@@ -62,27 +63,12 @@ class SqliteBranch final : public BranchHandler {
 
   // "committed", "aborted", or "in doubt".
   std::string Outcome(const std::string& gtid, const std::string& branch_id) {
-    sqlite3_stmt* stmt = nullptr;
-    sqlite3_prepare_v2(db_,
-                       "SELECT op FROM txcoord_barrier WHERE gtid = ?1 AND branch_id = ?2 "
-                       "AND op IN ('finish', 'undo')",
-                       -1, &stmt, nullptr);
-    sqlite3_bind_text(stmt, 1, gtid.c_str(), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(stmt, 2, branch_id.c_str(), -1, SQLITE_TRANSIENT);
-    std::string outcome = "in doubt";
-    while (sqlite3_step(stmt) == SQLITE_ROW) {
-      const std::string op = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
-      const std::string here = op == "finish" ? "committed" : "aborted";
-      outcome = outcome == "in doubt" ? here : "committed and aborted";
-    }
-    sqlite3_finalize(stmt);
-    return outcome;
+    return BarrierOutcome(db_, gtid, branch_id);
   }
 
  private:
   PhaseResult Run(const CallbackContext& ctx) {
-    return participant::Barrier::RunInTransaction(db_, ctx,
-                                                  [](sqlite3*) { return Status::Ok(); });
+    return participant::Barrier::RunInTransaction(db_, ctx, [](sqlite3*) { return Status::Ok(); });
   }
   sqlite3* db_ = nullptr;
 };
@@ -102,7 +88,8 @@ class WorldQuery final : public participant::TerminationQuery {
 };
 
 struct Participant {
-  Participant(World& world, const std::string& name, bool required, participant::ThreePhaseClock clock)
+  Participant(World& world, const std::string& name, bool required,
+              participant::ThreePhaseClock clock)
       : query(world, name),
         keeper(branch, &query,
                {.can_commit_timeout = kParticipantTimeout,
@@ -116,8 +103,8 @@ struct Participant {
   WorldQuery query;
   participant::ThreePhaseKeeper keeper;
   participant::ThreePhaseHandler handler;
-  bool cut_off = false;          // from the coordinator, both ways
-  bool callbacks_lost = false;   // only the coordinator's callbacks to it are lost
+  bool cut_off = false;         // from the coordinator, both ways
+  bool callbacks_lost = false;  // only the coordinator's callbacks to it are lost
   std::vector<participant::TimeoutEvent> events;
 };
 
@@ -398,8 +385,7 @@ TEST(ThreePcPartition, ByDefaultAReachableCoordinatorIsAskedAndTheBranchFollowsI
   EXPECT_EQ(w.Outcome("a"), "committed");
   ASSERT_FALSE(w.participant("a").events.empty());
   EXPECT_TRUE(w.participant("a").events.back().asked);
-  EXPECT_EQ(w.participant("a").events.back().action,
-            participant::TimeoutEvent::Action::kCommitted);
+  EXPECT_EQ(w.participant("a").events.back().action, participant::TimeoutEvent::Action::kCommitted);
   w.LoseCallbacks("a", false);
   w.RunToQuiet(milliseconds(20'000));
   EXPECT_EQ(w.CoordinatorState(), "committed");

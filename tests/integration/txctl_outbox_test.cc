@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "stream_reader.h"
 #include "test_outboxes.h"
 #include "txcoord/outbox/relay.h"
 #include "txcoord/participant/inbox.h"
@@ -100,10 +101,11 @@ TEST(TxctlOutbox, StatusOfSqliteAndPostgresSourcesAsJson) {
   sqlite3_close(db);
   sqlite.Run("UPDATE txcoord_outbox SET published_at = '2024-05-02T00:00:00.000Z' WHERE id <= 3");
   postgres.Run(
-      "UPDATE txcoord_outbox SET published_at = timestamptz '2024-05-02 00:00:00+00' WHERE id <= 4");
+      "UPDATE txcoord_outbox SET published_at = timestamptz '2024-05-02 00:00:00+00' WHERE id <= "
+      "4");
 
-  const TxctlRun run = Txctl({"--json", "outbox", "status", "--source", sqlite.Uri(), "--source",
-                         postgres.Uri()});
+  const TxctlRun run =
+      Txctl({"--json", "outbox", "status", "--source", sqlite.Uri(), "--source", postgres.Uri()});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   const auto sources = run.Json()->getArray("sources");
   ASSERT_EQ(sources->size(), 2u) << run.out;
@@ -131,7 +133,7 @@ TEST(TxctlOutbox, StatusOfSqliteAndPostgresSourcesAsJson) {
 
   // One bad source: the others are still shown, the error is one line, the exit code says why.
   const TxctlRun partly = Txctl({"--json", "outbox", "status", "--source", sqlite.Uri(), "--source",
-                            "postgresql://nobody@127.0.0.1:1/none"});
+                                 "postgresql://nobody@127.0.0.1:1/none"});
   EXPECT_EQ(partly.exit_code, 4) << partly.err;
   EXPECT_EQ(partly.Json()->getArray("sources")->size(), 1u);
   EXPECT_EQ(std::count(partly.err.begin(), partly.err.end(), '\n'), 1) << partly.err;
@@ -169,10 +171,10 @@ TEST(TxctlOutbox, ReplayAsksFirstCountsOnADryRunAndWaitsForTheRelay) {
                    "2024-01-01T00:00:00Z", "--yes"})
                 .exit_code,
             2);
-  EXPECT_EQ(Txctl({"outbox", "replay", "--source", sqlite.Uri(), "--from-time", "last tuesday",
-                   "--yes"})
-                .exit_code,
-            2);
+  EXPECT_EQ(
+      Txctl({"outbox", "replay", "--source", sqlite.Uri(), "--from-time", "last tuesday", "--yes"})
+          .exit_code,
+      2);
 
   // With a relay running: the replay is published again, and --wait sees it through.
   const std::string stream = NatsServer::UniqueStreamName("txctl_replay");
@@ -183,8 +185,8 @@ TEST(TxctlOutbox, ReplayAsksFirstCountsOnADryRunAndWaitsForTheRelay) {
   outbox::Relay relay(1, outbox::Relay::DefaultParts({sqlite.Config()}, {sqlite.Uri()}, bus),
                       stream, outbox::RelayOptions{});
   relay.Start();
-  const TxctlRun replayed = Txctl({"--json", "outbox", "replay", "--source", sqlite.Uri(), "--from-id",
-                              "11", "--yes", "--wait", "--timeout", "60s"});
+  const TxctlRun replayed = Txctl({"--json", "outbox", "replay", "--source", sqlite.Uri(),
+                                   "--from-id", "11", "--yes", "--wait", "--timeout", "60s"});
   ASSERT_EQ(replayed.exit_code, 0) << replayed.err;
   const auto reply = replayed.Json();
   EXPECT_FALSE(reply->getValue<bool>("dry_run"));
@@ -205,8 +207,8 @@ TEST(TxctlOutbox, ReplayAsksFirstCountsOnADryRunAndWaitsForTheRelay) {
   relay.Stop();
 
   // Past the end: nothing to do, exit 0.
-  const TxctlRun nothing = Txctl(
-      {"--json", "outbox", "replay", "--source", sqlite.Uri(), "--from-id", "1000", "--yes"});
+  const TxctlRun nothing =
+      Txctl({"--json", "outbox", "replay", "--source", sqlite.Uri(), "--from-id", "1000", "--yes"});
   ASSERT_EQ(nothing.exit_code, 0) << nothing.err;
   EXPECT_EQ(Int(nothing.Json(), "from_id"), 0);
   EXPECT_EQ(Int(nothing.Json(), "rows_replayed"), 0);
@@ -220,8 +222,8 @@ TEST(TxctlOutbox, ReplayOfAPostgresOutboxByTime) {
       "UPDATE txcoord_outbox SET created_at = timestamptz '2024-05-01 12:00:00+00' + id * "
       "interval '1 hour', published_at = now()");
   // 2024-05-01T15:30:00Z: rows 4, 5 and 6 were created at or after it.
-  const TxctlRun run = Txctl({"--json", "outbox", "replay", "--source", postgres.Uri(), "--from-time",
-                         "2024-05-01T17:30:00+02:00", "--yes"});
+  const TxctlRun run = Txctl({"--json", "outbox", "replay", "--source", postgres.Uri(),
+                              "--from-time", "2024-05-01T17:30:00+02:00", "--yes"});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   EXPECT_EQ(Int(run.Json(), "from_id"), 4);
   EXPECT_EQ(Int(run.Json(), "rows_replayed"), 3);
@@ -240,15 +242,7 @@ class TxctlDeadletters : public ::testing::Test {
     dead_stream_ = stream_ + "_DEAD";
     ASSERT_EQ(natsConnection_ConnectTo(&nc_, SharedNats().Url().c_str()), NATS_OK);
     ASSERT_EQ(natsConnection_JetStream(&js_, nc_, nullptr), NATS_OK);
-    jsStreamConfig config;
-    jsStreamConfig_Init(&config);
-    config.Name = stream_.c_str();
-    const std::string subjects = stream_ + ".>";
-    const char* list[] = {subjects.c_str()};
-    config.Subjects = list;
-    config.SubjectsLen = 1;
-    config.Storage = js_FileStorage;
-    ASSERT_EQ(js_AddStream(nullptr, js_, &config, nullptr, nullptr), NATS_OK);
+    ASSERT_EQ(outbox::testing::AddStream(js_, stream_), NATS_OK);
     ASSERT_EQ(sqlite3_open((dir_ + "/replica.db").c_str(), &db_), SQLITE_OK);
   }
   void TearDown() override {
@@ -371,8 +365,8 @@ TEST_F(TxctlDeadletters, ListThenRedriveOneAndAllUntilTheConsumerAppliedEach) {
   EXPECT_EQ(Deadletters({"redrive", "--all"}).Json()->getArray("redriven")->size(), 0u);
 
   // The table form, and an unreachable broker.
-  const TxctlRun table = Txctl({"deadletters", "list", "--nats", SharedNats().Url(), "--stream",
-                           dead_stream_});
+  const TxctlRun table =
+      Txctl({"deadletters", "list", "--nats", SharedNats().Url(), "--stream", dead_stream_});
   EXPECT_EQ(table.exit_code, 0) << table.err;
   EXPECT_NE(table.out.find("no dead letters"), std::string::npos) << table.out;
   EXPECT_EQ(Txctl({"deadletters", "list", "--nats", "nats://127.0.0.1:1"}).exit_code, 4);

@@ -198,8 +198,7 @@ TEST(AdminErrors, BadRequestsAndMissingOutboxesGetAClearErrorAndCreateNothing) {
 
   EXPECT_EQ(ReadOutboxStatus("mysql://x").status().code(), StatusCode::kInvalidArgument);
   const std::string missing = outbox.path() + ".missing";
-  EXPECT_EQ(ReadOutboxStatus("sqlite://" + missing).status().code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(ReadOutboxStatus("sqlite://" + missing).status().code(), StatusCode::kInvalidArgument);
   EXPECT_FALSE(std::filesystem::exists(missing)) << "status never creates a database";
 
   const std::string empty = outbox.path() + ".empty.db";
@@ -208,8 +207,7 @@ TEST(AdminErrors, BadRequestsAndMissingOutboxesGetAClearErrorAndCreateNothing) {
   sqlite3_close(db);
   const Status no_table = ReadOutboxStatus("sqlite://" + empty).status();
   EXPECT_EQ(no_table.code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(no_table.message().find("no txcoord_outbox"), std::string::npos)
-      << no_table.message();
+  EXPECT_NE(no_table.message().find("no txcoord_outbox"), std::string::npos) << no_table.message();
   ReplayRequest from_one;
   from_one.from_id = 1;
   EXPECT_EQ(ReplayOutbox("sqlite://" + empty, from_one).status().code(),
@@ -228,10 +226,10 @@ TEST(NormalizeRfc3339, TakesZonesAndFractionsAndRefusesTheRest) {
   EXPECT_EQ(NormalizeRfc3339("2024-05-01 01:30:00.123456-02:30").value(),
             "2024-05-01T04:00:00.123Z");
   EXPECT_EQ(NormalizeRfc3339("2024-03-01T00:30:00+01:00").value(), "2024-02-29T23:30:00.000Z");
-  for (const char* bad : {"", "2024-05-01", "2024-05-01T12:00:00", "2024-13-01T00:00:00Z",
-                          "2023-02-29T00:00:00Z", "2024-05-01T24:00:00Z", "2024-05-01T12:00Z",
-                          "2024-05-01T12:00:00.Z", "2024-05-01T12:00:00+0200",
-                          "2024-05-01T12:00:00Z junk", "1714565220"}) {
+  for (const char* bad :
+       {"", "2024-05-01", "2024-05-01T12:00:00", "2024-13-01T00:00:00Z", "2023-02-29T00:00:00Z",
+        "2024-05-01T24:00:00Z", "2024-05-01T12:00Z", "2024-05-01T12:00:00.Z",
+        "2024-05-01T12:00:00+0200", "2024-05-01T12:00:00Z junk", "1714565220"}) {
     EXPECT_EQ(NormalizeRfc3339(bad).status().code(), StatusCode::kInvalidArgument) << bad;
   }
 }
@@ -326,21 +324,11 @@ Status RecreateStream(const std::string& url, const std::string& name) {
   natsStatus s = natsConnection_ConnectTo(&nc, url.c_str());
   if (s == NATS_OK) s = natsConnection_JetStream(&js, nc, nullptr);
   if (s == NATS_OK) s = js_DeleteStream(js, name.c_str(), nullptr, nullptr);
-  if (s == NATS_OK) {
-    jsStreamConfig config;
-    jsStreamConfig_Init(&config);
-    config.Name = name.c_str();
-    const std::string subjects = name + ".>";
-    const char* list[] = {subjects.c_str()};
-    config.Subjects = list;
-    config.SubjectsLen = 1;
-    config.Storage = js_FileStorage;
-    config.Duplicates = std::chrono::nanoseconds(std::chrono::minutes(2)).count();
-    s = js_AddStream(nullptr, js, &config, nullptr, nullptr);
-  }
+  if (s == NATS_OK) s = testing::AddStream(js, name, std::chrono::minutes(2));
   jsCtx_Destroy(js);
   natsConnection_Destroy(nc);
-  if (s != NATS_OK) return Status::Unavailable(std::string("recreate stream: ") + natsStatus_GetText(s));
+  if (s != NATS_OK)
+    return Status::Unavailable(std::string("recreate stream: ") + natsStatus_GetText(s));
   return Status::Ok();
 }
 
@@ -433,15 +421,7 @@ class DeadLetterTest : public ::testing::Test {
     dead_stream_ = stream_ + "_DEAD";
     ASSERT_EQ(natsConnection_ConnectTo(&nc_, SharedNats().Url().c_str()), NATS_OK);
     ASSERT_EQ(natsConnection_JetStream(&js_, nc_, nullptr), NATS_OK);
-    jsStreamConfig config;
-    jsStreamConfig_Init(&config);
-    config.Name = stream_.c_str();
-    const std::string subjects = stream_ + ".>";
-    const char* list[] = {subjects.c_str()};
-    config.Subjects = list;
-    config.SubjectsLen = 1;
-    config.Storage = js_FileStorage;
-    ASSERT_EQ(js_AddStream(nullptr, js_, &config, nullptr, nullptr), NATS_OK);
+    ASSERT_EQ(testing::AddStream(js_, stream_), NATS_OK);
   }
   void TearDown() override {
     consumers_.clear();
@@ -454,9 +434,9 @@ class DeadLetterTest : public ::testing::Test {
   void Publish(const std::string& event_id, const std::string& body) {
     const std::string subject = stream_ + ".item.Set";
     natsMsg* msg = nullptr;
-    ASSERT_EQ(natsMsg_Create(&msg, subject.c_str(), nullptr, body.data(),
-                             static_cast<int>(body.size())),
-              NATS_OK);
+    ASSERT_EQ(
+        natsMsg_Create(&msg, subject.c_str(), nullptr, body.data(), static_cast<int>(body.size())),
+        NATS_OK);
     natsMsgHeader_Set(msg, "Nats-Msg-Id", event_id.c_str());
     natsMsgHeader_Set(msg, "Tx-Event-Id", event_id.c_str());
     natsMsgHeader_Set(msg, "Tx-Event-Type", "Set");
@@ -469,9 +449,8 @@ class DeadLetterTest : public ::testing::Test {
 
   // A consumer whose handler records each applied event in table `applied` and fails while
   // `fail(event_id, attempt_number_overall)` says so.
-  participant::InboxConsumer& AddConsumer(
-      const std::string& name, int max_failures,
-      std::function<bool(const std::string&, int)> fail) {
+  participant::InboxConsumer& AddConsumer(const std::string& name, int max_failures,
+                                          std::function<bool(const std::string&, int)> fail) {
     sqlite3* db = nullptr;
     EXPECT_EQ(sqlite3_open((dir_ + "/" + name + ".db").c_str(), &db), SQLITE_OK);
     sqlite3_exec(db, "CREATE TABLE applied (event_id TEXT NOT NULL, body TEXT NOT NULL)", nullptr,
@@ -547,9 +526,8 @@ TEST_F(DeadLetterTest, AnEventThatFailedNTimesIsListedThenReDrivenAndAppliedOnce
   Publish("e-2", "two");
   Publish("e-3", "three");
   // `replica` refuses e-2 on its first three attempts, which is all it allows; `audit` takes all.
-  auto& replica = AddConsumer("replica", 3, [](const std::string& id, int n) {
-    return id == "e-2" && n <= 3;
-  });
+  auto& replica =
+      AddConsumer("replica", 3, [](const std::string& id, int n) { return id == "e-2" && n <= 3; });
   auto& audit = AddConsumer("audit", 3, [](const std::string&, int) { return false; });
   ASSERT_TRUE(RunUntil([&] {
     return replica.Stats().applied == 2 && replica.Stats().dead_lettered == 1 &&
@@ -580,9 +558,8 @@ TEST_F(DeadLetterTest, AnEventThatFailedNTimesIsListedThenReDrivenAndAppliedOnce
   EXPECT_EQ(queue->List().value().size(), 0u) << "deleted from the dead-letter stream";
 
   // The 4th attempt succeeds; `audit` applied e-2 before and skips the copy by its inbox.
-  ASSERT_TRUE(RunUntil([&] {
-    return replica.Stats().applied == 3 && audit.Stats().duplicates_skipped == 1;
-  }));
+  ASSERT_TRUE(RunUntil(
+      [&] { return replica.Stats().applied == 3 && audit.Stats().duplicates_skipped == 1; }));
   EXPECT_EQ(Applied(0, "e-2"), 1);
   EXPECT_EQ(Applied(1, "e-2"), 1);
   EXPECT_EQ(audit.Stats().applied, 3);

@@ -18,6 +18,20 @@ std::string NatsError(natsStatus s) {
 
 }  // namespace
 
+natsStatus AddStream(jsCtx* js, const std::string& name,
+                     std::chrono::nanoseconds duplicate_window) {
+  jsStreamConfig config;
+  jsStreamConfig_Init(&config);
+  config.Name = name.c_str();
+  const std::string subjects = name + ".>";
+  const char* list[] = {subjects.c_str()};
+  config.Subjects = list;
+  config.SubjectsLen = 1;
+  config.Storage = js_FileStorage;
+  if (duplicate_window.count() != 0) config.Duplicates = duplicate_window.count();
+  return js_AddStream(nullptr, js, &config, nullptr, nullptr);
+}
+
 Result<std::vector<StreamMessage>> ReadStream(const std::string& nats_url,
                                               const std::string& stream) {
   static std::atomic<int> readers{0};

@@ -1,7 +1,11 @@
-// Test helpers for what ended up in a JetStream stream, and for checking it against what the
-// outboxes held: exactly once by Nats-Msg-Id, every aggregate's events in outbox id order.
+// Test helpers for JetStream streams: adding one of a test's own, what ended up in it, and
+// checking that against what the outboxes held: exactly once by Nats-Msg-Id, every aggregate's
+// events in outbox id order.
 #pragma once
 
+#include <nats/nats.h>
+
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -22,6 +26,12 @@ struct StreamMessage {
     return it == headers.end() ? std::string() : it->second;
   }
 };
+
+// Adds file-stored stream `name` on subjects "<name>.>": stream subjects must not overlap, so a
+// unique name (NatsServer::UniqueStreamName) doubles as the subject prefix. A `duplicate_window`
+// of zero keeps the server's default.
+natsStatus AddStream(jsCtx* js, const std::string& name,
+                     std::chrono::nanoseconds duplicate_window = std::chrono::nanoseconds(0));
 
 // Every message of `stream`, in stream order, read through a temporary pull consumer.
 Result<std::vector<StreamMessage>> ReadStream(const std::string& nats_url,
