@@ -11,6 +11,7 @@
 
 #include "barrier_store.h"
 #include "pg_errors.h"
+#include "pg_pool.h"
 #include "pg_schema.h"
 #include "txcoord/schemas/ids.h"
 
@@ -182,7 +183,7 @@ class PgPreparedAdapter::Session {
 
   ~Session() {
     tx_.reset();
-    if (clean() && conn_->is_open()) adapter_.PutIdle(std::move(conn_));
+    if (clean() && conn_->is_open()) adapter_.pool_->Put(std::move(conn_));
   }
 
   pqxx::nontransaction& tx() { return *tx_; }
@@ -250,7 +251,7 @@ std::string PgPreparedAdapter::Xid(std::string_view gtid, std::string_view branc
 Result<std::unique_ptr<PgPreparedAdapter>> PgPreparedAdapter::Open(PgPreparedOptions options) {
   TXCOORD_RETURN_IF_ERROR(ValidatePrefix(options.xid_prefix));
   std::unique_ptr<PgPreparedAdapter> adapter(new PgPreparedAdapter(std::move(options)));
-  Result<std::unique_ptr<pqxx::connection>> conn = adapter->Connect();
+  Result<std::unique_ptr<pqxx::connection>> conn = adapter->pool_->Connect();
   if (!conn.ok()) return conn.status();
   try {
     pqxx::work tx(**conn);
@@ -267,49 +268,26 @@ Result<std::unique_ptr<PgPreparedAdapter>> PgPreparedAdapter::Open(PgPreparedOpt
   } catch (const std::exception& e) {
     return PgStatus("open the prepared-transaction adapter", e);
   }
-  adapter->PutIdle(std::move(*conn));
+  adapter->pool_->Put(std::move(*conn));
   return adapter;
 }
 
-PgPreparedAdapter::PgPreparedAdapter(PgPreparedOptions options) : options_(std::move(options)) {}
+PgPreparedAdapter::PgPreparedAdapter(PgPreparedOptions options)
+    : options_(std::move(options)),
+      pool_(std::make_unique<internal::PgPool>(
+          internal::PgPoolOptions{.conninfo = options_.conninfo,
+                                  .lock_timeout = options_.lock_timeout,
+                                  .statement_timeout = options_.statement_timeout,
+                                  .max_idle_connections = options_.max_idle_connections,
+                                  .what = "the participant's PostgreSQL database"})) {}
 
 PgPreparedAdapter::~PgPreparedAdapter() = default;
 
-Result<std::unique_ptr<pqxx::connection>> PgPreparedAdapter::Connect() {
-  try {
-    auto conn = std::make_unique<pqxx::connection>(options_.conninfo);
-    // Session settings that libpqxx restores when it reconnects.
-    conn->set_variable("lock_timeout", std::to_string(options_.lock_timeout.count()));
-    conn->set_variable("statement_timeout", std::to_string(options_.statement_timeout.count()));
-    return conn;
-  } catch (const std::exception& e) {
-    // Never the conninfo in the message: it may hold a password.
-    return PgStatus("connect to the participant's PostgreSQL database", e);
-  }
-}
-
-std::unique_ptr<pqxx::connection> PgPreparedAdapter::TakeIdle() {
-  std::lock_guard lock(mu_);
-  if (idle_.empty()) return nullptr;
-  auto conn = std::move(idle_.back());
-  idle_.pop_back();
-  return conn;
-}
-
-void PgPreparedAdapter::PutIdle(std::unique_ptr<pqxx::connection> conn) {
-  std::lock_guard lock(mu_);
-  if (idle_.size() < options_.max_idle_connections) idle_.push_back(std::move(conn));
-}
-
 Result<std::unique_ptr<PgPreparedAdapter::Session>> PgPreparedAdapter::NewSession() {
-  std::unique_ptr<pqxx::connection> conn = TakeIdle();
-  if (!conn) {
-    Result<std::unique_ptr<pqxx::connection>> fresh = Connect();
-    if (!fresh.ok()) return fresh.status();
-    conn = std::move(*fresh);
-  }
+  Result<std::unique_ptr<pqxx::connection>> conn = pool_->Take();
+  if (!conn.ok()) return conn.status();
   try {
-    return std::make_unique<Session>(*this, std::move(conn));
+    return std::make_unique<Session>(*this, std::move(*conn));
   } catch (const std::exception& e) {
     return PgStatus("start a database session", e);
   }
@@ -378,21 +356,21 @@ PhaseResult PgPreparedAdapter::MarkPreCommit(const CallbackContext& ctx, std::st
 }
 
 Result<std::vector<ThreePhaseInDoubt>> PgPreparedAdapter::ListThreePhaseInDoubt() {
-  Result<std::unique_ptr<pqxx::connection>> conn = Connect();
+  Result<std::unique_ptr<pqxx::connection>> conn = pool_->Connect();
   if (!conn.ok()) return conn.status().WithContext("list 3pc branches in doubt");
   try {
     pqxx::nontransaction tx(**conn);
     std::set<std::string> prepared;
-    for (const auto& row : tx.exec_params(
-             "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() "
-             "AND starts_with(gid, $1)",
-             std::string(kXidTag) + options_.xid_prefix + "/")) {
+    for (const auto& row :
+         tx.exec_params("SELECT gid FROM pg_prepared_xacts WHERE database = current_database() "
+                        "AND starts_with(gid, $1)",
+                        std::string(kXidTag) + options_.xid_prefix + "/")) {
       prepared.insert(row[0].as<std::string>());
     }
     std::vector<ThreePhaseInDoubt> out;
-    for (const auto& row : tx.exec(
-             "SELECT gtid, branch_id, outcome FROM txcoord_barrier WHERE op = 'pre' "
-             "ORDER BY created_at, gtid, branch_id")) {
+    for (const auto& row :
+         tx.exec("SELECT gtid, branch_id, outcome FROM txcoord_barrier WHERE op = 'pre' "
+                 "ORDER BY created_at, gtid, branch_id")) {
       ThreePhaseInDoubt b{row[0].as<std::string>(), row[1].as<std::string>(),
                           row[2].as<std::string>() == kDone};
       if (prepared.count(Xid(b.gtid, b.branch_id)) != 0) out.push_back(std::move(b));
@@ -622,7 +600,7 @@ Result<InDoubtReport> PgPreparedAdapter::ResolveInDoubt(CoordinatorClient& coord
   const std::string head = std::string(kXidTag) + options_.xid_prefix + "/";
   std::vector<std::string> xids;
   {
-    Result<std::unique_ptr<pqxx::connection>> conn = Connect();
+    Result<std::unique_ptr<pqxx::connection>> conn = pool_->Connect();
     if (!conn.ok()) return conn.status().WithContext("resolve in-doubt branches");
     try {
       pqxx::nontransaction tx(**conn);

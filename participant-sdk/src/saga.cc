@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "pg_errors.h"
+#include "pg_pool.h"
 #include "txcoord/schemas/ids.h"
 #include "txcoord/schemas/json.h"
 
@@ -81,7 +82,7 @@ Result<std::unique_ptr<PgSagaStep>> PgSagaStep::Open(PgSagaStepOptions options, 
   }
   std::unique_ptr<PgSagaStep> step(
       new PgSagaStep(std::move(options), std::move(action), std::move(compensate)));
-  Result<std::unique_ptr<pqxx::connection>> conn = step->Connect();
+  Result<std::unique_ptr<pqxx::connection>> conn = step->pool_->Connect();
   if (!conn.ok()) return conn.status();
   try {
     pqxx::work tx(**conn);
@@ -90,60 +91,35 @@ Result<std::unique_ptr<PgSagaStep>> PgSagaStep::Open(PgSagaStepOptions options, 
   } catch (const std::exception& e) {
     return internal::PgStatus("create the saga step's barrier table", e);
   }
-  step->PutIdle(std::move(*conn));
+  step->pool_->Put(std::move(*conn));
   return step;
 }
 
 PgSagaStep::PgSagaStep(PgSagaStepOptions options, PgStepWork action, PgStepWork compensate)
-    : options_(std::move(options)),
-      action_(std::move(action)),
-      compensate_(std::move(compensate)) {}
+    : action_(std::move(action)),
+      compensate_(std::move(compensate)),
+      pool_(std::make_unique<internal::PgPool>(
+          internal::PgPoolOptions{.conninfo = std::move(options.conninfo),
+                                  .lock_timeout = options.lock_timeout,
+                                  .statement_timeout = options.statement_timeout,
+                                  .max_idle_connections = options.max_idle_connections,
+                                  .what = "the saga step's PostgreSQL database"})) {}
 
 PgSagaStep::~PgSagaStep() = default;
-
-Result<std::unique_ptr<pqxx::connection>> PgSagaStep::Connect() const {
-  try {
-    auto conn = std::make_unique<pqxx::connection>(options_.conninfo);
-    // Session settings that libpqxx restores when it reconnects.
-    conn->set_variable("lock_timeout", std::to_string(options_.lock_timeout.count()));
-    conn->set_variable("statement_timeout", std::to_string(options_.statement_timeout.count()));
-    return conn;
-  } catch (const std::exception& e) {
-    // Never the conninfo in the message: it may hold a password.
-    return internal::PgStatus("connect to the saga step's PostgreSQL database", e);
-  }
-}
-
-std::unique_ptr<pqxx::connection> PgSagaStep::TakeIdle() {
-  std::lock_guard lock(mu_);
-  if (idle_.empty()) return nullptr;
-  auto conn = std::move(idle_.back());
-  idle_.pop_back();
-  return conn;
-}
-
-void PgSagaStep::PutIdle(std::unique_ptr<pqxx::connection> conn) {
-  std::lock_guard lock(mu_);
-  if (idle_.size() < options_.max_idle_connections) idle_.push_back(std::move(conn));
-}
 
 BarrierResult PgSagaStep::Run(const CallbackContext& ctx) {
   if (!IsStepPhase(ctx.phase)) return NotAStepPhase(ctx);
   const PgStepWork& work = ctx.phase == Phase::kAction ? action_ : compensate_;
-  std::unique_ptr<pqxx::connection> conn = TakeIdle();
-  if (!conn) {
-    Result<std::unique_ptr<pqxx::connection>> fresh = Connect();
-    if (!fresh.ok()) {
-      return {BarrierResult::Path::kFailed,
-              PhaseResult::FromStatus(fresh.status().WithContext(std::string(PhaseName(ctx.phase)) +
-                                                                 " of step " + ctx.branch_id))};
-    }
-    conn = std::move(*fresh);
+  Result<std::unique_ptr<pqxx::connection>> conn = pool_->Take();
+  if (!conn.ok()) {
+    return {BarrierResult::Path::kFailed,
+            PhaseResult::FromStatus(conn.status().WithContext(std::string(PhaseName(ctx.phase)) +
+                                                              " of step " + ctx.branch_id))};
   }
   BarrierResult result = Barrier::RunInTransaction(
-      *conn, ctx, [&](pqxx::transaction_base& tx) { return work(tx, ctx); });
+      **conn, ctx, [&](pqxx::transaction_base& tx) { return work(tx, ctx); });
   // RunInTransaction leaves no transaction open; a connection that broke is not reused.
-  if (conn->is_open()) PutIdle(std::move(conn));
+  if ((*conn)->is_open()) pool_->Put(std::move(*conn));
   return result;
 }
 

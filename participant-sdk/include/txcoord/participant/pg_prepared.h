@@ -71,6 +71,10 @@
 
 namespace txcoord::participant {
 
+namespace internal {
+class PgPool;  // src/pg_pool.h
+}  // namespace internal
+
 struct PgPreparedOptions {
   // libpq connection string of the participant's own database. PostgreSQL must allow prepared
   // transactions (max_prepared_transactions > 0; Open checks).
@@ -141,10 +145,7 @@ class PgPreparedAdapter {
   class Session;
   explicit PgPreparedAdapter(PgPreparedOptions options);
 
-  Result<std::unique_ptr<pqxx::connection>> Connect();
   Result<std::unique_ptr<Session>> NewSession();
-  std::unique_ptr<pqxx::connection> TakeIdle();
-  void PutIdle(std::unique_ptr<pqxx::connection> conn);
   PhaseResult PrepareAs(const CallbackContext& ctx, const PgBusiness& work,
                         std::string_view origin);
   PhaseResult MarkPreCommit(const CallbackContext& ctx, std::string_view outcome,
@@ -155,8 +156,7 @@ class PgPreparedAdapter {
                         const std::string* branch_id);
 
   const PgPreparedOptions options_;
-  std::mutex mu_;
-  std::vector<std::unique_ptr<pqxx::connection>> idle_;  // GUARDED_BY(mu_)
+  const std::unique_ptr<internal::PgPool> pool_;
 };
 
 // A ready-made BranchHandler over a PgPreparedAdapter, for a participant whose whole branch is

@@ -61,6 +61,10 @@
 
 namespace txcoord::participant {
 
+namespace internal {
+class PgPool;  // src/pg_pool.h
+}  // namespace internal
+
 // A step's business change in the open transaction; ctx carries the step's payload.
 using SqliteStepWork = std::function<Status(sqlite3* db, const CallbackContext& ctx)>;
 using PgStepWork = std::function<Status(pqxx::transaction_base& tx, const CallbackContext& ctx)>;
@@ -139,15 +143,10 @@ class PgSagaStep final : public SagaStepHandler {
 
  private:
   PgSagaStep(PgSagaStepOptions options, PgStepWork action, PgStepWork compensate);
-  Result<std::unique_ptr<pqxx::connection>> Connect() const;
-  std::unique_ptr<pqxx::connection> TakeIdle();
-  void PutIdle(std::unique_ptr<pqxx::connection> conn);
 
-  const PgSagaStepOptions options_;
   const PgStepWork action_;
   const PgStepWork compensate_;
-  std::mutex mu_;
-  std::vector<std::unique_ptr<pqxx::connection>> idle_;  // GUARDED_BY(mu_)
+  const std::unique_ptr<internal::PgPool> pool_;
 };
 
 // Builds a saga's begin request (contract section 3: protocol "saga", steps with action,
