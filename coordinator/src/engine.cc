@@ -120,16 +120,7 @@ class BranchEngine final : public internal::BranchPhaseEngine {
       // The decision is durable: drive phase 2 to every branch not known to have acknowledged.
       const bool commit = decision_ == v1::OUTCOME_COMMIT;
       state_ = commit ? kCommitting : kAborting;
-      const std::string_view acked = commit ? kCommitted : kAborted;
-      for (BranchRuntime& b : branches_) {
-        if (b.state == acked) {  // acknowledged (or resolved by hand): keeps its attempts
-          b.phase = std::string(commit ? kCommit : kAbort);
-          b.done = true;
-          continue;
-        }
-        StartPhase(b, commit ? kCommit : kAbort);
-      }
-      phase2_started_ = true;
+      StartPhase2(commit);
       SendDue(now, out);
       MaybeFinish(now, out);
       return Status::Ok();

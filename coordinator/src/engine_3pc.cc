@@ -290,21 +290,6 @@ class ThreePhaseEngine final : public BranchPhaseEngine {
   }
 
  private:
-  // Phase 2 to every branch that has not acknowledged the outcome (after a restart, one resolved
-  // by hand has, and keeps the attempts and error its record gives).
-  void StartPhase2(bool commit) {
-    phase2_started_ = true;
-    const std::string_view acked = commit ? kCommitted : kAborted;
-    for (BranchRuntime& b : branches_) {
-      if (b.state == acked) {
-        b.phase = std::string(commit ? kCommit : kAbort);
-        b.done = true;
-        continue;
-      }
-      StartPhase(b, commit ? kCommit : kAbort);
-    }
-  }
-
   // Whether a callback may be sent now: the records its phase depends on are durable and the
   // phase is still the current one.
   bool MaySend() const override {

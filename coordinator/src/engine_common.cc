@@ -134,6 +134,19 @@ void BranchPhaseEngine::StartPhase(BranchRuntime& b, std::string_view phase) {
   b.retry_at = Timestamp::min();
 }
 
+void BranchPhaseEngine::StartPhase2(bool commit) {
+  phase2_started_ = true;
+  const std::string_view acked = commit ? kCommitted : kAborted;
+  for (BranchRuntime& b : branches_) {
+    if (b.state == acked) {
+      b.phase = std::string(commit ? kCommit : kAbort);
+      b.done = true;
+      continue;
+    }
+    StartPhase(b, commit ? kCommit : kAbort);
+  }
+}
+
 void BranchPhaseEngine::RetryNow(Timestamp now, Effects& out) {
   for (BranchRuntime& b : branches_) {
     if (!b.in_flight && !b.done && b.retry_at && *b.retry_at > now) {

@@ -111,6 +111,9 @@ class BranchPhaseEngine : public Engine {
 
   // Begins driving `phase` on `b`: due at once, counters reset.
   static void StartPhase(BranchRuntime& b, std::string_view phase);
+  // Phase 2 of the decision to every branch that has not acknowledged it. After a restart one
+  // resolved by hand has, and keeps the attempts and error its record gives.
+  void StartPhase2(bool commit);
   // Sends every branch whose next attempt is due, if MaySend().
   void SendDue(Timestamp now, Effects& out);
   // The earliest of `deadline` and the retries due, for WakeAt(); retries do not count while
