@@ -128,6 +128,18 @@ void PrintFailures(std::string_view bench, const std::string& what, std::string_
   for (const std::string& e : first) std::fprintf(stderr, "  %s\n", e.c_str());
 }
 
+bool FloorSet::AddAndPrint(std::vector<Floor> floors, bool json, std::string_view bench) {
+  bool ok = true;
+  for (Floor& f : floors) {
+    PrintFloor(f, json, bench);
+    PrintFailures(bench, "floor " + f.name, "operations", f.loop.errors, f.loop.first_errors);
+    if (f.loop.errors > 0) ok = false;
+    Add(std::move(f));
+  }
+  std::fflush(stdout);
+  return ok;
+}
+
 void Progress(bool json, std::string_view bench, const std::string& what) {
   if (json) {
     std::fprintf(stderr, "%.*s: %s\n", static_cast<int>(bench.size()), bench.data(), what.c_str());

@@ -55,6 +55,10 @@ struct FloorFormula {
 class FloorSet {
  public:
   void Add(Floor floor) { floors_.push_back(std::move(floor)); }
+  // Prints each floor (PrintFloor) and its failures ("<bench>: floor <name>: N failed
+  // operations; first ones:", on stderr), then adds it. False when any floor had a failure: its
+  // figure, and every ratio taken against it, is not valid.
+  bool AddAndPrint(std::vector<Floor> floors, bool json, std::string_view bench);
   // NaN when the floor was not measured.
   double P50Us(std::string_view name) const;
   // The formula at the floors' p50s, in microseconds: the store's sync is fdatasync for SQLite,

@@ -64,17 +64,7 @@ void Report::Header(const Host& host, const Storage& work_dir, const Runner& run
 }
 
 void Report::AddFloors(std::vector<Floor> floors) {
-  for (Floor& f : floors) {
-    PrintFloor(f, o_.json, kBench);
-    if (f.loop.errors > 0) {
-      std::fprintf(stderr, "saga: floor %s: %lld errors; first: %s\n", f.name.c_str(),
-                   static_cast<long long>(f.loop.errors),
-                   f.loop.first_errors.empty() ? "?" : f.loop.first_errors[0].c_str());
-      errors_ = true;
-    }
-    floors_.Add(std::move(f));
-  }
-  std::fflush(stdout);
+  if (!floors_.AddAndPrint(std::move(floors), o_.json, kBench)) errors_ = true;
 }
 
 double Report::FloorUs(const Point& point) const {

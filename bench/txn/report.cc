@@ -41,13 +41,7 @@ void Report::Header(const Host& host, const Storage& work_dir, const Runner& run
 }
 
 void Report::AddFloors(std::vector<Floor> floors) {
-  for (Floor& f : floors) {
-    PrintFloor(f, o_.json, kBench);
-    PrintErrors("floor " + f.name, f.loop.errors, f.loop.first_errors);
-    if (f.loop.errors > 0) errors_ = true;
-    floors_.Add(std::move(f));
-  }
-  std::fflush(stdout);
+  if (!floors_.AddAndPrint(std::move(floors), o_.json, kBench)) errors_ = true;
 }
 
 double Report::FloorUs(const Point& point) const {
