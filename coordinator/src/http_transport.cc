@@ -478,7 +478,11 @@ class HttpTransport final : public CallbackTransport {
         pool_(static_cast<size_t>(std::max(options.max_idle_per_host, 0))) {
     const int threads = std::max(options.threads, 1);
     workers_.reserve(static_cast<size_t>(threads));
-    for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+    idle_slots_.reserve(static_cast<size_t>(threads));
+    for (int i = 0; i < threads; ++i) idle_slots_.push_back(std::make_unique<IdleWorker>());
+    for (int i = 0; i < threads; ++i) {
+      workers_.emplace_back([this, i] { WorkerLoop(*idle_slots_[static_cast<size_t>(i)]); });
+    }
     refuser_ = std::thread([this] { RefuserLoop(); });
   }
 
@@ -494,20 +498,28 @@ class HttpTransport final : public CallbackTransport {
 
   void Send(CallbackRequest request, std::function<void(CallbackReply)> done) override {
     Call call{std::move(request), std::move(done)};
-    bool queued = false;
+    IdleWorker* wake = nullptr;
+    bool refused = false;
     {
       std::lock_guard lock(mu_);
       if (!stopping_) {
         queue_.push_back(std::move(call));
-        queued = true;
+        if (!idle_.empty()) {
+          wake = idle_.back();
+          idle_.pop_back();
+          wake->signaled = true;
+        }
       } else {
         refused_.push_back(std::move(call));
         ++refused_total_;
+        refused = true;
       }
     }
     // Notified after the unlock: a worker woken under the lock would only block on it again,
-    // one more context switch per call.
-    (queued ? work_cv_ : refused_cv_).notify_one();
+    // one more context switch per call. With no idle worker, a busy one takes the call when it
+    // finishes its own.
+    if (wake != nullptr) wake->cv.notify_one();
+    if (refused) refused_cv_.notify_one();
   }
 
   // Stops the workers after their current call, hands the queued calls to the refuser thread,
@@ -526,8 +538,12 @@ class HttpTransport final : public CallbackTransport {
         ++refused_total_;
       }
       refused_so_far = refused_total_;
+      for (IdleWorker* idle : idle_) {
+        idle->signaled = true;
+        idle->cv.notify_one();
+      }
+      idle_.clear();
     }
-    work_cv_.notify_all();
     refused_cv_.notify_all();
     for (std::thread& worker : workers_) worker.join();
     workers_.clear();
@@ -546,6 +562,15 @@ class HttpTransport final : public CallbackTransport {
     std::function<void(CallbackReply)> done;
   };
 
+  // A worker waiting for a call. Each has its own condition variable, so that Send wakes the
+  // most recently idle worker (LIFO) instead of whichever one a shared condition variable picks.
+  // Owned by the transport, not the worker's stack: Send notifies after unlocking, when the
+  // worker may already have woken and, at a Shutdown, returned.
+  struct IdleWorker {
+    std::condition_variable cv;
+    bool signaled = false;  // GUARDED_BY(mu_): removed from idle_ and woken
+  };
+
   // `done` belongs to the caller; an exception from it must not end a transport thread, and
   // there is no one to report it to, so it is swallowed. Callers must not throw from `done`.
   static void Complete(Call& call, CallbackReply reply) {
@@ -556,12 +581,20 @@ class HttpTransport final : public CallbackTransport {
     }
   }
 
-  void WorkerLoop() {
+  void WorkerLoop(IdleWorker& self) {
     for (;;) {
       Call call;
       {
         std::unique_lock lock(mu_);
-        work_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+        while (!stopping_ && queue_.empty()) {
+          // Idle, on top of the stack: the next Send wakes this thread, whose stack and cache
+          // are still warm, rather than the longest idle one.
+          self.signaled = false;
+          idle_.push_back(&self);
+          self.cv.wait(lock, [&] { return self.signaled; });
+          // Signaled by Send (another worker may have taken that call meanwhile) or Shutdown;
+          // either removed `self` from idle_.
+        }
         // Shutdown moved the queue to refused_ when it set stopping_.
         if (stopping_) return;
         call = std::move(queue_.front());
@@ -798,10 +831,10 @@ class HttpTransport final : public CallbackTransport {
 
   std::mutex shutdown_mu_;  // Serializes Shutdown calls; taken before mu_.
   std::mutex mu_;
-  std::condition_variable work_cv_;          // queue_ not empty, or stopping_
   std::condition_variable refused_cv_;       // refused_ not empty, or exiting_
   std::condition_variable refused_done_cv_;  // refused_completed_ grew
   std::deque<Call> queue_;                   // GUARDED_BY(mu_)
+  std::vector<IdleWorker*> idle_;            // GUARDED_BY(mu_): waiting workers, last idle last
   std::deque<Call> refused_;                 // GUARDED_BY(mu_)
   uint64_t refused_total_ = 0;               // GUARDED_BY(mu_): calls ever put in refused_
   uint64_t refused_completed_ = 0;           // GUARDED_BY(mu_): of those, whose done has returned
@@ -809,6 +842,7 @@ class HttpTransport final : public CallbackTransport {
   bool exiting_ = false;                     // GUARDED_BY(mu_)
 
   // Started last, in the constructor body, when everything they use exists.
+  std::vector<std::unique_ptr<IdleWorker>> idle_slots_;  // one per worker, alive until the end
   std::vector<std::thread> workers_;  // Only the constructor and Shutdown touch it.
   std::thread refuser_;
 };

@@ -550,6 +550,24 @@ TEST(HttpTransport, SequentialCallsReuseOneKeptAliveConnection) {
   EXPECT_EQ(server.Connections(), 1u);
 }
 
+TEST(HttpTransport, ACallGoesToTheMostRecentlyIdleWorker) {
+  // One call at a time, with a pause after each so that its worker is idle again: the most
+  // recently idle worker, whose cache is warm, takes the next call. A shared condition variable
+  // hands them round all 16 workers instead. Two threads are allowed for a worker that was slow
+  // to get back to idle once on a loaded machine.
+  TestServer server([](const SeenRequest&) { return Answer{200, "ok"}; });
+  auto transport = Transport(16);
+  std::set<std::thread::id> workers;
+  for (int i = 0; i < 30; ++i) {
+    auto done = SendAndWait(*transport, Request(server.Url("/bank/prepare")));
+    ASSERT_TRUE(done.has_value());
+    ASSERT_EQ(done->reply.reply_class, ReplyClass::kSuccess) << done->reply.detail;
+    workers.insert(done->thread);
+    std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_LE(workers.size(), 2u);
+}
+
 TEST(HttpTransport, AConnectionTheServerClosedWhileIdleIsNotUsedAgain) {
   TestServer server([](const SeenRequest&) { return Answer{200, "ok"}; }, 200ms);
   auto transport = Transport();
