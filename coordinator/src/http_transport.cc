@@ -479,9 +479,9 @@ class HttpTransport final : public CallbackTransport {
     const int threads = std::max(options.threads, 1);
     workers_.reserve(static_cast<size_t>(threads));
     idle_slots_.reserve(static_cast<size_t>(threads));
-    for (int i = 0; i < threads; ++i) idle_slots_.push_back(std::make_unique<IdleWorker>());
     for (int i = 0; i < threads; ++i) {
-      workers_.emplace_back([this, i] { WorkerLoop(*idle_slots_[static_cast<size_t>(i)]); });
+      IdleWorker* slot = idle_slots_.emplace_back(std::make_unique<IdleWorker>()).get();
+      workers_.emplace_back([this, slot] { WorkerLoop(*slot); });
     }
     refuser_ = std::thread([this] { RefuserLoop(); });
   }
@@ -840,9 +840,9 @@ class HttpTransport final : public CallbackTransport {
   uint64_t refused_completed_ = 0;           // GUARDED_BY(mu_): of those, whose done has returned
   bool stopping_ = false;                    // GUARDED_BY(mu_)
   bool exiting_ = false;                     // GUARDED_BY(mu_)
+  std::vector<std::unique_ptr<IdleWorker>> idle_slots_;  // one per worker, alive until the end
 
   // Started last, in the constructor body, when everything they use exists.
-  std::vector<std::unique_ptr<IdleWorker>> idle_slots_;  // one per worker, alive until the end
   std::vector<std::thread> workers_;  // Only the constructor and Shutdown touch it.
   std::thread refuser_;
 };
