@@ -161,7 +161,6 @@ Result<RelaySettings> ResolveSettings(const Poco::Util::AbstractConfiguration& c
   if (!window.ok()) return window.status();
   s.relay.window = *window;
   s.relay.max_buffered_rows = std::max(16384, *window * 4);
-  s.bus.max_pending = *window * 2 + 64;
 
   auto retention = ParseDuration("retention", get("retention", "168h"));
   if (!retention.ok()) return retention.status();

@@ -1,9 +1,11 @@
 // The NATS JetStream EventBus, on the NATS C client (libnats).
+#include <Poco/JSON/Parser.h>
 #include <nats/nats.h>
 
 #include <atomic>
+#include <cstdint>
 #include <mutex>
-#include <unordered_map>
+#include <string_view>
 #include <vector>
 
 #include "txcoord/outbox/event_bus.h"
@@ -28,8 +30,6 @@ std::string NatsError(natsStatus status, int js_error = 0) {
 struct ConnectionContext {
   EventBus::Sink sink;
   std::atomic<bool> live{true};
-  std::mutex mu;
-  std::unordered_map<const natsMsg*, uint64_t> tokens;  // GUARDED_BY(mu)
 };
 
 ConnectionContext* NewContext(EventBus::Sink sink) {
@@ -44,31 +44,41 @@ ConnectionContext* NewContext(EventBus::Sink sink) {
   return raw;
 }
 
-void OnAck(jsCtx*, natsMsg* msg, jsPubAck* ack, jsPubAckErr* error, void* closure) {
-  auto* context = static_cast<ConnectionContext*>(closure);
-  uint64_t token = 0;
-  bool known = false;
-  {
-    std::lock_guard lock(context->mu);
-    if (auto it = context->tokens.find(msg); it != context->tokens.end()) {
-      token = it->second;
-      known = true;
-      context->tokens.erase(it);
-    }
+// Reads the decimal number at the front of `text`; false when there is none or it overflows.
+bool ReadNumber(std::string_view& text, uint64_t& out) {
+  size_t i = 0;
+  out = 0;
+  while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+    const uint64_t digit = static_cast<uint64_t>(text[i] - '0');
+    if (out > (UINT64_MAX - digit) / 10) return false;
+    out = out * 10 + digit;
+    ++i;
   }
-  if (known && context->live.load()) {
-    BusEvent event;
-    event.token = token;
-    if (ack != nullptr) {
-      event.duplicate = ack->Duplicate;
-      event.stream_sequence = ack->Sequence;
+  text.remove_prefix(i);
+  return i > 0;
+}
+
+bool Take(std::string_view& text, std::string_view prefix) {
+  if (!text.starts_with(prefix)) return false;
+  text.remove_prefix(prefix.size());
+  return true;
+}
+
+// The reply to one publish, on the connection's reply subscription: "<inbox>.<token>".
+void OnReply(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+  auto* context = static_cast<ConnectionContext*>(closure);
+  std::string_view subject = natsMsg_GetSubject(msg);
+  const size_t dot = subject.rfind('.');
+  std::string_view digits = dot == subject.npos ? std::string_view() : subject.substr(dot + 1);
+  BusEvent event;
+  if (context->live.load() && ReadNumber(digits, event.token) && digits.empty()) {
+    if (natsMsg_IsNoResponders(msg)) {
+      event.status = Status::Unavailable(
+          "JetStream refused the message: no stream takes its subject (no responders)");
     } else {
-      const int code = error != nullptr ? static_cast<int>(error->ErrCode) : 0;
-      const std::string text =
-          error != nullptr && error->ErrText != nullptr ? error->ErrText : "no acknowledgement";
-      event.status =
-          Status::Unavailable("JetStream refused the message: " + text +
-                              (code != 0 ? " (JetStream error " + std::to_string(code) + ")" : ""));
+      ReadPubAck(std::string_view(natsMsg_GetData(msg),
+                                  static_cast<size_t>(natsMsg_GetDataLength(msg))),
+                 event);
     }
     context->sink(event);
   }
@@ -111,12 +121,30 @@ class JetStreamBus final : public EventBus {
       Disconnect();
       return Status::Unavailable("cannot connect to NATS at " + config_.url + ": " + why);
     }
+    // Publishes go out as core NATS messages with a reply subject of this connection's inbox;
+    // JetStream answers each on it. The client library's own async JetStream publish does the
+    // same but keeps a map of every message in flight and parses each ack into a structure
+    // (about a fifth of the relay's CPU per event); the relay tracks what is in flight itself.
+    natsInbox* inbox = nullptr;
+    s = natsInbox_Create(&inbox);
+    if (s == NATS_OK) {
+      reply_ = std::string(inbox) + ".";
+      reply_prefix_size_ = reply_.size();
+      s = natsConnection_Subscribe(&replies_, nc_, (reply_ + "*").c_str(), OnReply, context_);
+    }
+    natsInbox_Destroy(inbox);
+    // Replies are bounded by the caller's window; the subscription must never drop one as a
+    // slow consumer (a dropped ack would only surface as a publish timeout).
+    if (s == NATS_OK) s = natsSubscription_SetPendingLimits(replies_, -1, -1);
+    if (s == NATS_OK) s = natsConnection_Flush(nc_);
+    if (s != NATS_OK) {
+      const std::string why = NatsError(s);
+      Disconnect();
+      return Status::Unavailable("subscribe to JetStream replies: " + why);
+    }
     jsOptions js_options;
     jsOptions_Init(&js_options);
     js_options.Wait = 5000;
-    js_options.PublishAsync.MaxPending = config_.max_pending;
-    js_options.PublishAsync.AckHandler = OnAck;
-    js_options.PublishAsync.AckHandlerClosure = context_;
     s = natsConnection_JetStream(&js_, nc_, &js_options);
     if (s != NATS_OK) {
       const std::string why = NatsError(s);
@@ -135,7 +163,9 @@ class JetStreamBus final : public EventBus {
     if (context_ != nullptr) context_->live.store(false);
     context_ = nullptr;
     max_payload_.store(0);
-    // The context first: it drops the messages still waiting for an ack without calling back.
+    // Replies still on their way are dropped: the context is dead, so none calls back.
+    natsSubscription_Destroy(replies_);
+    replies_ = nullptr;
     jsCtx_Destroy(js_);
     js_ = nullptr;
     natsConnection_Destroy(nc_);
@@ -150,10 +180,12 @@ class JetStreamBus final : public EventBus {
   int64_t max_payload() const override { return max_payload_.load(); }
 
   Status PublishAsync(const BusMessage& message, uint64_t token) override {
-    if (js_ == nullptr) return Status::Unavailable("not connected to NATS");
+    if (nc_ == nullptr || replies_ == nullptr) return Status::Unavailable("not connected to NATS");
+    reply_.resize(reply_prefix_size_);
+    reply_ += std::to_string(token);
     natsMsg* msg = nullptr;
-    natsStatus s = natsMsg_Create(&msg, message.subject.c_str(), nullptr, message.body.data(),
-                                  static_cast<int>(message.body.size()));
+    natsStatus s = natsMsg_Create(&msg, message.subject.c_str(), reply_.c_str(),
+                                  message.body.data(), static_cast<int>(message.body.size()));
     for (const auto& [name, value] : message.headers) {
       if (s != NATS_OK) break;
       s = natsMsgHeader_Set(msg, name.c_str(), value.c_str());
@@ -162,18 +194,8 @@ class JetStreamBus final : public EventBus {
       natsMsg_Destroy(msg);
       return Status::Internal("build NATS message: " + NatsError(s));
     }
-    {
-      // Before publishing: the ack may arrive before js_PublishMsgAsync returns.
-      std::lock_guard lock(context_->mu);
-      context_->tokens.emplace(msg, token);
-    }
-    const natsMsg* key = msg;
-    s = js_PublishMsgAsync(js_, &msg, nullptr);
-    if (s != NATS_OK) {
-      std::lock_guard lock(context_->mu);
-      context_->tokens.erase(key);
-    }
-    natsMsg_Destroy(msg);  // null when the library took it
+    s = natsConnection_PublishMsg(nc_, msg);
+    natsMsg_Destroy(msg);
     if (s != NATS_OK) return Status::Unavailable("publish to NATS: " + NatsError(s));
     return Status::Ok();
   }
@@ -227,12 +249,63 @@ class JetStreamBus final : public EventBus {
   const JetStreamConfig config_;
   const Sink sink_;
   natsConnection* nc_ = nullptr;
+  natsSubscription* replies_ = nullptr;
   jsCtx* js_ = nullptr;
+  std::string reply_;  // "<inbox>." then the token of the message being published
+  size_t reply_prefix_size_ = 0;
   ConnectionContext* context_ = nullptr;
   std::atomic<int64_t> max_payload_{0};
 };
 
 }  // namespace
+
+// JetStream answers with a JSON PubAck,
+// {"stream":"S","seq":7} plus "domain" and "duplicate":true when they apply, or with
+// {"error":{"code":503,"err_code":10077,"description":"..."}}. The common shape is read by hand
+// (a general parser costs microseconds per ack); anything else goes through Poco's parser.
+void ReadPubAck(std::string_view body, BusEvent& event) {
+  std::string_view rest = body;
+  if (Take(rest, "{\"stream\":\"")) {
+    const size_t quote = rest.find('"');
+    if (quote != std::string_view::npos && rest.substr(0, quote).find('\\') == rest.npos) {
+      rest.remove_prefix(quote + 1);
+      uint64_t seq = 0;
+      if (Take(rest, ",\"seq\":") && ReadNumber(rest, seq)) {
+        if (Take(rest, ",\"domain\":\"")) {
+          const size_t end = rest.find('"');
+          rest.remove_prefix(end == rest.npos || rest.substr(0, end).find('\\') != rest.npos
+                                 ? rest.size()
+                                 : end + 1);
+        }
+        const bool duplicate = Take(rest, ",\"duplicate\":true");
+        if (rest == "}") {
+          event.stream_sequence = seq;
+          event.duplicate = duplicate;
+          return;
+        }
+      }
+    }
+  }
+  std::string why = "an unreadable acknowledgement";
+  try {
+    Poco::JSON::Parser parser;
+    const auto object = parser.parse(std::string(body)).extract<Poco::JSON::Object::Ptr>();
+    if (const auto error = object->getObject("error"); error != nullptr) {
+      why = error->optValue<std::string>("description", "no description");
+      const int code = error->optValue<int>("err_code", 0);
+      if (code != 0) why += " (JetStream error " + std::to_string(code) + ")";
+    } else if (object->has("seq")) {
+      event.stream_sequence = object->getValue<uint64_t>("seq");
+      event.duplicate = object->optValue<bool>("duplicate", false);
+      return;
+    }
+  } catch (const std::exception&) {
+    // `why` stays as it is: not JSON, or not the shape of a PubAck.
+  }
+  const std::string shown(body.substr(0, 200));
+  event.status = Status::Unavailable("JetStream refused the message: " + why +
+                                     (why.starts_with("an unreadable") ? ": " + shown : ""));
+}
 
 std::unique_ptr<EventBus> MakeJetStreamBus(JetStreamConfig config, EventBus::Sink sink) {
   return std::make_unique<JetStreamBus>(std::move(config), std::move(sink));

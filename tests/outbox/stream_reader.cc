@@ -18,8 +18,8 @@ std::string NatsError(natsStatus s) {
 
 }  // namespace
 
-natsStatus AddStream(jsCtx* js, const std::string& name,
-                     std::chrono::nanoseconds duplicate_window) {
+natsStatus AddStream(jsCtx* js, const std::string& name, std::chrono::nanoseconds duplicate_window,
+                     int64_t max_msgs) {
   jsStreamConfig config;
   jsStreamConfig_Init(&config);
   config.Name = name.c_str();
@@ -29,6 +29,10 @@ natsStatus AddStream(jsCtx* js, const std::string& name,
   config.SubjectsLen = 1;
   config.Storage = js_FileStorage;
   if (duplicate_window.count() != 0) config.Duplicates = duplicate_window.count();
+  if (max_msgs > 0) {
+    config.MaxMsgs = max_msgs;
+    config.Discard = js_DiscardNew;
+  }
   return js_AddStream(nullptr, js, &config, nullptr, nullptr);
 }
 

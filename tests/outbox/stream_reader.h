@@ -29,9 +29,11 @@ struct StreamMessage {
 
 // Adds file-stored stream `name` on subjects "<name>.>": stream subjects must not overlap, so a
 // unique name (NatsServer::UniqueStreamName) doubles as the subject prefix. A `duplicate_window`
-// of zero keeps the server's default.
+// of zero keeps the server's default. A positive `max_msgs` makes the stream refuse every
+// message once it holds that many.
 natsStatus AddStream(jsCtx* js, const std::string& name,
-                     std::chrono::nanoseconds duplicate_window = std::chrono::nanoseconds(0));
+                     std::chrono::nanoseconds duplicate_window = std::chrono::nanoseconds(0),
+                     int64_t max_msgs = 0);
 
 // Every message of `stream`, in stream order, read through a temporary pull consumer.
 Result<std::vector<StreamMessage>> ReadStream(const std::string& nats_url,

@@ -19,6 +19,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "txcoord/outbox/row.h"
 #include "txcoord/status.h"
@@ -32,9 +33,6 @@ struct JetStreamConfig {
   // The stream's duplicate window when the bus creates it: a message with an event id the
   // stream saw within it is acknowledged as a duplicate and not stored again.
   std::chrono::milliseconds duplicate_window{std::chrono::minutes(2)};
-  // Publishes the client library keeps in flight before PublishAsync waits; keep it above the
-  // caller's own window so that PublishAsync never blocks.
-  int max_pending = 4096;
   std::chrono::milliseconds connect_timeout{2000};
   std::string client_name = "txrelay";
   // Create the stream when it is absent (file storage, subjects "{subject_prefix}.>").
@@ -73,6 +71,11 @@ class EventBus {
 };
 
 std::unique_ptr<EventBus> MakeJetStreamBus(JetStreamConfig config, EventBus::Sink sink);
+
+// Reads JetStream's reply to one publish into `event`: a PubAck sets stream_sequence and
+// duplicate; an error reply or anything unreadable sets status to kUnavailable with the broker's
+// reason. The bus's own reply handling, public for its tests.
+void ReadPubAck(std::string_view body, BusEvent& event);
 
 // Forwards every call, so that a test fake overrides just the call it breaks.
 class EventBusWrapper : public EventBus {
