@@ -58,10 +58,42 @@ bool ReadNumber(std::string_view& text, uint64_t& out) {
   return i > 0;
 }
 
-bool Take(std::string_view& text, std::string_view prefix) {
-  if (!text.starts_with(prefix)) return false;
-  text.remove_prefix(prefix.size());
+// Skips spaces, then `token` if it comes next. Take(text, "") only skips spaces.
+bool Take(std::string_view& text, std::string_view token) {
+  while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
+  if (!text.starts_with(token)) return false;
+  text.remove_prefix(token.size());
   return true;
+}
+
+// A JSON string with no escapes in it (stream and domain names have none).
+bool TakePlainString(std::string_view& text) {
+  if (!Take(text, "\"")) return false;
+  const size_t end = text.find('"');
+  if (end == text.npos || text.substr(0, end).find('\\') != text.npos) return false;
+  text.remove_prefix(end + 1);
+  return true;
+}
+
+// The PubAck as the server writes it: {"stream":"S", "seq":7} with ', "domain":"D"' and
+// ', "duplicate": true' when they apply. False for anything else.
+bool ReadCommonPubAck(std::string_view rest, uint64_t& seq, bool& duplicate) {
+  if (!(Take(rest, "{") && Take(rest, "\"stream\"") && Take(rest, ":") && TakePlainString(rest) &&
+        Take(rest, ",") && Take(rest, "\"seq\"") && Take(rest, ":") && Take(rest, "") &&
+        ReadNumber(rest, seq))) {
+    return false;
+  }
+  if (std::string_view probe = rest; Take(probe, ",") && Take(probe, "\"domain\"")) {
+    if (!(Take(probe, ":") && TakePlainString(probe))) return false;
+    rest = probe;
+  }
+  duplicate = false;
+  if (std::string_view probe = rest; Take(probe, ",") && Take(probe, "\"duplicate\"")) {
+    if (!(Take(probe, ":") && Take(probe, "true"))) return false;
+    duplicate = true;
+    rest = probe;
+  }
+  return Take(rest, "}") && Take(rest, "") && rest.empty();
 }
 
 // The reply to one publish, on the connection's reply subscription: "<inbox>.<token>".
@@ -259,32 +291,16 @@ class JetStreamBus final : public EventBus {
 
 }  // namespace
 
-// JetStream answers with a JSON PubAck,
-// {"stream":"S","seq":7} plus "domain" and "duplicate":true when they apply, or with
-// {"error":{"code":503,"err_code":10077,"description":"..."}}. The common shape is read by hand
-// (a general parser costs microseconds per ack); anything else goes through Poco's parser.
+// JetStream answers with a JSON PubAck or with
+// {"error":{"code":503,"err_code":10077,"description":"..."}}. The server's own PubAck shape is
+// read by hand (a general parser costs microseconds per ack); anything else goes through Poco's.
 void ReadPubAck(std::string_view body, BusEvent& event) {
-  std::string_view rest = body;
-  if (Take(rest, "{\"stream\":\"")) {
-    const size_t quote = rest.find('"');
-    if (quote != std::string_view::npos && rest.substr(0, quote).find('\\') == rest.npos) {
-      rest.remove_prefix(quote + 1);
-      uint64_t seq = 0;
-      if (Take(rest, ",\"seq\":") && ReadNumber(rest, seq)) {
-        if (Take(rest, ",\"domain\":\"")) {
-          const size_t end = rest.find('"');
-          rest.remove_prefix(end == rest.npos || rest.substr(0, end).find('\\') != rest.npos
-                                 ? rest.size()
-                                 : end + 1);
-        }
-        const bool duplicate = Take(rest, ",\"duplicate\":true");
-        if (rest == "}") {
-          event.stream_sequence = seq;
-          event.duplicate = duplicate;
-          return;
-        }
-      }
-    }
+  uint64_t seq = 0;
+  bool duplicate = false;
+  if (ReadCommonPubAck(body, seq, duplicate)) {
+    event.stream_sequence = seq;
+    event.duplicate = duplicate;
+    return;
   }
   std::string why = "an unreadable acknowledgement";
   try {

@@ -92,6 +92,16 @@ BusEvent Read(std::string_view body) {
 }
 
 TEST(PubAckTest, TheShapesJetStreamSendsAreRead) {
+  // As nats-server 2.9 writes them.
+  BusEvent server = Read(R"({"stream":"EVENTS", "seq":7})");
+  EXPECT_TRUE(server.status.ok()) << server.status.ToString();
+  EXPECT_EQ(server.stream_sequence, 7u);
+  EXPECT_FALSE(server.duplicate);
+  BusEvent server_duplicate = Read(R"({"stream":"EVENTS", "seq":7, "duplicate": true})");
+  EXPECT_TRUE(server_duplicate.status.ok()) << server_duplicate.status.ToString();
+  EXPECT_EQ(server_duplicate.stream_sequence, 7u);
+  EXPECT_TRUE(server_duplicate.duplicate);
+
   BusEvent plain = Read(R"({"stream":"EVENTS","seq":42})");
   EXPECT_TRUE(plain.status.ok());
   EXPECT_EQ(plain.stream_sequence, 42u);
@@ -125,7 +135,8 @@ TEST(PubAckTest, AnErrorReplyOrAnythingElseIsARefusalThatSaysWhy) {
 
   for (const std::string_view bad :
        {"", "not json", R"({"stream":"EVENTS"})", R"({"stream":"EVENTS","seq":-1})", "[1,2]",
-        R"({"stream":"EVENTS","seq":12)"}) {
+        R"({"stream":"EVENTS","seq":12)", R"({"stream":"EVENTS","seq":12,"duplicate":maybe})",
+        R"({"stream":"EVENTS", "seq":12} trailing)"}) {
     BusEvent event = Read(bad);
     ASSERT_FALSE(event.status.ok()) << "'" << bad << "'";
     EXPECT_NE(event.status.message().find("an unreadable acknowledgement"), std::string::npos)
