@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "stream_reader.h"
 #include "txcoord/participant/inbox.h"
 
 namespace txcoord::participant::testing {
@@ -47,15 +48,7 @@ class Publisher {
     natsConnection_Destroy(nc_);
   }
   void CreateStream(const std::string& name) {
-    jsStreamConfig config;
-    jsStreamConfig_Init(&config);
-    config.Name = name.c_str();
-    const std::string subjects = name + ".>";
-    const char* list[] = {subjects.c_str()};
-    config.Subjects = list;
-    config.SubjectsLen = 1;
-    config.Storage = js_FileStorage;
-    if (js_AddStream(nullptr, js_, &config, nullptr, nullptr) != NATS_OK) {
+    if (outbox::testing::AddStream(js_, name) != NATS_OK) {
       throw std::runtime_error("create stream " + name);
     }
   }
