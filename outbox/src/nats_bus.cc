@@ -194,7 +194,7 @@ class JetStreamBus final : public EventBus {
     // Publishes go out as core NATS messages with a reply subject of this connection's inbox;
     // JetStream answers each on it. The client library's own async JetStream publish does the
     // same but keeps a map of every message in flight and parses each ack into a structure
-    // (about a fifth of the relay's CPU per event); the relay tracks what is in flight itself.
+    // (about a tenth of the relay's CPU per event); the relay tracks what is in flight itself.
     natsInbox* inbox = nullptr;
     s = natsInbox_Create(&inbox);
     if (s == NATS_OK) {
