@@ -416,16 +416,7 @@ PhaseResult PgPreparedAdapter::PrepareAs(const CallbackContext& ctx, const PgBus
         s->Unlock();
         return PhaseResult::Done();
       }
-      if (IsRefusal(status)) {
-        s->Exec(std::string("ROLLBACK TO SAVEPOINT ") + kWorkSavepoint);
-        s->tx().exec_params(
-            "UPDATE txcoord_barrier SET outcome = $3, reason = $4 "
-            "WHERE gtid = $1 AND branch_id = $2 AND op = 'first'",
-            ctx.gtid, ctx.branch_id, std::string(kRefusedOutcome), status.message());
-        s->Commit();
-        s->Unlock();
-        return PhaseResult::Refused(status.message());
-      }
+      if (IsRefusal(status)) return CommitRefusal(*s, ctx, status);
       s->Rollback();
       s->Unlock();
       return PhaseResult::FromStatus(status.WithContext(what));
@@ -436,6 +427,20 @@ PhaseResult PgPreparedAdapter::PrepareAs(const CallbackContext& ctx, const PgBus
     s->Discard();
     return PhaseResult::FromStatus(PgStatus(what, e));
   }
+}
+
+// The business work refused (its changes are undone to the savepoint): the barrier row records
+// the refusal, committed, so that a repeated call gets the same answer.
+PhaseResult PgPreparedAdapter::CommitRefusal(Session& s, const CallbackContext& ctx,
+                                             const Status& refusal) {
+  s.Exec(std::string("ROLLBACK TO SAVEPOINT ") + kWorkSavepoint);
+  s.tx().exec_params(
+      "UPDATE txcoord_barrier SET outcome = $3, reason = $4 "
+      "WHERE gtid = $1 AND branch_id = $2 AND op = 'first'",
+      ctx.gtid, ctx.branch_id, std::string(kRefusedOutcome), refusal.message());
+  s.Commit();
+  s.Unlock();
+  return PhaseResult::Refused(refusal.message());
 }
 
 PhaseResult PgPreparedAdapter::Commit(const CallbackContext& ctx) {
@@ -574,16 +579,7 @@ PhaseResult PgPreparedAdapter::CommitOnePhase(const CallbackContext& ctx, const 
         s->Unlock();
         return PhaseResult::Done();
       }
-      if (IsRefusal(status)) {
-        s->Exec(std::string("ROLLBACK TO SAVEPOINT ") + kWorkSavepoint);
-        s->tx().exec_params(
-            "UPDATE txcoord_barrier SET outcome = $3, reason = $4 "
-            "WHERE gtid = $1 AND branch_id = $2 AND op = 'first'",
-            ctx.gtid, ctx.branch_id, std::string(kRefusedOutcome), status.message());
-        s->Commit();
-        s->Unlock();
-        return PhaseResult::Refused(status.message());
-      }
+      if (IsRefusal(status)) return CommitRefusal(*s, ctx, status);
       s->Rollback();
       s->Unlock();
       return PhaseResult::FromStatus(status.WithContext(what));

@@ -154,6 +154,7 @@ class PgPreparedAdapter {
                           const std::string* branch_id);
   PhaseResult CommitXid(const std::string& xid, const std::string& gtid,
                         const std::string* branch_id);
+  static PhaseResult CommitRefusal(Session& s, const CallbackContext& ctx, const Status& refusal);
 
   const PgPreparedOptions options_;
   const std::unique_ptr<internal::PgPool> pool_;
