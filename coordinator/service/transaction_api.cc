@@ -71,34 +71,37 @@ void Complete(coordinator::Coordinator& coordinator, const ApiOptions& options, 
                                         : coordinator.Abort(gtid, complete.wait()));
 }
 
-void Get(coordinator::Coordinator& coordinator, const std::string& gtid, Exchange& exchange) {
-  DiscardBody(exchange);
-  auto transaction = coordinator.Get(gtid);
-  if (!transaction.ok()) {
-    SendError(exchange, ErrorAnswerFor(transaction.status()));
+// A read's answer: 200 with the message, or the error.
+template <typename Message>
+void SendFound(Exchange& exchange, const Result<Message>& found) {
+  if (!found.ok()) {
+    SendError(exchange, ErrorAnswerFor(found.status()));
     return;
   }
-  SendMessage(exchange, HTTPResponse::HTTP_OK, *transaction);
+  SendMessage(exchange, HTTPResponse::HTTP_OK, *found);
+}
+
+// What follows the '?' of the request's URI; empty when there is none.
+std::string_view QueryString(const Exchange& exchange) {
+  const std::string& uri = exchange.request.getURI();
+  const size_t question = uri.find('?');
+  return question == std::string::npos ? std::string_view()
+                                       : std::string_view(uri).substr(question + 1);
+}
+
+void Get(coordinator::Coordinator& coordinator, const std::string& gtid, Exchange& exchange) {
+  DiscardBody(exchange);
+  SendFound(exchange, coordinator.Get(gtid));
 }
 
 void List(coordinator::Coordinator& coordinator, Exchange& exchange) {
   DiscardBody(exchange);
-  const std::string& uri = exchange.request.getURI();
-  const size_t question = uri.find('?');
-  const std::string_view query = question == std::string::npos
-                                     ? std::string_view()
-                                     : std::string_view(uri).substr(question + 1);
-  auto list_query = ParseListQuery(query, coordinator::SystemClock().Now());
+  auto list_query = ParseListQuery(QueryString(exchange), coordinator::SystemClock().Now());
   if (!list_query.ok()) {
     SendError(exchange, ErrorAnswerFor(list_query.status()));
     return;
   }
-  auto page = coordinator.List(*list_query);
-  if (!page.ok()) {
-    SendError(exchange, ErrorAnswerFor(page.status()));
-    return;
-  }
-  SendMessage(exchange, HTTPResponse::HTTP_OK, *page);
+  SendFound(exchange, coordinator.List(*list_query));
 }
 
 void Retry(coordinator::Coordinator& coordinator, const ApiOptions& options,
@@ -117,22 +120,12 @@ void Resolve(coordinator::Coordinator& coordinator, const ApiOptions& options,
 
 void History(coordinator::Coordinator& coordinator, const std::string& gtid, Exchange& exchange) {
   DiscardBody(exchange);
-  auto history = coordinator.History(gtid);
-  if (!history.ok()) {
-    SendError(exchange, ErrorAnswerFor(history.status()));
-    return;
-  }
-  SendMessage(exchange, HTTPResponse::HTTP_OK, *history);
+  SendFound(exchange, coordinator.History(gtid));
 }
 
 void Purge(coordinator::Coordinator& coordinator, Exchange& exchange) {
   DiscardBody(exchange);
-  const std::string& uri = exchange.request.getURI();
-  const size_t question = uri.find('?');
-  const std::string_view query = question == std::string::npos
-                                     ? std::string_view()
-                                     : std::string_view(uri).substr(question + 1);
-  auto purge_query = ParsePurgeQuery(query, coordinator::SystemClock().Now());
+  auto purge_query = ParsePurgeQuery(QueryString(exchange), coordinator::SystemClock().Now());
   if (!purge_query.ok()) {
     SendError(exchange, ErrorAnswerFor(purge_query.status()));
     return;
