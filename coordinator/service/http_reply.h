@@ -69,7 +69,7 @@ Result<std::string> ReadBody(Poco::Net::HTTPServerRequest& request, std::size_t 
 void DiscardBody(Exchange& exchange);
 
 // Writes the reply and flushes it at once, so that the reply is on the wire before the handler
-// returns (see RequestGate in http_server.cc). Runs `exchange.before_reply` first.
+// returns (see txcoord/request_gate.h). Runs `exchange.before_reply` first.
 void SendBody(Exchange& exchange, Poco::Net::HTTPResponse::HTTPStatus status,
               std::string_view content_type, const std::string& body);
 

@@ -24,6 +24,7 @@
 #include "api_request.h"
 #include "http_reply.h"
 #include "transaction_api.h"
+#include "txcoord/request_gate.h"
 #include "txcoord/schemas/ids.h"
 #include "txcoord/schemas/json.h"
 #include "txcoord/v1/api.pb.h"
@@ -50,51 +51,6 @@ constexpr size_t kMaxRefusedDrainBytes = 16 * 1024;
 constexpr std::string_view kMetricsType = "text/plain; version=0.0.4; charset=utf-8";
 
 }  // namespace
-
-// Admits requests until stopping begins and counts those in progress, so that Stop can wait for
-// exactly the requests already admitted and then cut every connection. A request leaves when
-// its handler is destroyed, after its reply was flushed (SendBody). Poco's own graceful stop
-// (stopAll(false)) instead waits on every connection's lock, which is also held while a request
-// is still being received, so one client that sent half a request would hold up the stop for
-// the whole request timeout.
-class RequestGate {
- public:
-  // True when admitted: the request counts as in progress until Leave().
-  bool Enter() {
-    std::lock_guard lock(mu_);
-    if (closed_) return false;
-    ++in_progress_;
-    return true;
-  }
-
-  void Leave() {
-    std::lock_guard lock(mu_);
-    if (--in_progress_ == 0) idle_cv_.notify_all();
-  }
-
-  // Admits no more requests.
-  void Close() {
-    std::lock_guard lock(mu_);
-    closed_ = true;
-  }
-
-  // Waits until the requests in progress have left. REQUIRES: Close() was called.
-  void WaitIdle() {
-    std::unique_lock lock(mu_);
-    idle_cv_.wait(lock, [this] { return in_progress_ == 0; });
-  }
-
-  int in_progress() {
-    std::lock_guard lock(mu_);
-    return in_progress_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable idle_cv_;
-  bool closed_ = false;  // GUARDED_BY(mu_)
-  int in_progress_ = 0;  // GUARDED_BY(mu_)
-};
 
 namespace {
 

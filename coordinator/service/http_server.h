@@ -44,9 +44,11 @@
 #include "txcoord/coordinator/log.h"
 #include "txcoord/status.h"
 
-namespace txcoord::service {
-
+namespace txcoord {
 class RequestGate;
+}  // namespace txcoord
+
+namespace txcoord::service {
 
 struct HttpServerOptions {
   int max_threads = 128;

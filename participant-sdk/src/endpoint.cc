@@ -23,6 +23,7 @@
 #include <ostream>
 
 #include "json_scan.h"
+#include "txcoord/request_gate.h"
 #include "txcoord/schemas/ids.h"
 #include "txcoord/schemas/json.h"
 #include "txcoord/v1/api.pb.h"
@@ -188,34 +189,6 @@ int64_t SystemUnixSeconds() {
       .count();
 }
 
-// Admits requests until stopping begins and counts those in progress, so that Stop can wait for
-// exactly the requests already admitted and then cut every connection. Poco's own graceful stop
-// waits on each connection's lock, which is also held while a request is still being received,
-// so one client that sent half a request would hold up Stop for the whole request timeout.
-class RequestGate {
- public:
-  bool Enter() {
-    std::lock_guard lock(mu_);
-    if (closed_) return false;
-    ++in_progress_;
-    return true;
-  }
-  void Leave() {
-    std::lock_guard lock(mu_);
-    if (--in_progress_ == 0) idle_.notify_all();
-  }
-  void CloseAndWait() {
-    std::unique_lock lock(mu_);
-    closed_ = true;
-    idle_.wait(lock, [this] { return in_progress_ == 0; });
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable idle_;
-  bool closed_ = false;  // GUARDED_BY(mu_)
-  int in_progress_ = 0;  // GUARDED_BY(mu_)
-};
 
 // Base of the server's handlers: counts as in progress at `gate` while it exists, and turns any
 // exception into a 500 with the contract's body (or nothing, when the reply was already sent).
@@ -641,7 +614,8 @@ class CallbackServer::Impl {
   void Stop() {
     if (!server_) return;
     server_->stop();         // closes the listening socket and connections not yet picked up
-    gate_.CloseAndWait();    // requests in progress finish and are answered
+    gate_.Close();
+    gate_.WaitIdle();        // requests in progress finish and are answered
     server_->stopAll(true);  // then every connection is shut: idle ones, half-received requests
     pool_.joinAll();
     server_.reset();
