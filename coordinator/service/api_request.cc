@@ -142,10 +142,11 @@ std::variant<ApiRoute, ErrorAnswer> MatchApiRoute(std::string_view method, std::
   return ApiRoute{endpoint, std::move(gtid).value()};
 }
 
-Result<coordinator::ListQuery> ParseListQuery(std::string_view query, coordinator::Timestamp now) {
-  coordinator::ListQuery list;
+// The query's parameters, decoded: name and value, in the order given. A name given twice is
+// refused.
+Result<std::vector<std::pair<std::string, std::string>>> QueryParameters(std::string_view query) {
+  std::vector<std::pair<std::string, std::string>> parameters;
   std::set<std::string, std::less<>> seen;
-  if (query.empty()) return list;
   for (const std::string_view pair : Split(query, '&')) {
     if (pair.empty()) continue;  // "a=1&&b=2", a trailing '&'
     const size_t equals = pair.find('=');
@@ -158,32 +159,42 @@ Result<coordinator::ListQuery> ParseListQuery(std::string_view query, coordinato
       return Status::InvalidArgument("query parameter " + PrintableForMessage(*name, 40) +
                                      " is given twice");
     }
-    if (*name == "state") {
-      if (value->empty() || value->size() > kMaxStateLength ||
-          value->find_first_not_of("abcdefghijklmnopqrstuvwxyz-") != std::string::npos) {
-        return Status::InvalidArgument("state \"" + PrintableForMessage(*value, 40) +
+    parameters.emplace_back(std::move(name).value(), std::move(value).value());
+  }
+  return parameters;
+}
+
+Result<coordinator::ListQuery> ParseListQuery(std::string_view query, coordinator::Timestamp now) {
+  coordinator::ListQuery list;
+  auto parameters = QueryParameters(query);
+  if (!parameters.ok()) return parameters.status();
+  for (auto& [name, value] : *parameters) {
+    if (name == "state") {
+      if (value.empty() || value.size() > kMaxStateLength ||
+          value.find_first_not_of("abcdefghijklmnopqrstuvwxyz-") != std::string::npos) {
+        return Status::InvalidArgument("state \"" + PrintableForMessage(value, 40) +
                                        "\" is not a transaction state such as committed, "
                                        "aborted, active or preparing");
       }
-      list.state = std::move(value).value();
-    } else if (*name == "older_than_ms") {
-      auto ms = ParseNonNegative("older_than_ms", *value, kMaxOlderThanMs);
+      list.state = std::move(value);
+    } else if (name == "older_than_ms") {
+      auto ms = ParseNonNegative("older_than_ms", value, kMaxOlderThanMs);
       if (!ms.ok()) return ms.status();
       list.created_before = now - std::chrono::milliseconds(*ms);
-    } else if (*name == "limit") {
-      auto limit = ParseNonNegative("limit", *value, kMaxListLimit);
+    } else if (name == "limit") {
+      auto limit = ParseNonNegative("limit", value, kMaxListLimit);
       if (!limit.ok() || *limit < 1) {
-        return Status::InvalidArgument("limit \"" + PrintableForMessage(*value, 40) +
+        return Status::InvalidArgument("limit \"" + PrintableForMessage(value, 40) +
                                        "\" is not a whole number from 1 to " +
                                        std::to_string(kMaxListLimit));
       }
       list.limit = static_cast<int>(*limit);
-    } else if (*name == "after") {
+    } else if (name == "after") {
       // Empty means the first page, as the `next` of a last page is empty.
-      if (!value->empty()) TXCOORD_RETURN_IF_ERROR(ValidateId("after", *value));
-      list.after = std::move(value).value();
+      if (!value.empty()) TXCOORD_RETURN_IF_ERROR(ValidateId("after", value));
+      list.after = std::move(value);
     } else {
-      return Status::InvalidArgument("unknown query parameter \"" + PrintableForMessage(*name, 40) +
+      return Status::InvalidArgument("unknown query parameter \"" + PrintableForMessage(name, 40) +
                                      "\"; use state, older_than_ms, limit and after");
     }
   }
@@ -193,43 +204,34 @@ Result<coordinator::ListQuery> ParseListQuery(std::string_view query, coordinato
 Result<PurgeQuery> ParsePurgeQuery(std::string_view query, coordinator::Timestamp now) {
   constexpr int64_t kMaxPurgeLimit = 100'000;
   PurgeQuery purge;
-  std::set<std::string, std::less<>> seen;
-  for (const std::string_view pair : Split(query, '&')) {
-    if (pair.empty()) continue;
-    const size_t equals = pair.find('=');
-    auto name = Decoded("query parameter", pair.substr(0, equals));
-    if (!name.ok()) return name.status();
-    auto value = Decoded("query parameter " + PrintableForMessage(*name, 40),
-                         equals == std::string_view::npos ? "" : pair.substr(equals + 1));
-    if (!value.ok()) return value.status();
-    if (!seen.insert(*name).second) {
-      return Status::InvalidArgument("query parameter " + PrintableForMessage(*name, 40) +
-                                     " is given twice");
-    }
-    if (*name == "older_than_ms") {
-      auto ms = ParseNonNegative("older_than_ms", *value, kMaxOlderThanMs);
+  auto parameters = QueryParameters(query);
+  if (!parameters.ok()) return parameters.status();
+  for (const auto& [name, value] : *parameters) {
+    if (name == "older_than_ms") {
+      auto ms = ParseNonNegative("older_than_ms", value, kMaxOlderThanMs);
       if (!ms.ok()) return ms.status();
       purge.finished_before = now - std::chrono::milliseconds(*ms);
-    } else if (*name == "limit") {
-      auto limit = ParseNonNegative("limit", *value, kMaxPurgeLimit);
+    } else if (name == "limit") {
+      auto limit = ParseNonNegative("limit", value, kMaxPurgeLimit);
       if (!limit.ok() || *limit < 1) {
-        return Status::InvalidArgument("limit \"" + PrintableForMessage(*value, 40) +
+        return Status::InvalidArgument("limit \"" + PrintableForMessage(value, 40) +
                                        "\" is not a whole number from 1 to " +
                                        std::to_string(kMaxPurgeLimit));
       }
       purge.limit = *limit;
-    } else if (*name == "dry_run") {
-      if (*value != "true" && *value != "false") {
-        return Status::InvalidArgument("dry_run \"" + PrintableForMessage(*value, 40) +
+    } else if (name == "dry_run") {
+      if (value != "true" && value != "false") {
+        return Status::InvalidArgument("dry_run \"" + PrintableForMessage(value, 40) +
                                        "\" is not true or false");
       }
-      purge.dry_run = *value == "true";
+      purge.dry_run = value == "true";
     } else {
-      return Status::InvalidArgument("unknown query parameter \"" + PrintableForMessage(*name, 40) +
+      return Status::InvalidArgument("unknown query parameter \"" + PrintableForMessage(name, 40) +
                                      "\"; a purge takes older_than_ms, limit and dry_run");
     }
   }
-  if (!seen.contains("older_than_ms")) {
+  if (std::none_of(parameters->begin(), parameters->end(),
+                   [](const auto& p) { return p.first == "older_than_ms"; })) {
     return Status::InvalidArgument(
         "a purge needs older_than_ms: finished transactions whose end is older than that many "
         "milliseconds are deleted");
