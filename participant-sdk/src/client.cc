@@ -254,6 +254,20 @@ Result<CoordinatorClient::HttpReply> CoordinatorClient::Send(const HttpCall& cal
   }
 }
 
+Result<TransactionReply> CoordinatorClient::SendForTransaction(const HttpCall& call) {
+  Result<HttpReply> reply = Send(call);
+  if (!reply.ok()) return reply.status();
+  if (reply->status < 200 || reply->status > 299) {
+    return StatusForHttp(reply->status, reply->body, call.what);
+  }
+  TransactionReply out;
+  out.http_status = reply->status;
+  if (Status st = ParseReply(reply->body, &out.transaction); !st.ok()) {
+    return Status::UnknownOutcome(call.what + ": " + st.message());
+  }
+  return out;
+}
+
 Result<TransactionReply> CoordinatorClient::Begin(const v1::BeginRequest& request,
                                                   const CallOptions& call) {
   std::string what = "begin";
@@ -277,17 +291,7 @@ Result<TransactionReply> CoordinatorClient::Begin(const v1::BeginRequest& reques
   } else {
     http.timeout = options_.timeout;
   }
-  Result<HttpReply> reply = Send(http);
-  if (!reply.ok()) return reply.status();
-  if (reply->status < 200 || reply->status > 299) {
-    return StatusForHttp(reply->status, reply->body, what);
-  }
-  TransactionReply out;
-  out.http_status = reply->status;
-  if (Status st = ParseReply(reply->body, &out.transaction); !st.ok()) {
-    return Status::UnknownOutcome(what + ": " + st.message());
-  }
-  return out;
+  return SendForTransaction(http);
 }
 
 Status CoordinatorClient::RegisterBranch(std::string_view gtid, const v1::Branch& branch,
@@ -328,17 +332,7 @@ Result<TransactionReply> CoordinatorClient::Complete(std::string_view verb, std:
   http.timeout = call.timeout.count() > 0 ? call.timeout
                  : wait                   ? options_.wait_timeout
                                           : options_.timeout;
-  Result<HttpReply> reply = Send(http);
-  if (!reply.ok()) return reply.status();
-  if (reply->status < 200 || reply->status > 299) {
-    return StatusForHttp(reply->status, reply->body, what);
-  }
-  TransactionReply out;
-  out.http_status = reply->status;
-  if (Status st = ParseReply(reply->body, &out.transaction); !st.ok()) {
-    return Status::UnknownOutcome(what + ": " + st.message());
-  }
-  return out;
+  return SendForTransaction(http);
 }
 
 Result<TransactionReply> CoordinatorClient::Commit(std::string_view gtid, bool wait,

@@ -114,6 +114,8 @@ class CoordinatorClient {
   CoordinatorClient(CoordinatorClientOptions options, std::string host, uint16_t port,
                     Poco::Net::Context::Ptr tls);
   Result<HttpReply> Send(const HttpCall& call);
+  // Sends `call`, whose 2xx answer is a transaction record.
+  Result<TransactionReply> SendForTransaction(const HttpCall& call);
   Result<TransactionReply> Complete(std::string_view verb, std::string_view gtid, bool wait,
                                     const CallOptions& call);
 
