@@ -92,36 +92,29 @@ BusEvent Read(std::string_view body) {
 }
 
 TEST(PubAckTest, TheShapesJetStreamSendsAreRead) {
-  // As nats-server 2.9 writes them.
-  BusEvent server = Read(R"({"stream":"EVENTS", "seq":7})");
-  EXPECT_TRUE(server.status.ok()) << server.status.ToString();
-  EXPECT_EQ(server.stream_sequence, 7u);
-  EXPECT_FALSE(server.duplicate);
-  BusEvent server_duplicate = Read(R"({"stream":"EVENTS", "seq":7, "duplicate": true})");
-  EXPECT_TRUE(server_duplicate.status.ok()) << server_duplicate.status.ToString();
-  EXPECT_EQ(server_duplicate.stream_sequence, 7u);
-  EXPECT_TRUE(server_duplicate.duplicate);
-
-  BusEvent plain = Read(R"({"stream":"EVENTS","seq":42})");
-  EXPECT_TRUE(plain.status.ok());
-  EXPECT_EQ(plain.stream_sequence, 42u);
-  EXPECT_FALSE(plain.duplicate);
-
-  BusEvent duplicate = Read(R"({"stream":"EVENTS","seq":18446744073709551615,"duplicate":true})");
-  EXPECT_TRUE(duplicate.status.ok());
-  EXPECT_EQ(duplicate.stream_sequence, 18446744073709551615u);
-  EXPECT_TRUE(duplicate.duplicate);
-
-  BusEvent domain = Read(R"({"stream":"EVENTS","seq":3,"domain":"hub","duplicate":true})");
-  EXPECT_TRUE(domain.status.ok());
-  EXPECT_EQ(domain.stream_sequence, 3u);
-  EXPECT_TRUE(domain.duplicate);
-
-  // Other key orders and spacing: still a PubAck.
-  BusEvent reordered = Read(R"( { "duplicate" : true , "seq" : 9, "stream" : "EVENTS" } )");
-  EXPECT_TRUE(reordered.status.ok()) << reordered.status.ToString();
-  EXPECT_EQ(reordered.stream_sequence, 9u);
-  EXPECT_TRUE(reordered.duplicate);
+  struct Case {
+    std::string_view body;
+    uint64_t sequence;
+    bool duplicate;
+  };
+  const Case cases[] = {
+      // As nats-server 2.9 writes them.
+      {R"({"stream":"EVENTS", "seq":7})", 7, false},
+      {R"({"stream":"EVENTS", "seq":7, "duplicate": true})", 7, true},
+      // Compact, the largest sequence, a domain.
+      {R"({"stream":"EVENTS","seq":42})", 42, false},
+      {R"({"stream":"EVENTS","seq":18446744073709551615,"duplicate":true})",
+       18446744073709551615u, true},
+      {R"({"stream":"EVENTS","seq":3,"domain":"hub","duplicate":true})", 3, true},
+      // Other key orders and spacing: still a PubAck.
+      {R"( { "duplicate" : true , "seq" : 9, "stream" : "EVENTS" } )", 9, true},
+  };
+  for (const Case& c : cases) {
+    const BusEvent event = Read(c.body);
+    EXPECT_TRUE(event.status.ok()) << c.body << ": " << event.status.ToString();
+    EXPECT_EQ(event.stream_sequence, c.sequence) << c.body;
+    EXPECT_EQ(event.duplicate, c.duplicate) << c.body;
+  }
 }
 
 TEST(PubAckTest, AnErrorReplyOrAnythingElseIsARefusalThatSaysWhy) {
