@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "txcoord/v1/api.pb.h"
+#include "utf8_decode.h"
 
 namespace txcoord {
 namespace {
@@ -19,27 +20,13 @@ using google::protobuf::FieldDescriptor;
 std::string ValidUtf8(std::string_view text) {
   std::string out;
   for (std::size_t i = 0; i < text.size();) {
-    const auto b = static_cast<unsigned char>(text[i]);
-    std::size_t len = b < 0x80           ? 1
-                      : (b >> 5) == 0x6  ? 2
-                      : (b >> 4) == 0xE  ? 3
-                      : (b >> 3) == 0x1E ? 4
-                                         : 0;
-    bool ok = len > 0 && i + len <= text.size();
-    unsigned cp = len == 1 ? b : len == 2 ? (b & 0x1F) : len == 3 ? (b & 0x0F) : (b & 0x07);
-    for (std::size_t k = 1; ok && k < len; ++k) {
-      const auto c = static_cast<unsigned char>(text[i + k]);
-      ok = (c & 0xC0) == 0x80;
-      cp = (cp << 6) | (c & 0x3F);
-    }
-    static constexpr unsigned kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-    ok = ok && cp >= kMin[len] && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
-    if (ok) {
+    unsigned cp = 0;
+    if (const std::size_t len = internal::DecodeUtf8(text, i, &cp); len > 0) {
       out.append(text.substr(i, len));
       i += len;
     } else {
       char esc[5];
-      std::snprintf(esc, sizeof esc, "\\x%02X", b);
+      std::snprintf(esc, sizeof esc, "\\x%02X", static_cast<unsigned char>(text[i]));
       out += esc;
       i += 1;
     }
@@ -357,7 +344,9 @@ Status JsonToMessageThroughValue(std::string_view json, google::protobuf::Messag
 }
 }  // namespace internal
 
-std::string MessageToJson(const google::protobuf::Message& message, JsonOptions options) {
+namespace internal {
+std::string MessageToJsonThroughUtil(const google::protobuf::Message& message,
+                                     JsonOptions options) {
   google::protobuf::util::JsonPrintOptions print;
   print.preserve_proto_field_names = true;
   print.always_print_primitive_fields = options.print_defaults;
@@ -365,8 +354,8 @@ std::string MessageToJson(const google::protobuf::Message& message, JsonOptions 
   std::string out;
   auto status = google::protobuf::util::MessageToJsonString(message, &out, print);
   if (status.ok()) return out;
-  // Printing fails only for values no valid message holds (a timestamp out of range, a NaN):
-  // answer with the contract's error body rather than an empty or partial one.
+  // Printing fails only for values no valid message holds (a timestamp out of range): answer
+  // with the contract's error body rather than an empty or partial one.
   v1::ErrorReply error;
   error.mutable_error()->set_code("UNAVAILABLE");
   error.mutable_error()->set_message("reply could not be encoded: " +
@@ -374,6 +363,14 @@ std::string MessageToJson(const google::protobuf::Message& message, JsonOptions 
   out.clear();
   (void)google::protobuf::util::MessageToJsonString(error, &out, print);
   return out;
+}
+}  // namespace internal
+
+std::string MessageToJson(const google::protobuf::Message& message, JsonOptions options) {
+  // Pretty printing is for people (txctl), never on a hot path: json_util does it.
+  std::string out;
+  if (!options.pretty && internal::PrintJson(message, options.print_defaults, &out)) return out;
+  return internal::MessageToJsonThroughUtil(message, options);
 }
 
 }  // namespace txcoord

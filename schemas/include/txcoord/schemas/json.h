@@ -21,7 +21,7 @@ struct JsonOptions {
 // silently dropped); the message says which field or value was wrong.
 Status JsonToMessage(std::string_view json, google::protobuf::Message* message);
 // Prints `message`. Printing fails only for values no valid message holds (a timestamp beyond
-// year 9999, a NaN number); then the result is the contract's error body with code UNAVAILABLE,
+// year 9999); then the result is the contract's error body with code UNAVAILABLE,
 // never an empty or partial object.
 std::string MessageToJson(const google::protobuf::Message& message, JsonOptions options = {});
 
@@ -29,6 +29,13 @@ namespace internal {
 // JsonToMessage as it was before its shape check read the text directly: the text parsed into a
 // google.protobuf.Value for the check, then into the message. For the tests that compare both.
 Status JsonToMessageThroughValue(std::string_view json, google::protobuf::Message* message);
+// MessageToJson's own printer (schemas/src/json_print.cc): prints `message` into `out` and
+// returns true, or returns false (`out` then unspecified) for what it declines to print.
+bool PrintJson(const google::protobuf::Message& message, bool print_defaults, std::string* out);
+// MessageToJson through protobuf's json_util alone, which MessageToJson's own printer must match
+// byte for byte wherever it does not hand the message over to it.
+std::string MessageToJsonThroughUtil(const google::protobuf::Message& message,
+                                     JsonOptions options = {});
 }  // namespace internal
 
 }  // namespace txcoord
