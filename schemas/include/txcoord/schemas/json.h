@@ -29,9 +29,14 @@ namespace internal {
 // JsonToMessage as it was before its shape check read the text directly: the text parsed into a
 // google.protobuf.Value for the check, then into the message. For the tests that compare both.
 Status JsonToMessageThroughValue(std::string_view json, google::protobuf::Message* message);
+// JsonToMessage without ReadJson: json_util behind the ShapeScanner, as before ReadJson.
+Status JsonToMessageThroughUtil(std::string_view json, google::protobuf::Message* message);
 // MessageToJson's own printer (schemas/src/json_print.cc): prints `message` into `out` and
 // returns true, or returns false (`out` then unspecified) for what it declines to print.
 bool PrintJson(const google::protobuf::Message& message, bool print_defaults, std::string* out);
+// JsonToMessage's own reader (schemas/src/json_parse.cc): fills `message` from `json` and
+// returns true, or returns false (`message` then unspecified) for what it declines to read.
+bool ReadJson(std::string_view json, google::protobuf::Message* message);
 // MessageToJson through protobuf's json_util alone, which MessageToJson's own printer must match
 // byte for byte wherever it does not hand the message over to it.
 std::string MessageToJsonThroughUtil(const google::protobuf::Message& message,

@@ -1,0 +1,389 @@
+// A reader of the contract's JSON form that fills a message by reflection, in front of
+// protobuf's json_util (which parses the text into tokens, writes binary through a type
+// resolver and parses that binary back: most of a begin request's cost). It reads a strict
+// subset of what json_util accepts and declines everything else, so json_util still gives every
+// error and reads every unusual form:
+//   - member names exactly as the .proto spells them, each at most once per object, at most one
+//     member of a oneof;
+//   - strings (any escape, surrogate pairs included) for string fields; true/false for bools;
+//     plain JSON integers in range for the integer types; arrays for repeated fields; objects for
+//     messages; any JSON for google.protobuf.Value;
+//   - no null outside a Value, no enums, bytes, floats, doubles, maps, Timestamps or other
+//     well-known types (none in a request the hot path reads), no "-0".
+// What it accepts it reads exactly as json_util does; JsonParseTest checks that over random
+// messages and mutations of their text.
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/reflection.h>
+#include <google/protobuf/struct.pb.h>
+
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "txcoord/schemas/json.h"
+#include "utf8_decode.h"
+
+namespace txcoord::internal {
+namespace {
+
+using google::protobuf::Descriptor;
+using google::protobuf::FieldDescriptor;
+using google::protobuf::Message;
+using google::protobuf::Reflection;
+
+class Reader {
+ public:
+  explicit Reader(std::string_view text) : text_(text) {}
+
+  bool Root(Message* message) {
+    if (message->GetDescriptor()->file()->package() == "google.protobuf") return false;
+    Skip();
+    if (!Object(message)) return false;
+    Skip();
+    return pos_ == text_.size();
+  }
+
+ private:
+  static constexpr int kMaxDepth = 32;
+
+  bool At(char c) const { return pos_ < text_.size() && text_[pos_] == c; }
+
+  bool Eat(char c) {
+    Skip();
+    if (!At(c)) return false;
+    ++pos_;
+    return true;
+  }
+
+  void Skip() {
+    while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\t' ||
+                                   text_[pos_] == '\n' || text_[pos_] == '\r')) {
+      ++pos_;
+    }
+  }
+
+  bool Word(std::string_view word) {
+    if (text_.substr(pos_, word.size()) != word) return false;
+    pos_ += word.size();
+    return true;
+  }
+
+  static int Hex(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  }
+
+  bool Unit(unsigned* unit) {
+    if (pos_ + 4 > text_.size()) return false;
+    unsigned v = 0;
+    for (int k = 0; k < 4; ++k) {
+      const int h = Hex(text_[pos_ + k]);
+      if (h < 0) return false;
+      v = (v << 4) | static_cast<unsigned>(h);
+    }
+    pos_ += 4;
+    *unit = v;
+    return true;
+  }
+
+  static void AppendUtf8(unsigned cp, std::string* out) {
+    if (cp < 0x80) {
+      out->push_back(static_cast<char>(cp));
+    } else if (cp < 0x800) {
+      out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
+      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    } else if (cp < 0x10000) {
+      out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
+      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    } else {
+      out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
+      out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    }
+  }
+
+  // A JSON string at pos_ into *out: valid UTF-8 only, no raw control characters, no lone
+  // surrogate escapes.
+  bool String(std::string* out) {
+    Skip();
+    if (!At('"')) return false;
+    ++pos_;
+    out->clear();
+    while (pos_ < text_.size()) {
+      std::size_t run = pos_;
+      while (run < text_.size()) {
+        const auto c = static_cast<unsigned char>(text_[run]);
+        if (c == '"' || c == '\\' || c < 0x20 || c >= 0x80) break;
+        ++run;
+      }
+      out->append(text_.data() + pos_, run - pos_);
+      pos_ = run;
+      if (pos_ == text_.size()) return false;
+      const auto c = static_cast<unsigned char>(text_[pos_]);
+      if (c == '"') {
+        ++pos_;
+        return true;
+      }
+      if (c < 0x20) return false;
+      if (c >= 0x80) {
+        unsigned cp = 0;
+        const std::size_t len = DecodeUtf8(text_, pos_, &cp);
+        if (len == 0) return false;
+        out->append(text_.data() + pos_, len);
+        pos_ += len;
+        continue;
+      }
+      if (++pos_ == text_.size()) return false;  // a backslash
+      const char e = text_[pos_++];
+      switch (e) {
+        case '"':
+        case '\\':
+        case '/':
+          out->push_back(e);
+          break;
+        case 'b':
+          out->push_back('\b');
+          break;
+        case 'f':
+          out->push_back('\f');
+          break;
+        case 'n':
+          out->push_back('\n');
+          break;
+        case 'r':
+          out->push_back('\r');
+          break;
+        case 't':
+          out->push_back('\t');
+          break;
+        case 'u': {
+          unsigned cp = 0;
+          if (!Unit(&cp)) return false;
+          if (cp >= 0xDC00 && cp <= 0xDFFF) return false;
+          if (cp >= 0xD800 && cp <= 0xDBFF) {
+            unsigned low = 0;
+            if (!Word("\\u") || !Unit(&low) || low < 0xDC00 || low > 0xDFFF) return false;
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+          }
+          AppendUtf8(cp, out);
+          break;
+        }
+        default:
+          return false;
+      }
+    }
+    return false;
+  }
+
+  // The text of a JSON number at pos_, checked against the JSON grammar; "-0" declined.
+  bool NumberText(std::string_view* number, bool* integer) {
+    Skip();
+    const std::size_t start = pos_;
+    if (At('-')) ++pos_;
+    const std::size_t digits = pos_;
+    while (pos_ < text_.size() && text_[pos_] >= '0' && text_[pos_] <= '9') ++pos_;
+    if (pos_ == digits) return false;
+    if (text_[digits] == '0' && pos_ - digits > 1) return false;  // a leading zero: not JSON
+    *integer = true;
+    if (At('.')) {
+      *integer = false;
+      const std::size_t frac = ++pos_;
+      while (pos_ < text_.size() && text_[pos_] >= '0' && text_[pos_] <= '9') ++pos_;
+      if (pos_ == frac) return false;
+    }
+    if (At('e') || At('E')) {
+      *integer = false;
+      ++pos_;
+      if (At('+') || At('-')) ++pos_;
+      const std::size_t exp = pos_;
+      while (pos_ < text_.size() && text_[pos_] >= '0' && text_[pos_] <= '9') ++pos_;
+      if (pos_ == exp) return false;
+    }
+    *number = text_.substr(start, pos_ - start);
+    // json_util reads an integer "-0" as the integer 0, and a Value then holds +0.0.
+    return !(*integer && *number == "-0");
+  }
+
+  template <typename Int>
+  bool Integer(Int* value) {
+    std::string_view number;
+    bool integer = false;
+    if (!NumberText(&number, &integer) || !integer) return false;
+    const auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), *value);
+    return ec == std::errc() && end == number.data() + number.size();
+  }
+
+  bool Value(google::protobuf::Value* value, int depth) {
+    if (depth > kMaxDepth) return false;
+    Skip();
+    if (pos_ == text_.size()) return false;
+    switch (text_[pos_]) {
+      case 'n':
+        if (!Word("null")) return false;
+        value->set_null_value(google::protobuf::NULL_VALUE);
+        return true;
+      case 't':
+        if (!Word("true")) return false;
+        value->set_bool_value(true);
+        return true;
+      case 'f':
+        if (!Word("false")) return false;
+        value->set_bool_value(false);
+        return true;
+      case '"':
+        return String(value->mutable_string_value());
+      case '{': {
+        ++pos_;
+        auto* fields = value->mutable_struct_value()->mutable_fields();
+        if (Eat('}')) return true;
+        std::string key;
+        do {
+          if (!String(&key) || !Eat(':')) return false;
+          auto [it, fresh] = fields->insert({key, google::protobuf::Value()});
+          if (!fresh || !Value(&it->second, depth + 1)) return false;  // a repeated key: decline
+        } while (Eat(','));
+        return Eat('}');
+      }
+      case '[': {
+        ++pos_;
+        auto* list = value->mutable_list_value();
+        if (Eat(']')) return true;
+        do {
+          if (!Value(list->add_values(), depth + 1)) return false;
+        } while (Eat(','));
+        return Eat(']');
+      }
+      default: {
+        std::string_view number;
+        bool integer = false;
+        if (!NumberText(&number, &integer)) return false;
+        // Correctly rounded like json_util's own conversion, integers and decimals alike.
+        const std::string copy(number);
+        char* end = nullptr;
+        const double d = std::strtod(copy.c_str(), &end);
+        if (end != copy.c_str() + copy.size() || !std::isfinite(d)) return false;
+        value->set_number_value(d);
+        return true;
+      }
+    }
+  }
+
+  bool Object(Message* message, int depth = 0) {
+    if (depth > kMaxDepth || !Eat('{')) return false;
+    if (Eat('}')) return true;
+    const Descriptor* type = message->GetDescriptor();
+    const Reflection* r = message->GetReflection();
+    seen_.resize(static_cast<std::size_t>(depth) + 1);
+    seen_[depth].clear();
+    std::string key;
+    do {
+      if (!String(&key) || !Eat(':')) return false;
+      const FieldDescriptor* field = type->FindFieldByName(key);
+      if (field == nullptr || field->is_map()) return false;
+      for (const FieldDescriptor* f : seen_[depth]) {
+        if (f == field) return false;
+        // A second member of one oneof (proto3 optional fields are each their own oneof).
+        if (f->containing_oneof() != nullptr &&
+            f->containing_oneof() == field->containing_oneof()) {
+          return false;
+        }
+      }
+      seen_[depth].push_back(field);
+      if (!Field(message, r, field, depth)) return false;
+    } while (Eat(','));
+    return Eat('}');
+  }
+
+  bool Field(Message* message, const Reflection* r, const FieldDescriptor* field, int depth) {
+    if (!field->is_repeated()) return Element(message, r, field, false, depth);
+    if (!Eat('[')) return false;
+    if (Eat(']')) return true;
+    do {
+      if (!Element(message, r, field, true, depth)) return false;
+    } while (Eat(','));
+    return Eat(']');
+  }
+
+  bool Element(Message* m, const Reflection* r, const FieldDescriptor* field, bool add, int depth) {
+    switch (field->cpp_type()) {
+      case FieldDescriptor::CPPTYPE_INT32: {
+        std::int32_t v = 0;
+        if (!Integer(&v)) return false;
+        add ? r->AddInt32(m, field, v) : r->SetInt32(m, field, v);
+        return true;
+      }
+      case FieldDescriptor::CPPTYPE_UINT32: {
+        std::uint32_t v = 0;
+        if (!Integer(&v)) return false;
+        add ? r->AddUInt32(m, field, v) : r->SetUInt32(m, field, v);
+        return true;
+      }
+      case FieldDescriptor::CPPTYPE_INT64: {
+        std::int64_t v = 0;
+        if (!Integer(&v)) return false;
+        add ? r->AddInt64(m, field, v) : r->SetInt64(m, field, v);
+        return true;
+      }
+      case FieldDescriptor::CPPTYPE_UINT64: {
+        std::uint64_t v = 0;
+        if (!Integer(&v)) return false;
+        add ? r->AddUInt64(m, field, v) : r->SetUInt64(m, field, v);
+        return true;
+      }
+      case FieldDescriptor::CPPTYPE_BOOL: {
+        Skip();
+        bool v = false;
+        if (Word("true")) {
+          v = true;
+        } else if (!Word("false")) {
+          return false;
+        }
+        add ? r->AddBool(m, field, v) : r->SetBool(m, field, v);
+        return true;
+      }
+      case FieldDescriptor::CPPTYPE_STRING: {
+        if (field->type() == FieldDescriptor::TYPE_BYTES) return false;
+        std::string v;
+        if (!String(&v)) return false;
+        add ? r->AddString(m, field, std::move(v)) : r->SetString(m, field, std::move(v));
+        return true;
+      }
+      case FieldDescriptor::CPPTYPE_MESSAGE: {
+        const Descriptor* sub = field->message_type();
+        if (sub->file()->package() == "google.protobuf") {
+          if (sub->well_known_type() != Descriptor::WELLKNOWNTYPE_VALUE) return false;
+          Message* target = add ? r->AddMessage(m, field) : r->MutableMessage(m, field);
+          auto* value = dynamic_cast<google::protobuf::Value*>(target);
+          return value != nullptr && Value(value, depth + 1);
+        }
+        Skip();
+        if (!At('{')) return false;  // null included: json_util's business
+        return Object(add ? r->AddMessage(m, field) : r->MutableMessage(m, field), depth + 1);
+      }
+      default:
+        return false;  // enums, floats, doubles
+    }
+  }
+
+  std::string_view text_;
+  std::size_t pos_ = 0;
+  std::vector<std::vector<const FieldDescriptor*>> seen_;  // per depth: members read so far
+};
+
+}  // namespace
+
+bool ReadJson(std::string_view json, google::protobuf::Message* message) {
+  message->Clear();
+  return Reader(json).Root(message);
+}
+
+}  // namespace txcoord::internal
