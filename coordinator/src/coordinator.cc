@@ -849,8 +849,10 @@ class Coordinator::Impl {
     }
   }
 
+  // `last_goes_next`: the caller returns to the transport right after (see SendNext), so the
+  // last call may run on the caller's own transport thread.
   void Dispatch(const std::shared_ptr<Live>& live, std::vector<CallbackRequest> sends,
-                std::vector<Send> sent) {
+                std::vector<Send> sent, bool last_goes_next = false) {
     for (size_t i = 0; i < sends.size(); ++i) {
       ++callbacks_;
       const size_t phase = IndexOf(Counters::kPhases, sent[i].phase);
@@ -860,8 +862,7 @@ class Coordinator::Impl {
       // The reply is handled on the transport's thread that received it, not posted to the
       // executor: one thread hand-off less per callback. That thread may then append (and wait
       // for the fsync); the transport has enough threads for that. After Stop nothing runs.
-      transport_.Send(std::move(sends[i]), [this, weak, phase, sent_at,
-                                            s = std::move(sent[i])](CallbackReply reply) {
+      auto done = [this, weak, phase, sent_at, s = std::move(sent[i])](CallbackReply reply) {
         if (reply.reply_class != ReplyClass::kSuccess) ++callback_failures_;
         if (phase < callback_latency_.size()) {
           callback_latency_[phase].Observe(std::chrono::steady_clock::now() - sent_at);
@@ -874,7 +875,12 @@ class Coordinator::Impl {
         Effects fx;
         live->engine->OnReply(clock_.Now(), s, reply, fx);
         Process(live, lock, fx);
-      });
+      };
+      if (last_goes_next && i + 1 == sends.size()) {
+        transport_.SendNext(std::move(sends[i]), std::move(done));
+      } else {
+        transport_.Send(std::move(sends[i]), std::move(done));
+      }
     }
   }
 
@@ -907,8 +913,12 @@ class Coordinator::Impl {
       // wake for nothing at every record.
       if (live->durable_waiters > 0) live->cv.notify_all();
       if (!sends.empty()) {
+        // Nothing left to append: this thread returns once the calls are out, so on a transport
+        // thread the last call may run right here (the next step of a saga, the commit of a
+        // one-branch transaction) instead of on another thread woken for it.
+        const bool last = live->pending.empty();
         lock.unlock();
-        Dispatch(live, std::move(sends), std::move(sent));
+        Dispatch(live, std::move(sends), std::move(sent), last);
         lock.lock();
       }
     }

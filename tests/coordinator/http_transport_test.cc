@@ -568,6 +568,77 @@ TEST(HttpTransport, ACallGoesToTheMostRecentlyIdleWorker) {
   EXPECT_LE(workers.size(), 2u);
 }
 
+// A chain of calls, each sent by the last one's `done` with SendNext: the worker that ran a
+// `done` runs the next call itself. With Send, another worker would be woken for each one.
+TEST(HttpTransport, ACallSentNextFromADoneRunsOnThatDonesWorker) {
+  TestServer server([](const SeenRequest&) { return Answer{200, "ok"}; });
+  auto transport = Transport(8);
+  struct Chain {
+    std::mutex mu;
+    std::vector<std::thread::id> threads;
+    std::promise<void> finished;
+  };
+  auto chain = std::make_shared<Chain>();
+  std::function<void(CallbackReply)> step = [&, chain](CallbackReply reply) {
+    EXPECT_EQ(reply.reply_class, ReplyClass::kSuccess) << reply.detail;
+    std::lock_guard lock(chain->mu);
+    chain->threads.push_back(std::this_thread::get_id());
+    if (chain->threads.size() == 10) {
+      chain->finished.set_value();
+      return;
+    }
+    transport->SendNext(Request(server.Url("/step")), step);
+  };
+  transport->Send(Request(server.Url("/step")), step);
+  ASSERT_EQ(chain->finished.get_future().wait_for(30s), std::future_status::ready);
+  std::lock_guard lock(chain->mu);
+  EXPECT_EQ(std::set<std::thread::id>(chain->threads.begin(), chain->threads.end()).size(), 1u);
+  EXPECT_EQ(server.RequestCount(), 10u);
+}
+
+TEST(HttpTransport, ASecondCallSentNextFromOneDoneGoesToAnotherWorker) {
+  TestServer server([](const SeenRequest&) { return Answer{200, "ok"}; });
+  auto transport = Transport(8);
+  auto first = std::make_shared<std::promise<Completed>>();
+  auto second = std::make_shared<std::promise<Completed>>();
+  transport->Send(Request(server.Url("/a")), [&, first, second](CallbackReply) {
+    for (const auto& p : {first, second}) {
+      transport->SendNext(Request(server.Url("/b")), [p](CallbackReply reply) {
+        p->set_value(Completed{std::move(reply), std::this_thread::get_id()});
+      });
+    }
+    // Only the first waits for this `done` to return: the second is on its way meanwhile.
+    std::this_thread::sleep_for(200ms);
+  });
+  auto a = first->get_future();
+  auto b = second->get_future();
+  ASSERT_EQ(b.wait_for(30s), std::future_status::ready);
+  ASSERT_EQ(a.wait_for(30s), std::future_status::ready);
+  EXPECT_NE(a.get().thread, b.get().thread);
+}
+
+TEST(HttpTransport, ACallSentNextIsRefusedWhenTheTransportStopsBeforeItRuns) {
+  TestServer server([](const SeenRequest&) { return Answer{200, "ok"}; });
+  auto transport = Transport(2);
+  auto next = std::make_shared<std::promise<Completed>>();
+  std::promise<void> handed;
+  transport->Send(Request(server.Url("/a")), [&, next](CallbackReply) {
+    transport->SendNext(Request(server.Url("/b")), [next](CallbackReply reply) {
+      next->set_value(Completed{std::move(reply), std::this_thread::get_id()});
+    });
+    handed.set_value();
+    std::this_thread::sleep_for(300ms);  // Shutdown begins meanwhile
+  });
+  handed.get_future().wait();
+  transport->Shutdown();
+  auto done = next->get_future();
+  ASSERT_EQ(done.wait_for(30s), std::future_status::ready);
+  const Completed c = done.get();
+  EXPECT_EQ(c.reply.reply_class, ReplyClass::kTransient);
+  EXPECT_NE(c.reply.detail.find("stopping"), std::string::npos) << c.reply.detail;
+  EXPECT_EQ(server.RequestCount(), 1u);  // /b never went out
+}
+
 TEST(HttpTransport, AConnectionTheServerClosedWhileIdleIsNotUsedAgain) {
   TestServer server([](const SeenRequest&) { return Answer{200, "ok"}; }, 200ms);
   auto transport = Transport();

@@ -57,6 +57,12 @@ class CallbackTransport {
  public:
   virtual ~CallbackTransport() = default;
   virtual void Send(CallbackRequest request, std::function<void(CallbackReply)> done) = 0;
+  // Send, for a call made from inside a `done` that returns right after it: a transport may run
+  // the call on the thread that runs that `done` once it returns, instead of waking another.
+  // Only a hint; the call's outcome and timeout are those of Send.
+  virtual void SendNext(CallbackRequest request, std::function<void(CallbackReply)> done) {
+    Send(std::move(request), std::move(done));
+  }
   // Stops sending. Calls not yet started complete with kTransient ("coordinator stopping");
   // blocks until calls in progress returned (each is bounded by its timeout). A Send after
   // Shutdown completes the same way, on a transport thread. Idempotent.
