@@ -8,13 +8,15 @@
 //   - strings (any escape, surrogate pairs included) for string fields; true/false for bools;
 //     plain JSON integers in range for the integer types; arrays for repeated fields; objects for
 //     messages; any JSON for google.protobuf.Value;
-//   - no null outside a Value, no enums, bytes, floats, doubles, maps, Timestamps or other
-//     well-known types (none in a request the hot path reads), no "-0".
+//   - Timestamps exactly as MessageToJson writes them (UTC, "Z", 0/3/6/9 fractional digits);
+//   - no null outside a Value, no enums, bytes, floats, doubles, maps or other well-known types
+//     (none in a request or reply the hot path reads), no "-0".
 // What it accepts it reads exactly as json_util does; JsonParseTest checks that over random
 // messages and mutations of their text.
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/reflection.h>
 #include <google/protobuf/struct.pb.h>
+#include <google/protobuf/timestamp.pb.h>
 
 #include <charconv>
 #include <cmath>
@@ -277,6 +279,50 @@ class Reader {
     }
   }
 
+  // A timestamp exactly as MessageToJson writes it: "YYYY-MM-DDTHH:MM:SS[.fff[fff[fff]]]Z",
+  // a real date in years 1-9999, no leap second. Offsets and other precisions: json_util's.
+  bool Timestamp(google::protobuf::Timestamp* ts) {
+    std::string text;
+    if (!String(&text)) return false;
+    const std::size_t n = text.size();
+    if (n != 20 && n != 24 && n != 27 && n != 30) return false;
+    auto digits = [&](std::size_t at, std::size_t count, std::int64_t* out) {
+      std::int64_t v = 0;
+      for (std::size_t k = at; k < at + count; ++k) {
+        if (text[k] < '0' || text[k] > '9') return false;
+        v = v * 10 + (text[k] - '0');
+      }
+      *out = v;
+      return true;
+    };
+    std::int64_t year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0, fraction = 0;
+    if (!digits(0, 4, &year) || text[4] != '-' || !digits(5, 2, &month) || text[7] != '-' ||
+        !digits(8, 2, &day) || text[10] != 'T' || !digits(11, 2, &hour) || text[13] != ':' ||
+        !digits(14, 2, &minute) || text[16] != ':' || !digits(17, 2, &second) ||
+        text[n - 1] != 'Z') {
+      return false;
+    }
+    if (n > 20 && (text[19] != '.' || !digits(20, n - 21, &fraction))) return false;
+    static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    if (year < 1 || month < 1 || month > 12 || day < 1 ||
+        day > kDays[month - 1] + (month == 2 && leap ? 1 : 0) || hour > 23 || minute > 59 ||
+        second > 59) {
+      return false;
+    }
+    // Days since 1970-01-01 of a proleptic Gregorian date (eras of 400 years).
+    const std::int64_t y = year - (month <= 2 ? 1 : 0);
+    const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
+    const std::int64_t yoe = y - era * 400;
+    const std::int64_t doy = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1;
+    const std::int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    const std::int64_t days = era * 146097 + doe - 719468;
+    ts->set_seconds(days * 86400 + hour * 3600 + minute * 60 + second);
+    const std::int64_t scale = n == 24 ? 1000000 : n == 27 ? 1000 : 1;
+    ts->set_nanos(static_cast<std::int32_t>(fraction * scale));
+    return true;
+  }
+
   bool Object(Message* message, int depth = 0) {
     if (depth > kMaxDepth || !Eat('{')) return false;
     if (Eat('}')) return true;
@@ -360,8 +406,16 @@ class Reader {
       case FieldDescriptor::CPPTYPE_MESSAGE: {
         const Descriptor* sub = field->message_type();
         if (sub->file()->package() == "google.protobuf") {
-          if (sub->well_known_type() != Descriptor::WELLKNOWNTYPE_VALUE) return false;
+          const auto kind = sub->well_known_type();
+          if (kind != Descriptor::WELLKNOWNTYPE_VALUE &&
+              kind != Descriptor::WELLKNOWNTYPE_TIMESTAMP) {
+            return false;
+          }
           Message* target = add ? r->AddMessage(m, field) : r->MutableMessage(m, field);
+          if (kind == Descriptor::WELLKNOWNTYPE_TIMESTAMP) {
+            auto* ts = dynamic_cast<google::protobuf::Timestamp*>(target);
+            return ts != nullptr && Timestamp(ts);
+          }
           auto* value = dynamic_cast<google::protobuf::Value*>(target);
           return value != nullptr && Value(value, depth + 1);
         }

@@ -35,7 +35,9 @@ bool Readable(const Descriptor* type, int depth = 0) {
       case FieldDescriptor::CPPTYPE_MESSAGE:
         if (f->is_map()) return false;
         if (f->message_type()->file()->package() == "google.protobuf") {
-          if (f->message_type()->well_known_type() != Descriptor::WELLKNOWNTYPE_VALUE) {
+          const auto kind = f->message_type()->well_known_type();
+          if (kind != Descriptor::WELLKNOWNTYPE_VALUE &&
+              kind != Descriptor::WELLKNOWNTYPE_TIMESTAMP) {
             return false;
           }
         } else if (!Readable(f->message_type(), depth + 1)) {
@@ -144,6 +146,7 @@ TEST(JsonParseTest, RandomMessagesAndTheirMutationsAreReadAsJsonUtilReadsThem) {
   EXPECT_TRUE(Readable(v1::BeginRequest::descriptor()));
   EXPECT_TRUE(Readable(v1::Callback::descriptor()));
   EXPECT_TRUE(Readable(v1::CompleteRequest::descriptor()));
+  EXPECT_TRUE(Readable(v1::Transaction::descriptor()));  // the reply a client waits for
   EXPECT_GT(readable_types, 10);
   EXPECT_GT(accepted_mutations, 100);
   EXPECT_GT(declined_mutations, 1000);
@@ -171,6 +174,22 @@ TEST(JsonParseTest, WhatTheReaderDeclinesStillGetsJsonUtilsAnswer) {
     EXPECT_FALSE(internal::ReadJson(text, &fast)) << text;
     ExpectSameReading(v1::BeginRequest::default_instance(), text);
   }
+  const char* const timestamps[] = {
+      "2026-01-01T00:00:00+01:00", "2026-02-29T00:00:00Z", "2024-02-30T00:00:00Z",
+      "2026-01-01T00:00:00.12Z",   "2026-01-01t00:00:00Z", "2026-01-01T00:00:60Z",
+      "0000-01-01T00:00:00Z",      "2026-13-01T00:00:00Z", "2026-01-01T00:00:00.1234567890Z",
+  };
+  for (const char* ts : timestamps) {
+    const std::string text = std::string(R"({"gtid": "a", "created_at": ")") + ts + "\"}";
+    v1::Transaction fast;
+    EXPECT_FALSE(internal::ReadJson(text, &fast)) << text;
+    ExpectSameReading(v1::Transaction::default_instance(), text);
+  }
+  v1::Transaction t;
+  ASSERT_TRUE(internal::ReadJson(R"({"created_at": "2024-02-29T23:59:59.000001Z"})", &t));
+  EXPECT_EQ(t.created_at().seconds(), 1709251199);
+  EXPECT_EQ(t.created_at().nanos(), 1000);
+
   v1::BeginRequest begin;
   ASSERT_TRUE(internal::ReadJson(
       R"( { "gtid" : "order-42" , "protocol":"saga", "steps":[{"step_id":"s1",)"
