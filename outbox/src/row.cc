@@ -2,6 +2,7 @@
 
 #include <cctype>
 
+#include "txcoord/json_text.h"
 #include "txcoord/schemas/ids.h"
 
 namespace txcoord::outbox {
@@ -56,129 +57,9 @@ class JsonReader {
   }
 
   // Reads a string; appends its decoded UTF-8 to `out` when not null.
-  bool String(std::string* out) {
-    if (!Consume('"')) return false;
-    while (i_ < s_.size()) {
-      const auto c = static_cast<unsigned char>(s_[i_++]);
-      if (c == '"') return true;
-      if (c < 0x20) return false;
-      if (c < 0x80 && c != '\\') {
-        if (out != nullptr) out->push_back(static_cast<char>(c));
-        continue;
-      }
-      if (c != '\\') {
-        if (!Utf8Continuation(c)) return false;
-        // Utf8Continuation advanced over the whole sequence; copy it as it is.
-        if (out != nullptr) out->append(s_.data() + seq_start_, i_ - seq_start_);
-        continue;
-      }
-      if (i_ >= s_.size()) return false;
-      const char e = s_[i_++];
-      uint32_t code = 0;
-      switch (e) {
-        case '"':
-        case '\\':
-        case '/':
-          code = static_cast<unsigned char>(e);
-          break;
-        case 'b':
-          code = '\b';
-          break;
-        case 'f':
-          code = '\f';
-          break;
-        case 'n':
-          code = '\n';
-          break;
-        case 'r':
-          code = '\r';
-          break;
-        case 't':
-          code = '\t';
-          break;
-        case 'u': {
-          if (!Hex4(code)) return false;
-          if (code >= 0xd800 && code <= 0xdbff) {  // a surrogate pair
-            uint32_t low = 0;
-            if (!Consume('\\') || !Consume('u') || !Hex4(low) || low < 0xdc00 || low > 0xdfff) {
-              return false;
-            }
-            code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00);
-          } else if (code >= 0xdc00 && code <= 0xdfff) {
-            return false;
-          }
-          break;
-        }
-        default:
-          return false;
-      }
-      if (out != nullptr) AppendUtf8(code, *out);
-    }
-    return false;
-  }
+  bool String(std::string* out) { return json_text::ReadString(s_, &i_, out); }
 
  private:
-  // After reading lead byte `c` (at i_-1): checks and skips the rest of a UTF-8 sequence.
-  bool Utf8Continuation(unsigned char c) {
-    seq_start_ = i_ - 1;
-    int more = 0;
-    uint32_t min = 0;
-    uint32_t code = 0;
-    if ((c & 0xe0) == 0xc0) {
-      more = 1, min = 0x80, code = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-      more = 2, min = 0x800, code = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-      more = 3, min = 0x10000, code = c & 0x07;
-    } else {
-      return false;
-    }
-    for (int k = 0; k < more; ++k) {
-      if (i_ >= s_.size()) return false;
-      const auto b = static_cast<unsigned char>(s_[i_++]);
-      if ((b & 0xc0) != 0x80) return false;
-      code = (code << 6) | (b & 0x3f);
-    }
-    return code >= min && code <= 0x10ffff && !(code >= 0xd800 && code <= 0xdfff);
-  }
-
-  bool Hex4(uint32_t& code) {
-    if (i_ + 4 > s_.size()) return false;
-    code = 0;
-    for (int k = 0; k < 4; ++k) {
-      const char h = s_[i_++];
-      code <<= 4;
-      if (h >= '0' && h <= '9') {
-        code |= static_cast<uint32_t>(h - '0');
-      } else if (h >= 'a' && h <= 'f') {
-        code |= static_cast<uint32_t>(h - 'a' + 10);
-      } else if (h >= 'A' && h <= 'F') {
-        code |= static_cast<uint32_t>(h - 'A' + 10);
-      } else {
-        return false;
-      }
-    }
-    return true;
-  }
-
-  static void AppendUtf8(uint32_t code, std::string& out) {
-    if (code < 0x80) {
-      out += static_cast<char>(code);
-    } else if (code < 0x800) {
-      out += static_cast<char>(0xc0 | (code >> 6));
-      out += static_cast<char>(0x80 | (code & 0x3f));
-    } else if (code < 0x10000) {
-      out += static_cast<char>(0xe0 | (code >> 12));
-      out += static_cast<char>(0x80 | ((code >> 6) & 0x3f));
-      out += static_cast<char>(0x80 | (code & 0x3f));
-    } else {
-      out += static_cast<char>(0xf0 | (code >> 18));
-      out += static_cast<char>(0x80 | ((code >> 12) & 0x3f));
-      out += static_cast<char>(0x80 | ((code >> 6) & 0x3f));
-      out += static_cast<char>(0x80 | (code & 0x3f));
-    }
-  }
-
   bool Literal(std::string_view word) {
     if (s_.substr(i_, word.size()) != word) return false;
     i_ += word.size();
@@ -237,7 +118,6 @@ class JsonReader {
 
   std::string_view s_;
   size_t i_ = 0;
-  size_t seq_start_ = 0;
 };
 
 bool IsSubjectToken(std::string_view s) {

@@ -6,8 +6,8 @@
 
 #include <cstdio>
 
+#include "txcoord/json_text.h"
 #include "txcoord/v1/api.pb.h"
-#include "utf8_decode.h"
 
 namespace txcoord {
 namespace {
@@ -21,7 +21,7 @@ std::string ValidUtf8(std::string_view text) {
   std::string out;
   for (std::size_t i = 0; i < text.size();) {
     unsigned cp = 0;
-    if (const std::size_t len = internal::DecodeUtf8(text, i, &cp); len > 0) {
+    if (const std::size_t len = json_text::DecodeUtf8(text, i, &cp); len > 0) {
       out.append(text.substr(i, len));
       i += len;
     } else {
@@ -306,8 +306,7 @@ namespace {
 
 // The ways of parsing: through the ShapeScanner, or (`via_value`) through a Value always, the
 // reference the tests compare the scanner with; `fast` tries ReadJson first.
-Status Parse(std::string_view json, google::protobuf::Message* message, bool via_value,
-             bool fast) {
+Status Parse(std::string_view json, google::protobuf::Message* message, bool via_value, bool fast) {
   // The common, plain requests are read without json_util; anything else, errors included,
   // goes through it below.
   if (fast && internal::ReadJson(json, message)) return Status::Ok();

@@ -27,8 +27,8 @@
 #include <string_view>
 #include <vector>
 
+#include "txcoord/json_text.h"
 #include "txcoord/schemas/json.h"
-#include "utf8_decode.h"
 
 namespace txcoord::internal {
 namespace {
@@ -75,115 +75,9 @@ class Reader {
     return true;
   }
 
-  static int Hex(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  }
-
-  bool Unit(unsigned* unit) {
-    if (pos_ + 4 > text_.size()) return false;
-    unsigned v = 0;
-    for (int k = 0; k < 4; ++k) {
-      const int h = Hex(text_[pos_ + k]);
-      if (h < 0) return false;
-      v = (v << 4) | static_cast<unsigned>(h);
-    }
-    pos_ += 4;
-    *unit = v;
-    return true;
-  }
-
-  static void AppendUtf8(unsigned cp, std::string* out) {
-    if (cp < 0x80) {
-      out->push_back(static_cast<char>(cp));
-    } else if (cp < 0x800) {
-      out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    } else if (cp < 0x10000) {
-      out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    } else {
-      out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-      out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    }
-  }
-
-  // A JSON string at pos_ into *out: valid UTF-8 only, no raw control characters, no lone
-  // surrogate escapes.
   bool String(std::string* out) {
     Skip();
-    if (!At('"')) return false;
-    ++pos_;
-    out->clear();
-    while (pos_ < text_.size()) {
-      std::size_t run = pos_;
-      while (run < text_.size()) {
-        const auto c = static_cast<unsigned char>(text_[run]);
-        if (c == '"' || c == '\\' || c < 0x20 || c >= 0x80) break;
-        ++run;
-      }
-      out->append(text_.data() + pos_, run - pos_);
-      pos_ = run;
-      if (pos_ == text_.size()) return false;
-      const auto c = static_cast<unsigned char>(text_[pos_]);
-      if (c == '"') {
-        ++pos_;
-        return true;
-      }
-      if (c < 0x20) return false;
-      if (c >= 0x80) {
-        unsigned cp = 0;
-        const std::size_t len = DecodeUtf8(text_, pos_, &cp);
-        if (len == 0) return false;
-        out->append(text_.data() + pos_, len);
-        pos_ += len;
-        continue;
-      }
-      if (++pos_ == text_.size()) return false;  // a backslash
-      const char e = text_[pos_++];
-      switch (e) {
-        case '"':
-        case '\\':
-        case '/':
-          out->push_back(e);
-          break;
-        case 'b':
-          out->push_back('\b');
-          break;
-        case 'f':
-          out->push_back('\f');
-          break;
-        case 'n':
-          out->push_back('\n');
-          break;
-        case 'r':
-          out->push_back('\r');
-          break;
-        case 't':
-          out->push_back('\t');
-          break;
-        case 'u': {
-          unsigned cp = 0;
-          if (!Unit(&cp)) return false;
-          if (cp >= 0xDC00 && cp <= 0xDFFF) return false;
-          if (cp >= 0xD800 && cp <= 0xDBFF) {
-            unsigned low = 0;
-            if (!Word("\\u") || !Unit(&low) || low < 0xDC00 || low > 0xDFFF) return false;
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
-          }
-          AppendUtf8(cp, out);
-          break;
-        }
-        default:
-          return false;
-      }
-    }
-    return false;
+    return json_text::ReadString(text_, &pos_, out);
   }
 
   // The text of a JSON number at pos_, checked against the JSON grammar; "-0" declined.

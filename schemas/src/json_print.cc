@@ -21,8 +21,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "txcoord/json_text.h"
 #include "txcoord/schemas/json.h"
-#include "utf8_decode.h"
 
 namespace txcoord::internal {
 namespace {
@@ -75,7 +75,7 @@ bool AppendString(std::string_view text, std::string* out) {
     i = run;
     if (i == text.size()) break;
     unsigned cp = 0;
-    const std::size_t len = DecodeUtf8(text, i, &cp);
+    const std::size_t len = json_text::DecodeUtf8(text, i, &cp);
     if (len == 0) return false;  // json_util drops such bytes: decline rather than guess
     if (cp == '"' || cp == '\\') {
       out->push_back('\\');
@@ -322,12 +322,12 @@ class Printer {
     return print_defaults_ || reflection->HasField(message, field);
   }
 
-  // With defaults, json_util's writer lays out, in declaration order, a placeholder for every
-  // field it could print a default for, and for every message field (oneof members too): an
-  // object, a list or a scalar. A value that arrives in the shape of its placeholder takes its
-  // place; any other is appended after them in the order the binary form brings it (by
-  // number). So scalar oneof members and proto3 optional fields come last, and so do
-  // Timestamps (a string where an object was laid out) and Values that are not objects.
+  // With defaults, json_util's writer lays out, in declaration order, a slot for every field
+  // it could print a default for, and for every message field (oneof members too): an object,
+  // a list or a scalar. A value that arrives in the shape of its slot takes that slot; any
+  // other is appended after them in the order the binary form brings it (by number). So scalar
+  // oneof members and proto3 optional fields come last, and so do Timestamps (a string where an
+  // object was laid out) and Values that are not objects.
   static bool Deferred(const Message& message, const Reflection* reflection,
                        const FieldDescriptor* field) {
     const Descriptor* sub = field->message_type();

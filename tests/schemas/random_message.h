@@ -238,18 +238,18 @@ class RandomFiller {
 
 inline std::vector<const Descriptor*> SchemaMessages() {
   std::vector<const Descriptor*> out;
-  std::vector<const Descriptor*> todo;
+  std::vector<const Descriptor*> pending;
   for (const auto* file :
        {v1::BeginRequest::descriptor()->file(), v1::LogRecord::descriptor()->file(),
         v1::OutboxEvent::descriptor()->file()}) {
-    for (int i = 0; i < file->message_type_count(); ++i) todo.push_back(file->message_type(i));
+    for (int i = 0; i < file->message_type_count(); ++i) pending.push_back(file->message_type(i));
   }
-  while (!todo.empty()) {
-    const Descriptor* d = todo.back();
-    todo.pop_back();
+  while (!pending.empty()) {
+    const Descriptor* d = pending.back();
+    pending.pop_back();
     if (d->options().map_entry()) continue;
     out.push_back(d);
-    for (int i = 0; i < d->nested_type_count(); ++i) todo.push_back(d->nested_type(i));
+    for (int i = 0; i < d->nested_type_count(); ++i) pending.push_back(d->nested_type(i));
   }
   return out;
 }
