@@ -12,11 +12,16 @@
 // run by one thread at a time, so what it writes through needs no lock of its own.
 #pragma once
 
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
-#include <condition_variable>
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <span>
 #include <utility>
@@ -45,42 +50,63 @@ class LeaderGroup {
 
   // Returns once a group holding `member` ran, led by this thread or another one.
   void Join(Member& member) {
-    Waiter self(&member);
-    // Reserved before queueing, so that nothing between becoming leader and leaving the queue
-    // can throw. Per thread and reused: a fresh vector per call showed in the log's profiles. A
-    // thread is in one Join at a time (the run function never joins the same group).
-    thread_local std::vector<Waiter*> waiters;
+    // Per thread and reused: a fresh vector per call showed in the log's profiles. A thread is
+    // in one Join at a time (the run function never joins the same group). The waiter is shared
+    // with the leader that wakes it, so that the wake-up never touches a waiter whose thread
+    // already returned (or exited). Reserved before queueing, so that nothing between becoming
+    // leader and leaving the queue can throw.
+    thread_local const std::shared_ptr<Waiter> self = std::make_shared<Waiter>();
+    thread_local std::vector<std::shared_ptr<Waiter>> group;
     thread_local std::vector<Member*> members;
-    waiters.clear();
+    group.clear();
     members.clear();
-    waiters.reserve(static_cast<size_t>(max_group_));
+    group.reserve(static_cast<size_t>(max_group_));
     members.reserve(static_cast<size_t>(max_group_));
 
-    std::unique_lock lock(mu_);
-    queue_.push_back(&self);
-    self.cv.wait(lock, [&] { return self.done || queue_.front() == &self; });
-    if (self.done) return;
-
-    for (Waiter* w : queue_) {
-      if (static_cast<int>(waiters.size()) == max_group_) break;
-      waiters.push_back(w);
-      members.push_back(w->member);
+    self->member = &member;
+    self->state.store(kWaiting, std::memory_order_relaxed);
+    bool lead;
+    {
+      std::lock_guard lock(mu_);
+      queue_.push_back(self);
+      lead = queue_.size() == 1;
     }
-    lock.unlock();
+    if (!lead) {
+      // Woken without the queue's lock: a leader that notified under it made every follower
+      // it woke block again on the lock it still held (two switches per follower, not one).
+      uint32_t state;
+      while ((state = self->state.load(std::memory_order_acquire)) == kWaiting) {
+        FutexWait(self->state, kWaiting);
+      }
+      if (state == kDone) return;
+    }
+
+    std::shared_ptr<Waiter> next;
+    {
+      std::lock_guard lock(mu_);
+      for (const auto& w : queue_) {
+        if (static_cast<int>(group.size()) == max_group_) break;
+        group.push_back(w);
+        members.push_back(w->member);
+      }
+    }
     // The group stays at the front of the queue while it runs: later arrivals queue behind it
     // and none of them can become leader, so only this thread runs run_.
     RunNoThrow(members);
-    lock.lock();
-
-    for (Waiter* w : waiters) {
-      queue_.pop_front();
-      w->done = true;
-      if (w != &self) w->cv.notify_one();
+    {
+      std::lock_guard lock(mu_);
+      queue_.erase(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(group.size()));
+      stats_.groups++;
+      stats_.members += static_cast<int64_t>(group.size());
+      stats_.largest_group = std::max<int64_t>(stats_.largest_group, group.size());
+      if (!queue_.empty()) next = queue_.front();
     }
-    stats_.groups++;
-    stats_.members += static_cast<int64_t>(waiters.size());
-    stats_.largest_group = std::max<int64_t>(stats_.largest_group, waiters.size());
-    if (!queue_.empty()) queue_.front()->cv.notify_one();  // the next leader
+    for (const auto& w : group) {
+      if (w != self) Wake(*w, kDone);
+    }
+    // The next leader last, so that its group takes in what the ones just woken append next.
+    if (next) Wake(*next, kLead);
+    group.clear();  // drops the references; a waiter outlives its thread only until here
   }
 
   GroupStats stats() const {
@@ -95,20 +121,34 @@ class LeaderGroup {
   }
 
  private:
+  // A waiter's state moves from kWaiting to kDone (its group ran) or to kLead (it leads the
+  // next group), set by the leader that ran the group before, outside the queue's lock.
+  static constexpr uint32_t kWaiting = 0, kDone = 1, kLead = 2;
   struct Waiter {
-    explicit Waiter(Member* m) : member(m) {}
-    Member* const member;
-    bool done = false;  // GUARDED_BY(mu_)
-    std::condition_variable cv;
+    Member* member = nullptr;  // set by its own thread before it queues
+    std::atomic<uint32_t> state{kWaiting};  // also the futex word
+    static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t));
   };
+
+  static void Wake(Waiter& w, uint32_t state) {
+    w.state.store(state, std::memory_order_release);
+    syscall(SYS_futex, &w.state, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  }
+
+  // The kernel's futex rather than std::atomic::wait: libstdc++'s wait first spins through
+  // sched_yield, which on two busy CPUs is a context switch of its own each time (measured:
+  // 24 switches per saga against 15).
+  static void FutexWait(std::atomic<uint32_t>& word, uint32_t expected) {
+    syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
+  }
 
   void RunNoThrow(const std::vector<Member*>& members) noexcept { run_(members); }
 
   const int max_group_;
   const RunFn run_;
   mutable std::mutex mu_;
-  std::deque<Waiter*> queue_;  // GUARDED_BY(mu_); the front is the leader
-  GroupStats stats_;           // GUARDED_BY(mu_)
+  std::deque<std::shared_ptr<Waiter>> queue_;  // GUARDED_BY(mu_); the front is the leader
+  GroupStats stats_;                           // GUARDED_BY(mu_)
 };
 
 }  // namespace txcoord
