@@ -29,6 +29,7 @@
 
 #include "log_internal.h"
 #include "sqlite_util.h"
+#include "wal_batch_vfs.h"
 
 namespace txcoord::coordinator::internal {
 namespace {
@@ -147,11 +148,15 @@ struct DbCloser {
 };
 using DbPtr = std::unique_ptr<sqlite3, DbCloser>;
 
+// Through the WAL-batching shim (wal_batch_vfs.h), stacked on config.vfs: a commit's frames
+// reach the file in one write. It relies on synchronous=FULL, set below on every connection.
 Result<DbPtr> OpenHandle(const SqliteLogConfig& config) {
+  auto vfs = WalBatchingVfs(config.vfs);
+  if (!vfs.ok()) return vfs.status();
   sqlite3* raw = nullptr;
   const int rc = sqlite3_open_v2(config.path.c_str(), &raw,
                                  SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                                 config.vfs.empty() ? nullptr : config.vfs.c_str());
+                                 vfs->c_str());
   DbPtr db(raw);
   if (rc != SQLITE_OK) return SqliteError(raw, rc, "open sqlite store " + config.path);
   sqlite3_extended_result_codes(raw, 1);
