@@ -29,7 +29,7 @@
 
 #include "log_internal.h"
 #include "sqlite_util.h"
-#include "wal_batch_vfs.h"
+#include "txcoord/participant/wal_batch_vfs.h"
 
 namespace txcoord::coordinator::internal {
 namespace {
@@ -148,10 +148,10 @@ struct DbCloser {
 };
 using DbPtr = std::unique_ptr<sqlite3, DbCloser>;
 
-// Through the WAL-batching shim (wal_batch_vfs.h), stacked on config.vfs: a commit's frames
-// reach the file in one write. It relies on synchronous=FULL, set below on every connection.
+// Through the WAL-batching shim (txcoord/participant/wal_batch_vfs.h), stacked on config.vfs:
+// a commit's frames reach the file in a few writes instead of two per frame.
 Result<DbPtr> OpenHandle(const SqliteLogConfig& config) {
-  auto vfs = WalBatchingVfs(config.vfs);
+  auto vfs = participant::WalBatchingVfs(config.vfs);
   if (!vfs.ok()) return vfs.status();
   sqlite3* raw = nullptr;
   const int rc = sqlite3_open_v2(config.path.c_str(), &raw,

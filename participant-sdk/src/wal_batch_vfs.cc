@@ -1,5 +1,5 @@
 // The WAL-batching VFS shim; what it does and why it is safe: wal_batch_vfs.h.
-#include "wal_batch_vfs.h"
+#include "txcoord/participant/wal_batch_vfs.h"
 
 #include <sqlite3.h>
 
@@ -9,7 +9,7 @@
 #include <mutex>
 #include <new>
 
-namespace txcoord::coordinator::internal {
+namespace txcoord::participant {
 namespace {
 
 // Writes larger than this, or that would make the buffer larger, flush it first; a group
@@ -23,7 +23,20 @@ struct BatchFile {
   sqlite3_file* inner;      // the VFS below's handle, in the same allocation
   std::string* pending;     // buffered writes of a WAL file (owned); null for other files
   sqlite3_int64 pending_at; // file offset of (*pending)[0]
+  bool commit_frame;        // the last write was a commit frame's header: flush after its page
 };
+
+// The WAL format (sqlite.org/fileformat2.html#walformat): a 32-byte file header, then frames of
+// a 24-byte header and a page; bytes 4-7 of a frame header are the database size in pages after
+// a commit, zero in every frame but a transaction's last.
+constexpr sqlite3_int64 kWalHeaderSize = 32;
+constexpr int kFrameHeaderSize = 24;
+
+bool IsCommitFrameHeader(const void* data, int amount, sqlite3_int64 offset) {
+  if (amount != kFrameHeaderSize || offset < kWalHeaderSize) return false;
+  const auto* bytes = static_cast<const unsigned char*>(data);
+  return (bytes[4] | bytes[5] | bytes[6] | bytes[7]) != 0;
+}
 
 constexpr size_t InnerOffset() { return (sizeof(BatchFile) + 15) & ~size_t{15}; }
 
@@ -65,9 +78,10 @@ int FileRead(sqlite3_file* file, void* out, int amount, sqlite3_int64 offset) {
   return Below(file)->xRead(Inner(file), out, amount, offset);
 }
 
-int FileWrite(sqlite3_file* file, const void* data, int amount, sqlite3_int64 offset) {
-  BatchFile* f = Self(file);
-  if (f->pending == nullptr) return Below(file)->xWrite(f->inner, data, amount, offset);
+// Appends one write to the buffer, passing the buffer down first when the write does not
+// follow it or would make it too large.
+int Buffer(BatchFile* f, const void* data, int amount, sqlite3_int64 offset) {
+  sqlite3_file* file = &f->base;
   std::string& pending = *f->pending;
   const auto size = static_cast<size_t>(amount);
   if (!pending.empty() &&
@@ -84,6 +98,17 @@ int FileWrite(sqlite3_file* file, const void* data, int amount, sqlite3_int64 of
     return Below(file)->xWrite(f->inner, data, amount, offset);
   }
   return SQLITE_OK;
+}
+
+// A commit frame's page is the end of a commit: what is buffered goes down now, before SQLite
+// syncs (at synchronous=FULL) or, without a sync, makes the frames visible in the WAL index.
+int FileWrite(sqlite3_file* file, const void* data, int amount, sqlite3_int64 offset) {
+  BatchFile* f = Self(file);
+  if (f->pending == nullptr) return Below(file)->xWrite(f->inner, data, amount, offset);
+  const bool ends_commit = f->commit_frame;
+  f->commit_frame = IsCommitFrameHeader(data, amount, offset);
+  if (const int rc = Buffer(f, data, amount, offset); rc != SQLITE_OK) return rc;
+  return ends_commit ? Flush(f) : SQLITE_OK;
 }
 
 int FileTruncate(sqlite3_file* file, sqlite3_int64 size) {
@@ -158,6 +183,7 @@ int VfsOpen(sqlite3_vfs* vfs, sqlite3_filename name, sqlite3_file* file, int fla
   f->inner = reinterpret_cast<sqlite3_file*>(reinterpret_cast<char*>(file) + InnerOffset());
   f->pending = nullptr;
   f->pending_at = 0;
+  f->commit_frame = false;
   sqlite3_vfs* base = BaseOf(vfs);
   const int rc = base->xOpen(base, name, f->inner, flags, out_flags);
   if (f->inner->pMethods == nullptr) return rc;
@@ -257,4 +283,4 @@ Result<std::string> WalBatchingVfs(const std::string& base_name) {
   return name;
 }
 
-}  // namespace txcoord::coordinator::internal
+}  // namespace txcoord::participant
