@@ -4,7 +4,9 @@
 #include "txcoord/participant/wal_batch_vfs.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sqlite3.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -132,6 +134,53 @@ TEST_F(WalBatchVfsTest, EveryAcknowledgedCommitSurvivesAPowerLoss) {
   ASSERT_EQ(testing::OpenPowerLossVfsFiles(), 0u);
   sqlite3* reopened = Open("");
   EXPECT_EQ(Count(reopened), 50) << "an acknowledged commit was only in a buffer";
+  sqlite3_close(reopened);
+}
+
+// A disk that fills up under a commit (RLIMIT_FSIZE: writes past the limit fail, as on a full
+// disk): the commit fails, nothing of it is visible, everything committed before stays, and
+// once there is room again the next commit works.
+TEST_F(WalBatchVfsTest, AWriteThatFailsBelowFailsTheCommitAndLosesNothing) {
+  sqlite3* db = Open(Batching(""));
+  Exec(db, "PRAGMA wal_autocheckpoint=0");
+  Exec(db, "CREATE TABLE t (n INTEGER PRIMARY KEY, pad BLOB)");
+  for (int i = 1; i <= 10; ++i) {
+    Exec(db, "INSERT INTO t VALUES (" + std::to_string(i) + ", randomblob(2000))");
+  }
+  const auto wal_size = fs::file_size(path() + "-wal");
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &saved), 0);
+  const auto old_handler = signal(SIGXFSZ, SIG_IGN);
+  rlimit small = saved;
+  small.rlim_cur = wal_size + 64 * 1024;
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  Exec(db, "BEGIN");
+  Exec(db, "WITH RECURSIVE s(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM s WHERE v < 400) "
+           "INSERT INTO t SELECT v + 100, randomblob(1000) FROM s");
+  const int rc = sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
+  const std::string error = sqlite3_errmsg(db);
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &saved), 0);
+  signal(SIGXFSZ, old_handler);
+  // EFBIG: SQLITE_IOERR_WRITE (a real full disk, ENOSPC, gives SQLITE_FULL).
+  EXPECT_TRUE((rc & 0xff) == SQLITE_IOERR || (rc & 0xff) == SQLITE_FULL)
+      << "a commit whose frames could not be written: " << rc << " " << error;
+  sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);  // if SQLite left it open
+
+  sqlite3* other = Open("");
+  EXPECT_EQ(Count(other), 10) << "another connection sees exactly what was committed";
+  EXPECT_EQ(Count(db), 10);
+  Exec(db, "INSERT INTO t VALUES (11, randomblob(2000))");
+  EXPECT_EQ(Count(other), 11) << "the next commit works";
+  sqlite3_close(other);
+  sqlite3_close(db);
+  sqlite3* reopened = Open("");
+  EXPECT_EQ(Count(reopened), 11);
+  sqlite3_stmt* check = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(reopened, "PRAGMA integrity_check", -1, &check, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(check), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(check, 0)), "ok");
+  sqlite3_finalize(check);
   sqlite3_close(reopened);
 }
 
