@@ -165,8 +165,8 @@ std::string QueryText(sqlite3* db, const char* sql) {
 Status Open(const Flags& f, sqlite3** db) {
   auto vfs = participant::WalBatchingVfs();
   if (!vfs.ok()) return vfs.status();
-  if (sqlite3_open_v2(f.db.c_str(), db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                      vfs->c_str()) != SQLITE_OK) {
+  if (sqlite3_open_v2(f.db.c_str(), db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, vfs->c_str()) !=
+      SQLITE_OK) {
     return SqliteError(*db, "open " + f.db);
   }
   sqlite3_busy_timeout(*db, 10'000);

@@ -19,11 +19,11 @@ constexpr size_t kMaxBuffered = size_t{8} << 20;
 // The handle SQLite allocates for us (szOsFile bytes): our part, then the handle of the VFS
 // below. Plain data: SQLite hands over raw memory and frees it itself.
 struct BatchFile {
-  sqlite3_file base;        // base.pMethods is one of kMethods, once the file is open
-  sqlite3_file* inner;      // the VFS below's handle, in the same allocation
-  std::string* pending;     // buffered writes of a WAL file (owned); null for other files
-  sqlite3_int64 pending_at; // file offset of (*pending)[0]
-  bool commit_frame;        // the last write was a commit frame's header: flush after its page
+  sqlite3_file base;         // base.pMethods is one of kMethods, once the file is open
+  sqlite3_file* inner;       // the VFS below's handle, in the same allocation
+  std::string* pending;      // buffered writes of a WAL file (owned); null for other files
+  sqlite3_int64 pending_at;  // file offset of (*pending)[0]
+  bool commit_frame;         // the last write was a commit frame's header: flush after its page
 };
 
 // The WAL format (sqlite.org/fileformat2.html#walformat): a 32-byte file header, then frames of
@@ -84,9 +84,8 @@ int Buffer(BatchFile* f, const void* data, int amount, sqlite3_int64 offset) {
   sqlite3_file* file = &f->base;
   std::string& pending = *f->pending;
   const auto size = static_cast<size_t>(amount);
-  if (!pending.empty() &&
-      (offset != f->pending_at + static_cast<sqlite3_int64>(pending.size()) ||
-       pending.size() + size > kMaxBuffered)) {
+  if (!pending.empty() && (offset != f->pending_at + static_cast<sqlite3_int64>(pending.size()) ||
+                           pending.size() + size > kMaxBuffered)) {
     if (const int rc = Flush(f); rc != SQLITE_OK) return rc;
   }
   if (size > kMaxWriteBelow) return Below(file)->xWrite(f->inner, data, amount, offset);
@@ -164,11 +163,25 @@ int FileUnfetch(sqlite3_file* file, sqlite3_int64 offset, void* page) {
 }
 
 constexpr sqlite3_io_methods MethodsOfVersion(int version) {
-  return {version,        FileClose,         FileRead,       FileWrite,
-          FileTruncate,   FileSync,          FileSize,       FileLock,
-          FileUnlock,     FileCheckReservedLock, FileControl, FileSectorSize,
-          FileDeviceCharacteristics, FileShmMap, FileShmLock, FileShmBarrier,
-          FileShmUnmap,   FileFetch,         FileUnfetch};
+  return {version,
+          FileClose,
+          FileRead,
+          FileWrite,
+          FileTruncate,
+          FileSync,
+          FileSize,
+          FileLock,
+          FileUnlock,
+          FileCheckReservedLock,
+          FileControl,
+          FileSectorSize,
+          FileDeviceCharacteristics,
+          FileShmMap,
+          FileShmLock,
+          FileShmBarrier,
+          FileShmUnmap,
+          FileFetch,
+          FileUnfetch};
 }
 // kMethods[v - 1] mirrors a VFS below whose files have methods of version v.
 constexpr sqlite3_io_methods kMethods[] = {MethodsOfVersion(1), MethodsOfVersion(2),
@@ -222,9 +235,8 @@ int VfsCurrentTime(sqlite3_vfs* vfs, double* out) {
   return BaseOf(vfs)->xCurrentTime(BaseOf(vfs), out);
 }
 int VfsGetLastError(sqlite3_vfs* vfs, int size, char* out) {
-  return BaseOf(vfs)->xGetLastError != nullptr
-             ? BaseOf(vfs)->xGetLastError(BaseOf(vfs), size, out)
-             : 0;
+  return BaseOf(vfs)->xGetLastError != nullptr ? BaseOf(vfs)->xGetLastError(BaseOf(vfs), size, out)
+                                               : 0;
 }
 int VfsCurrentTimeInt64(sqlite3_vfs* vfs, sqlite3_int64* out) {
   sqlite3_vfs* base = BaseOf(vfs);

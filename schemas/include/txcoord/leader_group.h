@@ -125,7 +125,7 @@ class LeaderGroup {
   // next group), set by the leader that ran the group before, outside the queue's lock.
   static constexpr uint32_t kWaiting = 0, kDone = 1, kLead = 2;
   struct Waiter {
-    Member* member = nullptr;  // set by its own thread before it queues
+    Member* member = nullptr;               // set by its own thread before it queues
     std::atomic<uint32_t> state{kWaiting};  // also the futex word
     static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t));
   };
