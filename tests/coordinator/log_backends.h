@@ -56,8 +56,9 @@ class SqliteBackend {
     ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
     sqlite3_busy_timeout(db, 5000);
     const std::string sql =
-        "UPDATE txcoord_tx_record SET body = substr(body, 1, length(body) - 2) WHERE gtid = '" +
-        gtid + "'";
+        "UPDATE txcoord_tx_record SET body = substr(body, 1, length(body) - 2) WHERE tx_id = "
+        "(SELECT id FROM txcoord_tx WHERE gtid = '" +
+        gtid + "')";
     EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
         << sqlite3_errmsg(db);
     sqlite3_close(db);
@@ -67,9 +68,10 @@ class SqliteBackend {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
     sqlite3_busy_timeout(db, 5000);
-    const std::string sql = "DELETE FROM txcoord_tx_record WHERE gtid = '" + gtid +
-                            "' AND seq = (SELECT max(seq) FROM txcoord_tx_record WHERE gtid = '" +
-                            gtid + "')";
+    const std::string id = "(SELECT id FROM txcoord_tx WHERE gtid = '" + gtid + "')";
+    const std::string sql = "DELETE FROM txcoord_tx_record WHERE tx_id = " + id +
+                            " AND seq = (SELECT max(seq) FROM txcoord_tx_record WHERE tx_id = " +
+                            id + ")";
     EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
         << sqlite3_errmsg(db);
     sqlite3_close(db);

@@ -203,6 +203,127 @@ TEST_F(SqliteLogTest, OldSchemaIsMigratedOnOpen) {
   sqlite3_close(db);
 }
 
+// Version 3 re-keys records by an internal id given in creation order. A version 2 store keeps
+// every transaction, record and state across the rebuild, and appends go on after it.
+TEST_F(SqliteLogTest, Version2StoreIsRekeyedOnOpen) {
+  struct Legacy {
+    std::string gtid;
+    int64_t created_ms;
+    std::vector<v1::LogRecord> records;
+    std::string state;
+    v1::Outcome decision;
+    bool finished;
+  };
+  const std::vector<Legacy> legacy = {
+      {"zeta", kEpochMs + 1,
+       {Begin("zeta", kEpochMs + 1), Decision("zeta", kEpochMs + 2, v1::OUTCOME_COMMIT),
+        End("zeta", kEpochMs + 3, "committed")},
+       "committed", v1::OUTCOME_COMMIT, true},
+      {"alpha", kEpochMs + 2, {Begin("alpha", kEpochMs + 2)}, "preparing",
+       v1::OUTCOME_UNSPECIFIED, false},
+      {"mid", kEpochMs,
+       {Begin("mid", kEpochMs), Decision("mid", kEpochMs + 1, v1::OUTCOME_ABORT)}, "aborting",
+       v1::OUTCOME_ABORT, false},
+  };
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
+  ASSERT_TRUE(internal::MigrateSqliteSchema(db, 2).ok());
+  for (const Legacy& t : legacy) {
+    for (size_t i = 0; i < t.records.size(); ++i) {
+      std::string body;
+      t.records[i].SerializeToString(&body);
+      sqlite3_stmt* stmt = nullptr;
+      ASSERT_EQ(sqlite3_prepare_v2(db,
+                                   "INSERT INTO txcoord_tx_record (gtid, seq, kind, body, crc) "
+                                   "VALUES (?1, ?2, ?3, ?4, ?5)",
+                                   -1, &stmt, nullptr),
+                SQLITE_OK);
+      sqlite3_bind_text(stmt, 1, t.gtid.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_int64(stmt, 2, static_cast<int64_t>(i) + 1);
+      sqlite3_bind_text(stmt, 3, std::string(internal::RecordKind(t.records[i])).c_str(), -1,
+                        SQLITE_TRANSIENT);
+      sqlite3_bind_blob(stmt, 4, body.data(), static_cast<int>(body.size()), SQLITE_TRANSIENT);
+      sqlite3_bind_int64(stmt, 5, internal::Checksum(body));
+      ASSERT_EQ(sqlite3_step(stmt), SQLITE_DONE) << sqlite3_errmsg(db);
+      sqlite3_finalize(stmt);
+    }
+    const int64_t last_ms = t.created_ms + static_cast<int64_t>(t.records.size()) - 1;
+    const std::string summary =
+        "INSERT INTO txcoord_tx (gtid, protocol, state, decision, created_at_ms, updated_at_ms, "
+        "deadline_ms, finished_at_ms, record_count) VALUES ('" +
+        t.gtid + "', '2pc', '" + t.state + "', " + std::to_string(t.decision) + ", " +
+        std::to_string(t.created_ms) + ", " + std::to_string(last_ms) + ", " +
+        std::to_string(t.created_ms + 10'000) + ", " +
+        (t.finished ? std::to_string(last_ms) : std::string("NULL")) + ", " +
+        std::to_string(t.records.size()) + ")";
+    ASSERT_EQ(sqlite3_exec(db, summary.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
+  }
+  sqlite3_close(db);
+
+  {
+    auto log = MustOpen(Config());
+    ASSERT_NE(log, nullptr);
+    for (const Legacy& t : legacy) {
+      auto tx = log->Read(t.gtid);
+      ASSERT_TRUE(tx.ok()) << t.gtid << ": " << tx.status().ToString();
+      EXPECT_EQ(tx->summary.state, t.state);
+      EXPECT_EQ(tx->summary.finished(), t.finished) << t.gtid;
+      ASSERT_EQ(tx->records.size(), t.records.size()) << t.gtid;
+      for (size_t i = 0; i < t.records.size(); ++i) {
+        EXPECT_EQ(tx->records[i].SerializeAsString(), t.records[i].SerializeAsString())
+            << t.gtid << " record " << i + 1;
+      }
+    }
+    auto scan = log->ScanUnfinished("", 10);
+    ASSERT_TRUE(scan.ok()) << scan.status().ToString();
+    ASSERT_EQ(scan->size(), 2u);
+    EXPECT_EQ((*scan)[0].summary.gtid, "alpha");
+    EXPECT_EQ((*scan)[1].summary.gtid, "mid");
+
+    // Appends go on: to a migrated transaction, and a new one.
+    ASSERT_TRUE(log->Append({Decision("alpha", kEpochMs + 5, v1::OUTCOME_COMMIT)}).ok());
+    ASSERT_TRUE(log->Append({Begin("fresh", kEpochMs + 6)}).ok());
+    auto alpha = log->Read("alpha");
+    ASSERT_TRUE(alpha.ok()) << alpha.status().ToString();
+    EXPECT_EQ(alpha->records.size(), 2u);
+    EXPECT_EQ(alpha->summary.state, "committing");
+
+    auto purged = log->Purge(T(kEpochMs + 1'000'000), 100);
+    ASSERT_TRUE(purged.ok()) << purged.status().ToString();
+    EXPECT_EQ(*purged, 1) << "zeta, the only finished one";
+    EXPECT_EQ(log->Read("zeta").status().code(), StatusCode::kNotFound);
+  }
+
+  ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
+  auto column = [&](const char* sql) {
+    std::string out;
+    sqlite3_stmt* stmt = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    while (stmt != nullptr && sqlite3_step(stmt) == SQLITE_ROW) {
+      if (!out.empty()) out += ',';
+      const unsigned char* text = sqlite3_column_text(stmt, 0);
+      out += text == nullptr ? "NULL" : reinterpret_cast<const char*>(text);
+    }
+    sqlite3_finalize(stmt);
+    return out;
+  };
+  EXPECT_EQ(column("SELECT value FROM txcoord_meta WHERE key = 'schema_version'"),
+            std::to_string(kLogSchemaVersion));
+  EXPECT_EQ(column("SELECT gtid FROM txcoord_tx ORDER BY id"), "mid,alpha,fresh")
+      << "ids follow creation, and a new transaction comes after every migrated one";
+  EXPECT_EQ(column("SELECT count(*) FROM txcoord_tx_record"), "5")
+      << "mid 2, alpha 2, fresh 1; zeta's records went with it";
+  EXPECT_EQ(column("SELECT count(*) FROM txcoord_tx_record WHERE tx_id NOT IN "
+                   "(SELECT id FROM txcoord_tx)"),
+            "0");
+  EXPECT_EQ(column("SELECT name FROM sqlite_schema WHERE type = 'index' AND name LIKE "
+                   "'txcoord_tx_%' ORDER BY name"),
+            "txcoord_tx_by_created,txcoord_tx_by_finished,txcoord_tx_unfinished");
+  EXPECT_EQ(column("PRAGMA integrity_check"), "ok");
+  sqlite3_close(db);
+}
+
 TEST_F(SqliteLogTest, ASecondOpenOfTheSameStoreIsRefused) {
   auto first = MustOpen(Config());
   ASSERT_NE(first, nullptr);

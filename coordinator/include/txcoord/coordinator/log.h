@@ -148,7 +148,7 @@ Result<LogConfig> ParseStoreUri(std::string_view uri);
 Result<std::unique_ptr<TransactionLog>> OpenLog(const LogConfig& config);
 
 // The schema version this build writes; a store with a newer version is refused at open.
-inline constexpr int kLogSchemaVersion = 2;
+inline constexpr int kLogSchemaVersion = 3;
 
 // Conversions between the log's millisecond time and protobuf timestamps.
 Timestamp FromProto(const google::protobuf::Timestamp& t);
