@@ -7,9 +7,10 @@
 // The write path is the throughput limit (one writer, the group leader's thread), so it is kept
 // short: statements are prepared once per connection; the summaries of unfinished transactions
 // stay in memory on the writer (exact, because the store's flock makes this process its only
-// writer, and updated only after a successful COMMIT); records are keyed (gtid, seq) in a
-// WITHOUT ROWID table, so an append touches few b-trees; and checkpoints run on a background
-// connection instead of inside a leader's COMMIT.
+// writer, and updated only after a successful COMMIT, each with its internal id); summaries
+// and records are keyed by an id given in creation order, not by the client's gtid, so the rows
+// one group writes share a few pages at the right edge of each b-tree (schema version 3); and
+// checkpoints run on a background connection instead of inside a leader's COMMIT.
 //
 // Concurrency: one writer connection, used only under write_mu_ (by the group-commit leader or
 // by Purge); a pool of reader connections, each read in its own snapshot (WAL readers never block
