@@ -19,10 +19,10 @@ namespace txcoord::coordinator::internal {
 // gtid), operator listing (by creation time) and purge (finished, by end time). The statements are
 // the same in SQLite and PostgreSQL. A macro as well, so that SQLite's version 3, which rebuilds
 // the table, can make them again in the same migration.
-#define TXCOORD_INDEX_MIGRATION_SQL                                                          \
-  "CREATE INDEX txcoord_tx_unfinished ON txcoord_tx (gtid) WHERE finished_at_ms IS NULL;\n"   \
-  "CREATE INDEX txcoord_tx_by_created ON txcoord_tx (created_at_ms, gtid);\n"                 \
-  "CREATE INDEX txcoord_tx_by_finished ON txcoord_tx (finished_at_ms) "                       \
+#define TXCOORD_INDEX_MIGRATION_SQL                                                         \
+  "CREATE INDEX txcoord_tx_unfinished ON txcoord_tx (gtid) WHERE finished_at_ms IS NULL;\n" \
+  "CREATE INDEX txcoord_tx_by_created ON txcoord_tx (created_at_ms, gtid);\n"               \
+  "CREATE INDEX txcoord_tx_by_finished ON txcoord_tx (finished_at_ms) "                     \
   "WHERE finished_at_ms IS NOT NULL;\n"
 inline constexpr const char* kIndexMigrationSql = TXCOORD_INDEX_MIGRATION_SQL;
 

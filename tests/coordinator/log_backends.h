@@ -69,9 +69,9 @@ class SqliteBackend {
     ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
     sqlite3_busy_timeout(db, 5000);
     const std::string id = "(SELECT id FROM txcoord_tx WHERE gtid = '" + gtid + "')";
-    const std::string sql = "DELETE FROM txcoord_tx_record WHERE tx_id = " + id +
-                            " AND seq = (SELECT max(seq) FROM txcoord_tx_record WHERE tx_id = " +
-                            id + ")";
+    const std::string sql =
+        "DELETE FROM txcoord_tx_record WHERE tx_id = " + id +
+        " AND seq = (SELECT max(seq) FROM txcoord_tx_record WHERE tx_id = " + id + ")";
     EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
         << sqlite3_errmsg(db);
     sqlite3_close(db);
