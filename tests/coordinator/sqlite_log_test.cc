@@ -48,6 +48,27 @@ class SqliteLogTest : public ::testing::Test {
     }
   }
 
+  // Writes a record the way schema versions 1 and 2 did: keyed (gtid, seq).
+  static void InsertLegacyRecord(sqlite3* db, const std::string& gtid, int64_t seq,
+                                 const v1::LogRecord& record) {
+    std::string body;
+    record.SerializeToString(&body);
+    sqlite3_stmt* stmt = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db,
+                                 "INSERT INTO txcoord_tx_record (gtid, seq, kind, body, crc) "
+                                 "VALUES (?1, ?2, ?3, ?4, ?5)",
+                                 -1, &stmt, nullptr),
+              SQLITE_OK);
+    sqlite3_bind_text(stmt, 1, gtid.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(stmt, 2, seq);
+    sqlite3_bind_text(stmt, 3, std::string(internal::RecordKind(record)).c_str(), -1,
+                      SQLITE_TRANSIENT);
+    sqlite3_bind_blob(stmt, 4, body.data(), static_cast<int>(body.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_int64(stmt, 5, internal::Checksum(body));
+    EXPECT_EQ(sqlite3_step(stmt), SQLITE_DONE) << sqlite3_errmsg(db);
+    sqlite3_finalize(stmt);
+  }
+
   void ExpectCleanOpenError(StatusCode code) {
     auto log = OpenLog(Config());
     ASSERT_FALSE(log.ok()) << "a damaged store must not open";
@@ -158,18 +179,7 @@ TEST_F(SqliteLogTest, OldSchemaIsMigratedOnOpen) {
     ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
     ASSERT_TRUE(internal::MigrateSqliteSchema(db, 1).ok());
     // One transaction written the way version 1 wrote it.
-    std::string body;
-    Begin("legacy", kEpochMs).SerializeToString(&body);
-    sqlite3_stmt* stmt = nullptr;
-    ASSERT_EQ(sqlite3_prepare_v2(db,
-                                 "INSERT INTO txcoord_tx_record (gtid, seq, kind, body, crc) "
-                                 "VALUES ('legacy', 1, 'begin', ?1, ?2)",
-                                 -1, &stmt, nullptr),
-              SQLITE_OK);
-    sqlite3_bind_blob(stmt, 1, body.data(), static_cast<int>(body.size()), SQLITE_TRANSIENT);
-    sqlite3_bind_int64(stmt, 2, internal::Checksum(body));
-    ASSERT_EQ(sqlite3_step(stmt), SQLITE_DONE);
-    sqlite3_finalize(stmt);
+    InsertLegacyRecord(db, "legacy", 1, Begin("legacy", kEpochMs));
     const std::string summary =
         "INSERT INTO txcoord_tx (gtid, protocol, state, created_at_ms, updated_at_ms, "
         "record_count) VALUES ('legacy', '2pc', 'preparing', " +
@@ -241,22 +251,7 @@ TEST_F(SqliteLogTest, Version2StoreIsRekeyedOnOpen) {
   ASSERT_TRUE(internal::MigrateSqliteSchema(db, 2).ok());
   for (const Legacy& t : legacy) {
     for (size_t i = 0; i < t.records.size(); ++i) {
-      std::string body;
-      t.records[i].SerializeToString(&body);
-      sqlite3_stmt* stmt = nullptr;
-      ASSERT_EQ(sqlite3_prepare_v2(db,
-                                   "INSERT INTO txcoord_tx_record (gtid, seq, kind, body, crc) "
-                                   "VALUES (?1, ?2, ?3, ?4, ?5)",
-                                   -1, &stmt, nullptr),
-                SQLITE_OK);
-      sqlite3_bind_text(stmt, 1, t.gtid.c_str(), -1, SQLITE_TRANSIENT);
-      sqlite3_bind_int64(stmt, 2, static_cast<int64_t>(i) + 1);
-      sqlite3_bind_text(stmt, 3, std::string(internal::RecordKind(t.records[i])).c_str(), -1,
-                        SQLITE_TRANSIENT);
-      sqlite3_bind_blob(stmt, 4, body.data(), static_cast<int>(body.size()), SQLITE_TRANSIENT);
-      sqlite3_bind_int64(stmt, 5, internal::Checksum(body));
-      ASSERT_EQ(sqlite3_step(stmt), SQLITE_DONE) << sqlite3_errmsg(db);
-      sqlite3_finalize(stmt);
+      InsertLegacyRecord(db, t.gtid, static_cast<int64_t>(i) + 1, t.records[i]);
     }
     const int64_t last_ms = t.created_ms + static_cast<int64_t>(t.records.size()) - 1;
     const std::string summary =
