@@ -806,6 +806,11 @@ Status MigrateSqliteSchema(sqlite3* db, int target_version) {
       return s.WithContext("migrate schema to version " + std::to_string(v + 1));
     }
   }
+  // A migration that rebuilt tables left a WAL as big as the store; SQLite would keep the file
+  // at that size while the log stays open. Best effort: the data is committed either way.
+  if (version < target_version) {
+    (void)sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr);
+  }
   return Status::Ok();
 }
 

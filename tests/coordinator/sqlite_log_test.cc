@@ -270,6 +270,9 @@ TEST_F(SqliteLogTest, Version2StoreIsRekeyedOnOpen) {
   {
     auto log = MustOpen(Config());
     ASSERT_NE(log, nullptr);
+    std::error_code ec;
+    EXPECT_EQ(fs::file_size(path() + "-wal", ec), 0u)
+        << "the rebuild's frames are checkpointed and the WAL truncated (" << ec.message() << ")";
     for (const Legacy& t : legacy) {
       auto tx = log->Read(t.gtid);
       ASSERT_TRUE(tx.ok()) << t.gtid << ": " << tx.status().ToString();
