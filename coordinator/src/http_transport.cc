@@ -772,16 +772,26 @@ class HttpTransport final : public CallbackTransport {
         exchange.reply = Transient(NoReplyWithin(request.timeout));
         return exchange;
       }
-      const Poco::Timespan budget(remaining.count());
-      // Connect, send and each receive are bounded by what is left of the budget; the watchdog
-      // bounds their sum once connected. Name resolution is not bounded (getaddrinfo has no
-      // timeout); participant URLs are expected to be IP addresses or names the resolver knows.
-      session.setTimeout(budget, budget, budget);
-      // Depending on the Poco version, setTimeout reaches an already connected socket or only
-      // the next connection; a reused connection must not keep the previous call's timeouts.
-      if (session.connected()) {
-        session.socket().setSendTimeout(budget);
-        session.socket().setReceiveTimeout(budget);
+      // Connect is bounded by what is left of the budget, and the watchdog bounds everything
+      // after it to the deadline. The socket's send and receive timeouts are only a backstop
+      // (for when the watchdog cannot take a descriptor): they are the call's whole timeout,
+      // which is never shorter than what is left of it, so they cannot end a call early. Being
+      // the same for every call with the same timeout, they are set when the connection is made
+      // and again only when a call's timeout differs: two system calls less per callback.
+      // Name resolution is not bounded (getaddrinfo has no timeout); participant URLs are
+      // expected to be IP addresses or names the resolver knows.
+      const Poco::Timespan whole(
+          std::chrono::duration_cast<std::chrono::microseconds>(request.timeout).count());
+      if (!session.connected()) {
+        // Applied by Poco when sendRequest connects.
+        session.setTimeout(Poco::Timespan(remaining.count()), whole, whole);
+      } else if (session.getTimeout() != whole) {
+        // getTimeout is the receive timeout last given to this session. Depending on the Poco
+        // version, setTimeout reaches a connected socket or only the next connection, so the
+        // socket is told too.
+        session.setTimeout(Poco::Timespan(remaining.count()), whole, whole);
+        session.socket().setSendTimeout(whole);
+        session.socket().setReceiveTimeout(whole);
       }
       std::ostream& out = session.sendRequest(http);  // Connects a fresh session.
       watch.Start(session.socket().impl()->sockfd(), deadline);

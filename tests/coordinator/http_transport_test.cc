@@ -523,6 +523,38 @@ TEST(HttpTransport, AReplyTrickledByteByByteIsCutAtTheWholeCallBudget) {
   EXPECT_EQ(done->reply.detail, "no reply within 500 ms");
 }
 
+// The socket timeouts are set when a connection is made, not on every call; a kept-alive
+// connection must still give each call its own budget, longer or shorter than the last one's.
+TEST(HttpTransport, AReusedConnectionGivesEachCallItsOwnTimeout) {
+  TestServer server([](const SeenRequest& seen) {
+    return seen.uri == "/slow" ? Answer{200, "slow", 700ms} : Answer{200, "fast"};
+  });
+  auto transport = Transport(1);
+  CallbackRequest fast = Request(server.Url("/fast"));
+  fast.timeout = 200ms;
+  auto first = SendAndWait(*transport, fast);
+  ASSERT_TRUE(first.has_value());
+  ASSERT_EQ(first->reply.reply_class, ReplyClass::kSuccess) << first->reply.detail;
+
+  CallbackRequest patient = Request(server.Url("/slow"));
+  patient.timeout = 10s;
+  auto second = SendAndWait(*transport, patient, 30s);
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->reply.reply_class, ReplyClass::kSuccess) << second->reply.detail;
+  EXPECT_EQ(second->reply.detail, "HTTP 200: slow");
+  EXPECT_EQ(server.Connections(), 1u) << "the second call did not reuse the connection";
+
+  CallbackRequest hurried = Request(server.Url("/slow"));
+  hurried.timeout = 300ms;
+  const auto start = std::chrono::steady_clock::now();
+  auto third = SendAndWait(*transport, hurried, 30s);
+  ASSERT_TRUE(third.has_value());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 8s);
+  EXPECT_EQ(third->reply.reply_class, ReplyClass::kTransient);
+  EXPECT_EQ(third->reply.detail, "no reply within 300 ms");
+  EXPECT_EQ(server.Connections(), 1u) << "the third call did not reuse the connection";
+}
+
 TEST(HttpTransport, NobodyListeningIsConnectionRefused) {
   int port;
   {
