@@ -12,9 +12,9 @@
 // and then hears nothing for --3pc-timeout-ms asks the coordinator (--coordinator) and does what
 // it says. When it cannot be asked, "required" (the default) waits and asks again, which keeps
 // every outcome consistent; "optional" follows the contract's rule (voted yes: abort; pre-
-// committed: commit), which a partition can turn into a split outcome (docs/3pc.md). Prints "bank listening on
-// HOST:PORT" once serving; exits 0 on SIGTERM, 1 when the store or the port is unusable, 2 for a
-// bad flag.
+// committed: commit), which a partition can turn into a split outcome (docs/3pc.md). Prints "bank
+// listening on HOST:PORT" once serving; exits 0 on SIGTERM, 1 when the store or the port is
+// unusable, 2 for a bad flag.
 #include <signal.h>
 
 #include <atomic>

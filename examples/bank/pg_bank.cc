@@ -24,8 +24,7 @@ CREATE TABLE IF NOT EXISTS holds (
 CREATE INDEX IF NOT EXISTS holds_by_account ON holds (account);
 CREATE TABLE IF NOT EXISTS ledger (
   gtid TEXT NOT NULL, branch_id TEXT NOT NULL, account TEXT NOT NULL, delta BIGINT NOT NULL,
-  at TIMESTAMPTZ NOT NULL DEFAULT now(),
-  PRIMARY KEY (gtid, branch_id));
+  at TIMESTAMPTZ NOT NULL DEFAULT now());
 )sql";
 
 // Checks and locks the account: FOR UPDATE keeps a concurrent debit from reading the same

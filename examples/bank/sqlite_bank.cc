@@ -78,8 +78,7 @@ CREATE TABLE IF NOT EXISTS holds (
 CREATE INDEX IF NOT EXISTS holds_by_account ON holds (account);
 CREATE TABLE IF NOT EXISTS ledger (
   gtid TEXT NOT NULL, branch_id TEXT NOT NULL, account TEXT NOT NULL, delta INTEGER NOT NULL,
-  at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
-  PRIMARY KEY (gtid, branch_id));
+  at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')));
 )sql";
 
 // Checks that `m` may happen now: the account exists, and a debit leaves enough after what other

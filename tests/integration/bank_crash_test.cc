@@ -35,6 +35,7 @@
 #include <mutex>
 #include <pqxx/pqxx>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "restartable.h"
@@ -70,7 +71,9 @@ std::string HttpGet(int port, const std::string& path) {
 struct BankState {
   int64_t total = 0;
   int64_t held = 0;
-  std::map<std::string, std::set<std::string>> ledger;  // gtid -> branch ids applied
+  // gtid -> branch ids applied, once per ledger entry: the ledger has no key, so an entry
+  // applied twice shows here twice.
+  std::map<std::string, std::multiset<std::string>> ledger;
 };
 
 BankState ReadBank(int port) {
