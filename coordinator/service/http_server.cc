@@ -24,6 +24,7 @@
 #include "api_request.h"
 #include "http_reply.h"
 #include "transaction_api.h"
+#include "txcoord/participant/server_socket.h"
 #include "txcoord/request_gate.h"
 #include "txcoord/schemas/ids.h"
 #include "txcoord/schemas/json.h"
@@ -368,7 +369,7 @@ Result<Poco::Net::ServerSocket> ListenOn(const Poco::Net::SocketAddress& address
                                          Poco::Net::Context::Ptr tls) {
   const std::string where = "cannot listen on " + address.toString();
   try {
-    Poco::Net::ServerSocket socket;
+    Poco::Net::ServerSocket socket = participant::NewPlainServerSocket();
     if (!tls.isNull()) socket = Poco::Net::SecureServerSocket(tls);
     // SO_REUSEADDR lets a restarted coordinator bind while its old connections sit in
     // TIME_WAIT. Not SO_REUSEPORT: that would let a second process share the port silently.

@@ -23,6 +23,7 @@
 #include <ostream>
 
 #include "json_scan.h"
+#include "txcoord/participant/server_socket.h"
 #include "txcoord/request_gate.h"
 #include "txcoord/schemas/ids.h"
 #include "txcoord/schemas/json.h"
@@ -574,7 +575,7 @@ class CallbackServer::Impl {
               kThreadIdleSeconds) {}
 
   Result<int> Start(const std::string& address) {
-    Poco::Net::ServerSocket socket;
+    Poco::Net::ServerSocket socket = NewPlainServerSocket();
     if (!options_.tls.cert_file.empty()) {
       auto tls = NewServerContext(options_.tls);
       if (!tls.ok()) return tls.status();
