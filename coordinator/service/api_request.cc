@@ -8,6 +8,7 @@
 #include <google/protobuf/unknown_field_set.h>
 
 #include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <set>
 #include <vector>
@@ -269,8 +270,10 @@ namespace {
 // same requests: fields unknown to this version (JSON refuses unknown names; a binary client of
 // a newer schema would otherwise have a field it relies on silently ignored), and a
 // google.protobuf.Value with no kind set (it has no JSON form: printed into a callback it would
-// vanish, or drop its member from a list or object, so the payload would not pass untouched).
-// `where` names the field for the message, e.g. "steps[2].payload".
+// vanish, or drop its member from a list or object, so the payload would not pass untouched),
+// and a number that is NaN or infinite (JSON has no such numbers: it would reach participants
+// as something else, and NaN, never equal to itself, would make a repeated branch registration
+// look different). `where` names the field for the message, e.g. "steps[2].payload".
 Status CheckBinaryDecoded(const google::protobuf::Message& message, const std::string& where) {
   using google::protobuf::FieldDescriptor;
   const google::protobuf::Reflection* reflection = message.GetReflection();
@@ -288,6 +291,15 @@ Status CheckBinaryDecoded(const google::protobuf::Message& message, const std::s
     return Status::InvalidArgument(where +
                                    " is a google.protobuf.Value with no kind set; JSON null is "
                                    "null_value");
+  }
+  if (descriptor->full_name() == "google.protobuf.Value") {
+    const auto& value = static_cast<const google::protobuf::Value&>(message);
+    if (value.kind_case() == google::protobuf::Value::kNumberValue &&
+        !std::isfinite(value.number_value())) {
+      return Status::InvalidArgument(where +
+                                     " is a number that is NaN or infinite, which JSON cannot "
+                                     "carry");
+    }
   }
   std::vector<const FieldDescriptor*> fields;
   reflection->ListFields(message, &fields);

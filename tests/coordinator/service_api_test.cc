@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -246,6 +247,26 @@ TEST(DecodeBodyTest, BinaryBodiesAreHeldToWhatJsonCanSay) {
   empty_payload.mutable_branches(0)->mutable_payload()->Clear();
   EXPECT_EQ(DecodeBody(empty_payload.SerializeAsString(), true, false, &decoded).code(),
             StatusCode::kInvalidArgument);
+
+  // Numbers JSON has no form for, anywhere in a payload.
+  for (const double number :
+       {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity(),
+        -std::numeric_limits<double>::infinity()}) {
+    v1::BeginRequest odd = sent;
+    (*odd.mutable_branches(0)->mutable_payload()->mutable_struct_value()->mutable_fields())["n"]
+        .set_number_value(number);
+    const Status refused = DecodeBody(odd.SerializeAsString(), true, false, &decoded);
+    EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument) << number;
+    EXPECT_NE(
+        refused.message().find("branches[0].payload.struct_value[\"n\"] is a number that is NaN or "
+                               "infinite"),
+        std::string::npos)
+        << refused.message();
+  }
+  v1::BeginRequest largest = sent;
+  largest.mutable_branches(0)->mutable_payload()->set_number_value(
+      std::numeric_limits<double>::max());
+  EXPECT_TRUE(DecodeBody(largest.SerializeAsString(), true, false, &decoded).ok());
 
   // A field this version does not know (number 99, varint 1), as JSON refuses unknown names.
   std::string unknown = sent.SerializeAsString();
