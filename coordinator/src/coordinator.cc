@@ -539,6 +539,14 @@ class Coordinator::Impl {
     return state == "committed" || state == "aborted";
   }
 
+  // A command that a finished transaction does not allow: "transaction X is aborted (why)".
+  static Status FinishedConflict(std::string_view gtid, const v1::Transaction& record) {
+    return Status::Conflict("transaction " + std::string(gtid) + " is " + record.state() +
+                            (record.state() == "aborted" && !record.reason().empty()
+                                 ? " (" + record.reason() + ")"
+                                 : std::string()));
+  }
+
   static Status Finished(std::string_view gtid, const std::string& state) {
     return Status::Conflict("transaction " + std::string(gtid) + " is " + state +
                             ", finished: nothing is outstanding");
@@ -718,18 +726,22 @@ class Coordinator::Impl {
         return Status::Unavailable("transaction " + std::string(gtid) +
                                    " is being recovered; retry in a moment");
       }
+      v1::Transaction record = FoldRecord(*logged);
       if (!logged_ok_state.empty() && state == logged_ok_state) {
-        return TransactionReply{FoldRecord(*logged), 200};
+        return TransactionReply{std::move(record), 200};
       }
-      return Status::Conflict(
-          "transaction " + std::string(gtid) + " is " + state +
-          (logged->summary.decision == v1::OUTCOME_ABORT && !FoldRecord(*logged).reason().empty()
-               ? " (" + FoldRecord(*logged).reason() + ")"
-               : std::string()));
+      return FinishedConflict(gtid, record);
     }
     std::unique_lock lock(live->mu);
     if (live->parked) return Status::Unavailable(live->park_status.message());
-    if (live->engine->finished()) return ReplyWhen(live, lock, wait);
+    if (live->engine->finished()) {
+      // Finished between Find and the lock: answered as from the log, so that an abort of a
+      // committed transaction is a 409 whichever way the race went.
+      if (!logged_ok_state.empty() && live->engine->state() == logged_ok_state) {
+        return ReplyWhen(live, lock, wait);
+      }
+      return FinishedConflict(gtid, live->engine->View());
+    }
     Effects fx;
     Result<uint64_t> seq = command(*live->engine, fx);
     Process(live, lock, fx);
@@ -964,7 +976,13 @@ class Coordinator::Impl {
       live = std::make_shared<Live>();
       live->engine = std::move(*engine);
       live->protocol = IndexOf(Counters::kProtocols, live->engine->View().protocol());
+      // A `wait` reply waits as it would have without the restart: until the deadline plus
+      // the grace, and never less than the grace from now.
       live->wait_until = std::chrono::steady_clock::now() + options_.wait_grace;
+      if (logged.summary.deadline) {
+        const auto left = *logged.summary.deadline - clock_.Now();
+        if (left > milliseconds(0)) live->wait_until += left;
+      }
       live_.emplace(gtid, live);
     }
     ++recovered_;

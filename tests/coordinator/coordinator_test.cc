@@ -390,6 +390,31 @@ TEST_F(CoordinatorTest, ARestartResumesDecidedTransactionsAndAbortsUndecidedOnes
   EXPECT_GE(coordinator_->counters().recovered, 2);
 }
 
+// `wait` lasts until the deadline plus the grace, also for a transaction resumed after a
+// restart: a client retrying after a crash must not get an early 202.
+TEST_F(CoordinatorTest, AWaitAfterARestartLastsUntilTheDeadlinePlusTheGrace) {
+  v1::BeginRequest r;
+  r.set_gtid("tcc-wait");
+  r.set_protocol("tcc");
+  r.set_timeout_ms(60'000);
+  ASSERT_TRUE(coordinator_->Begin(r, "").ok());
+  v1::Branch b;
+  b.set_branch_id("debit");
+  b.set_url("http://127.0.0.1:9/bank");
+  ASSERT_TRUE(coordinator_->RegisterBranch("tcc-wait", b).ok());
+  Restart();
+  // Longer than the grace (500 ms) since the restart resumed it, far from its deadline.
+  std::this_thread::sleep_for(milliseconds(800));
+  transport_.SetScript([](const CallbackRequest&) {
+    std::this_thread::sleep_for(milliseconds(300));
+    return Ok();
+  });
+  auto committed = coordinator_->Commit("tcc-wait", true);
+  ASSERT_TRUE(committed.ok()) << committed.status().ToString();
+  EXPECT_EQ(committed->http_status, 200);
+  EXPECT_EQ(committed->transaction.state(), "committed");
+}
+
 TEST_F(CoordinatorTest, ManyConcurrentTransactionsAllFinishAndShareCommits) {
   std::atomic<int> n{0};
   transport_.SetScript([&](const CallbackRequest& r) {
