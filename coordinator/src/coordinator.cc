@@ -167,12 +167,16 @@ Status CheckUrl(std::string_view what, const std::string& url, const saga::UrlPo
 // One live transaction: its engine and the driver's bookkeeping around it.
 struct Live {
   std::mutex mu;
-  std::condition_variable cv;               // durable progress, finish, park, stop
-  int durable_waiters = 0;                  // GUARDED_BY(mu): threads in WaitDurable
-  std::unique_ptr<Engine> engine;           // GUARDED_BY(mu)
-  std::vector<v1::LogRecord> pending;       // GUARDED_BY(mu): emitted, not yet handed to the log
-  bool appending = false;                   // GUARDED_BY(mu): a thread is appending for it
-  bool parked = false;                      // GUARDED_BY(mu): dropped after a failed append
+  std::condition_variable cv;          // durable progress, finish, park, stop
+  int durable_waiters = 0;             // GUARDED_BY(mu): threads in WaitDurable
+  std::unique_ptr<Engine> engine;      // GUARDED_BY(mu)
+  std::vector<v1::LogRecord> pending;  // GUARDED_BY(mu): emitted, not yet handed to the log
+  bool appending = false;              // GUARDED_BY(mu): a thread is appending for it
+  bool parked = false;                 // GUARDED_BY(mu): dropped after a failed append
+  // GUARDED_BY(mu): begun here and its begin record not yet durable. The log may still refuse
+  // it (a gtid it already holds, from before a restart): until then the record is not the
+  // transaction's, and others who find it wait (FindSettled).
+  bool tentative = false;
   bool forgotten = false;                   // GUARDED_BY(mu): finished and out of the map
   Status park_status;                       // GUARDED_BY(mu)
   std::optional<Timestamp> scheduled_wake;  // GUARDED_BY(mu)
@@ -319,6 +323,7 @@ class Coordinator::Impl {
             std::chrono::steady_clock::now() + milliseconds(args.timeout_ms) + options_.wait_grace;
         live->begun_at = std::chrono::steady_clock::now();
         live->protocol = IndexOf(Counters::kProtocols, args.request.protocol());
+        live->tentative = true;
         live_.emplace(gtid, live);
         ++begun_;
       }
@@ -371,7 +376,7 @@ class Coordinator::Impl {
 
   Result<v1::Transaction> Get(std::string_view gtid) {
     TXCOORD_RETURN_IF_ERROR(ValidateId("gtid", gtid));
-    if (std::shared_ptr<Live> live = Find(gtid)) {
+    if (std::shared_ptr<Live> live = FindSettled(gtid)) {
       std::lock_guard lock(live->mu);
       if (!live->parked) return live->engine->View();
     }
@@ -529,6 +534,28 @@ class Coordinator::Impl {
     return it == live_.end() ? nullptr : it->second;
   }
 
+  // Find, but a transaction whose begin the log may still refuse is waited for first; one the
+  // log refused (its gtid was logged before) is not the transaction, so the answer then comes
+  // from the log, as if it had never been in memory.
+  std::shared_ptr<Live> FindSettled(std::string_view gtid) {
+    std::shared_ptr<Live> live = Find(gtid);
+    if (!live) return nullptr;
+    std::unique_lock lock(live->mu);
+    if (!Settle(live, lock)) return nullptr;
+    return live;
+  }
+
+  // Waits while `live` is tentative; false when the log refused its begin for a gtid it holds.
+  // REQUIRES: lock holds live->mu.
+  bool Settle(const std::shared_ptr<Live>& live, std::unique_lock<std::mutex>& lock) {
+    if (live->tentative) {
+      ++live->durable_waiters;
+      live->cv.wait(lock, [&] { return !live->tentative || stopping_; });
+      --live->durable_waiters;
+    }
+    return !(live->parked && live->park_status.code() == StatusCode::kAlreadyExists);
+  }
+
   void Forget(const std::shared_ptr<Live>& live, const std::string& gtid) {
     std::lock_guard lock(map_mu_);
     auto it = live_.find(gtid);
@@ -677,6 +704,10 @@ class Coordinator::Impl {
   Result<TransactionReply> RepeatedBegin(const std::shared_ptr<Live>& live, const BeginArgs& args,
                                          bool wait) {
     std::unique_lock lock(live->mu);
+    if (!Settle(live, lock)) {
+      lock.unlock();
+      return BeginOfLogged(args.request.gtid(), args, wait);
+    }
     if (args.request_digest.empty() || live->engine->request_digest() != args.request_digest) {
       return Status::Conflict("transaction " + args.request.gtid() +
                               " exists with a different request; a repeated begin must send "
@@ -716,7 +747,7 @@ class Coordinator::Impl {
   template <typename Fn>
   Result<TransactionReply> Command(std::string_view gtid, bool wait, Fn&& command,
                                    std::string_view logged_ok_state) {
-    std::shared_ptr<Live> live = Find(gtid);
+    std::shared_ptr<Live> live = FindSettled(gtid);
     if (!live) {
       auto logged = log_.Read(gtid);
       if (!logged.ok()) return ForClient(logged.status(), gtid);
@@ -916,6 +947,7 @@ class Coordinator::Impl {
         Park(live, gtid, s);
         break;
       }
+      live->tentative = false;
       Effects fx;
       live->engine->OnDurable(clock_.Now(), upto, fx);
       std::vector<CallbackRequest> sends;
@@ -942,6 +974,7 @@ class Coordinator::Impl {
   void Park(const std::shared_ptr<Live>& live, const std::string& gtid, const Status& s) {
     if (live->parked) return;
     live->parked = true;
+    live->tentative = false;
     live->pending.clear();
     TrackState(*live, "");
     if (s.code() == StatusCode::kAlreadyExists) {

@@ -116,7 +116,9 @@ class FlakyLog final : public ForwardingLog {
  public:
   using ForwardingLog::ForwardingLog;
   std::atomic<bool> failing{false};
+  std::atomic<int> delay_ms{0};  // each append waits this long first
   Status Append(std::vector<v1::LogRecord> records) override {
+    if (const int ms = delay_ms; ms > 0) std::this_thread::sleep_for(milliseconds(ms));
     if (failing) return Status::Unavailable("store down (test)");
     return ForwardingLog::Append(std::move(records));
   }
@@ -413,6 +415,36 @@ TEST_F(CoordinatorTest, AWaitAfterARestartLastsUntilTheDeadlinePlusTheGrace) {
   ASSERT_TRUE(committed.ok()) << committed.status().ToString();
   EXPECT_EQ(committed->http_status, 200);
   EXPECT_EQ(committed->transaction.state(), "committed");
+}
+
+// A begin for a gtid the log already holds (finished, so no longer in memory) is in memory for
+// as long as its append takes to be refused. Meanwhile the stored transaction is the answer:
+// a GET shows it, and a repeat of its own request gets it, not the newcomer's 409.
+TEST_F(CoordinatorTest, ABeginTheLogWillRefuseDoesNotHideTheStoredTransaction) {
+  auto first = coordinator_->Begin(TwoPc("again"), "");
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(first->transaction.state(), "committed");
+  auto other = TwoPc("again");
+  other.mutable_branches(0)->mutable_payload()->set_number_value(42);  // a different body
+
+  flaky_->delay_ms = 400;
+  std::thread newcomer([&] {
+    auto refused = coordinator_->Begin(other, "");
+    EXPECT_EQ(refused.status().code(), StatusCode::kConflict) << refused.status().ToString();
+  });
+  std::this_thread::sleep_for(milliseconds(100));  // its append is under way
+  auto seen = coordinator_->Get("again");
+  ASSERT_TRUE(seen.ok()) << seen.status().ToString();
+  EXPECT_EQ(seen->state(), "committed");
+  EXPECT_EQ(seen->branches(0).payload().number_value(), 0);
+  auto repeated = coordinator_->Begin(TwoPc("again"), "");
+  ASSERT_TRUE(repeated.ok()) << repeated.status().ToString();
+  EXPECT_EQ(repeated->http_status, 200);
+  EXPECT_EQ(repeated->transaction.state(), "committed");
+  newcomer.join();
+  flaky_->delay_ms = 0;
+  EXPECT_EQ(transport_.CallsOf("again"),
+            (std::vector<std::string>{"b0:prepare", "b1:prepare", "b0:commit", "b1:commit"}));
 }
 
 TEST_F(CoordinatorTest, ManyConcurrentTransactionsAllFinishAndShareCommits) {
