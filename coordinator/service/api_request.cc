@@ -327,6 +327,40 @@ Status CheckBinaryDecoded(const google::protobuf::Message& message, const std::s
   return Status::Ok();
 }
 
+// The first integer in a valid JSON text that a double, and so a google.protobuf.Value, cannot
+// hold exactly (beyond ±2^53), or "" when there is none. Numbers with a fraction or an exponent
+// are decimals, which a double is expected to round.
+std::string_view InexactInteger(std::string_view json) {
+  constexpr std::string_view kLargestExact = "9007199254740992";  // 2^53
+  for (size_t i = 0; i < json.size(); ++i) {
+    const char c = json[i];
+    if (c == '"') {  // skip the string, escapes included
+      for (++i; i < json.size() && json[i] != '"'; ++i) {
+        if (json[i] == '\\') ++i;
+      }
+      continue;
+    }
+    if (c != '-' && (c < '0' || c > '9')) continue;
+    const size_t start = i;
+    const size_t digits_start = c == '-' ? i + 1 : i;
+    size_t end = digits_start;
+    while (end < json.size() && json[end] >= '0' && json[end] <= '9') ++end;
+    const bool decimal =
+        end < json.size() && (json[end] == '.' || json[end] == 'e' || json[end] == 'E');
+    while (end < json.size() &&
+           std::string_view("0123456789.eE+-").find(json[end]) != std::string_view::npos) {
+      ++end;
+    }
+    const std::string_view digits = json.substr(digits_start, end - digits_start);
+    if (!decimal && (digits.size() > kLargestExact.size() ||
+                     (digits.size() == kLargestExact.size() && digits > kLargestExact))) {
+      return json.substr(start, end - start);
+    }
+    i = end - 1;
+  }
+  return {};
+}
+
 }  // namespace
 
 Status DecodeBody(std::string_view body, bool protobuf, bool empty_allowed,
@@ -345,6 +379,14 @@ Status DecodeBody(std::string_view body, bool protobuf, bool empty_allowed,
   }
   if (Status status = JsonToMessage(body, message); !status.ok()) {
     return status.WithContext("the body is not a valid " + type);
+  }
+  // A payload passes to participants untouched (contract section 3), but google.protobuf.Value
+  // holds numbers as doubles: such an integer would arrive changed, so it is refused instead.
+  if (const std::string_view number = InexactInteger(body); !number.empty()) {
+    return Status::InvalidArgument(
+        "the integer " + PrintableForMessage(number, 40) +
+        " is beyond 2^53, which a payload cannot carry exactly (JSON numbers are doubles); "
+        "send it as a string");
   }
   return Status::Ok();
 }

@@ -217,6 +217,33 @@ TEST(DecodeBodyTest, JsonProtobufAndEmpty) {
 
 // A binary body may not hold what its JSON form could not: both forms accept the same requests
 // (found by tests/fuzz: a payload Value with no kind vanished from the callback body).
+// A payload passes untouched, and a google.protobuf.Value holds numbers as doubles: an integer
+// it would change is refused rather than rounded.
+TEST(DecodeBodyTest, IntegersBeyondTwoToThe53AreRefusedNotRounded) {
+  const auto decode = [](const std::string& payload) {
+    v1::BeginRequest decoded;
+    return DecodeBody(
+        R"({"protocol":"2pc","branches":[{"branch_id":"b","url":"http://127.0.0.1:1/x",)"
+        R"("payload":)" +
+            payload + "}]}",
+        false, false, &decoded);
+  };
+  for (const std::string refused : {"9007199254740993", "-9007199254740993", "12345678901234567891",
+                                    R"({"id":[1,{"order":99999999999999999}]})"}) {
+    const Status s = decode(refused);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << refused;
+    EXPECT_NE(s.message().find("beyond 2^53"), std::string::npos) << s.message();
+  }
+  const Status named = decode("[1, 18446744073709551615]");
+  EXPECT_NE(named.message().find("18446744073709551615"), std::string::npos) << named.message();
+  for (const std::string kept :
+       {"9007199254740992", "-9007199254740992", "1e300", "12345678901234567891.5",
+        "1.8446744073709552e19", R"("12345678901234567891")", R"({"12345678901234567891":1})",
+        R"("a \" 12345678901234567891")"}) {
+    EXPECT_TRUE(decode(kept).ok()) << kept << ": " << decode(kept).ToString();
+  }
+}
+
 TEST(DecodeBodyTest, BinaryBodiesAreHeldToWhatJsonCanSay) {
   v1::BeginRequest sent;
   sent.set_protocol("2pc");
