@@ -7,6 +7,8 @@
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/unknown_field_set.h>
 
+#include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
@@ -25,7 +27,11 @@ constexpr std::string_view kCollection = "/v1/transactions";
 constexpr int kMaxListLimit = 1000;
 // About 100 years: larger values are certainly mistakes, and now - n must not overflow.
 constexpr int64_t kMaxOlderThanMs = int64_t{100} * 365 * 24 * 3600 * 1000;
-constexpr size_t kMaxStateLength = 32;
+// Every state a transaction record can show (the engines' diagrams: engine.h, engine_3pc.h,
+// saga_engine.h), terminal ones last.
+constexpr std::array<std::string_view, 10> kTransactionStates = {
+    "active",   "preparing", "can-committing", "pre-committing", "committing",
+    "aborting", "running",   "compensating",   "committed",      "aborted"};
 constexpr size_t kMaxTraceparentLength = 512;
 
 ErrorAnswer NotFound(std::string_view method, std::string_view path) {
@@ -171,11 +177,15 @@ Result<coordinator::ListQuery> ParseListQuery(std::string_view query, coordinato
   if (!parameters.ok()) return parameters.status();
   for (auto& [name, value] : *parameters) {
     if (name == "state") {
-      if (value.empty() || value.size() > kMaxStateLength ||
-          value.find_first_not_of("abcdefghijklmnopqrstuvwxyz-") != std::string::npos) {
+      if (std::find(kTransactionStates.begin(), kTransactionStates.end(), value) ==
+          kTransactionStates.end()) {
+        std::string known;
+        for (std::string_view state : kTransactionStates) {
+          known += (known.empty() ? "" : ", ") + std::string(state);
+        }
+        // A typo would otherwise list nothing, which reads as "no such transactions".
         return Status::InvalidArgument("state \"" + PrintableForMessage(value, 40) +
-                                       "\" is not a transaction state such as committed, "
-                                       "aborted, active or preparing");
+                                       "\" is not a transaction state; one of " + known);
       }
       list.state = std::move(value);
     } else if (name == "older_than_ms") {

@@ -72,9 +72,8 @@ class Page {
     int64_t cumulative = 0;
     for (size_t i = 0; i < h.buckets.size(); ++i) {
       cumulative += h.buckets[i];
-      const std::string le = i < h.kBoundsMs.size()
-                                 ? FormatSeconds(h.kBoundsMs[i])
-                                 : std::string("+Inf");
+      const std::string le =
+          i < h.kBoundsMs.size() ? FormatSeconds(h.kBoundsMs[i]) : std::string("+Inf");
       Sample(std::string(name) + "_bucket", prefix + "le=\"" + le + "\"", cumulative);
     }
     Sample(std::string(name) + "_sum", labels, h.sum_seconds);
@@ -119,14 +118,13 @@ std::string RenderMetrics(const MetricsSnapshot& snapshot, const HttpMetrics& ht
     const std::string protocol = Label("protocol", Counters::kProtocols[p]);
     page.Sample("txcoord_transactions_total", protocol + ",outcome=\"committed\"",
                 c.finished[p][0]);
-    page.Sample("txcoord_transactions_total", protocol + ",outcome=\"aborted\"",
-                c.finished[p][1]);
+    page.Sample("txcoord_transactions_total", protocol + ",outcome=\"aborted\"", c.finished[p][1]);
   }
   page.Family("txcoord_transaction_duration_seconds", "histogram",
               "Begin to terminal state, by protocol, for transactions begun by this process.");
   for (size_t p = 0; p < Counters::kProtocols.size(); ++p)
-    page.Histogram("txcoord_transaction_duration_seconds", Label("protocol", Counters::kProtocols[p]),
-                   c.duration[p]);
+    page.Histogram("txcoord_transaction_duration_seconds",
+                   Label("protocol", Counters::kProtocols[p]), c.duration[p]);
   page.Family("txcoord_callback_duration_seconds", "histogram",
               "Callback round trips to participants (sent to reply, refusal or timeout), by "
               "phase.");
@@ -144,7 +142,7 @@ std::string RenderMetrics(const MetricsSnapshot& snapshot, const HttpMetrics& ht
     page.Sample("txcoord_transactions_by_state", Label("state", state), n);
   page.One("txcoord_transactions_in_doubt", "gauge",
            "Live transactions whose participants may hold prepared work waiting for an outcome "
-           "(preparing, pre-committing, committing, aborting, compensating).",
+           "(preparing, can-committing, pre-committing, committing, aborting, compensating).",
            c.in_doubt);
   page.One("txcoord_transactions_recovered_total", "counter",
            "Unfinished transactions resumed from the log since start.", c.recovered);

@@ -227,8 +227,8 @@ class AtomicHistogram {
 
 // States in which participants may hold prepared work waiting for an outcome (in doubt).
 bool InDoubtState(std::string_view state) {
-  return state == "preparing" || state == "pre-committing" || state == "committing" ||
-         state == "aborting" || state == "compensating";
+  return state == "preparing" || state == "can-committing" || state == "pre-committing" ||
+         state == "committing" || state == "aborting" || state == "compensating";
 }
 
 struct TimerEntry {

@@ -172,6 +172,23 @@ TEST(ParseListQueryTest, RefusesBadValues) {
   }
 }
 
+TEST(ParseListQueryTest, TheStateIsOneTheRecordsCanShow) {
+  const Timestamp now{milliseconds(1'700'000'000'000)};
+  for (const char* state : {"active", "preparing", "can-committing", "pre-committing", "committing",
+                            "aborting", "running", "compensating", "committed", "aborted"}) {
+    auto query = ParseListQuery(std::string("state=") + state, now);
+    ASSERT_TRUE(query.ok()) << state << ": " << query.status().ToString();
+    EXPECT_EQ(query->state, state);
+  }
+  // A typo lists the states instead of an empty page.
+  auto typo = ParseListQuery("state=comitted", now);
+  ASSERT_EQ(typo.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(typo.status().message().find("\"comitted\" is not a transaction state; one of "
+                                         "active, preparing"),
+            std::string::npos)
+      << typo.status().message();
+}
+
 TEST(IsValidTraceparentTest, W3cShapes) {
   EXPECT_TRUE(IsValidTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
   EXPECT_TRUE(IsValidTraceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-x"));

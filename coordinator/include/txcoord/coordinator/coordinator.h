@@ -132,7 +132,7 @@ class Coordinator {
 
   // A latency histogram: counts per upper bound (kBoundsMs, then +Inf), not cumulative.
   struct Histogram {
-    static constexpr std::array<int64_t, 13> kBoundsMs{1,   2,   5,    10,   25,   50,  100,
+    static constexpr std::array<int64_t, 13> kBoundsMs{1,   2,   5,    10,   25,   50,   100,
                                                        250, 500, 1000, 2500, 5000, 10000};
     std::array<int64_t, kBoundsMs.size() + 1> buckets{};
     int64_t count = 0;
@@ -163,8 +163,8 @@ class Coordinator {
     // Live transactions by their current, non-terminal state ("preparing", "committing", ...).
     std::vector<std::pair<std::string, int64_t>> by_state;
     // Live transactions whose participants may hold prepared work waiting for an outcome they
-    // have not all acknowledged: states preparing, pre-committing, committing, aborting,
-    // compensating.
+    // have not all acknowledged: states preparing, can-committing (a 3pc participant may hold
+    // its vote's work), pre-committing, committing, aborting, compensating.
     int64_t in_doubt = 0;
   };
   Counters counters() const;
