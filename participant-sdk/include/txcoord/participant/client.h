@@ -57,7 +57,10 @@ struct CoordinatorClientOptions {
   std::chrono::milliseconds timeout{10000};
   // The same for calls with wait=true, which the coordinator answers only when the transaction
   // is terminal or its own wait is over. A begin with wait uses at least its timeout_ms plus
-  // `timeout`.
+  // `timeout`. A commit or abort with wait does not know the transaction's timeout_ms: the
+  // coordinator may hold its reply until that timeout plus its grace, so for a transaction
+  // whose timeout_ms is near or above this, pass CallOptions::timeout (or raise this), or a
+  // slow outcome reads as kUnknownOutcome.
   std::chrono::milliseconds wait_timeout{60000};
   // Kept-alive connections kept for reuse.
   int max_idle_connections = 16;
