@@ -12,6 +12,7 @@
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/ThreadPool.h>
 #include <Poco/URI.h>
+#include <google/protobuf/util/json_util.h>
 #include <strings.h>
 
 #include <algorithm>
@@ -190,7 +191,6 @@ int64_t SystemUnixSeconds() {
       .count();
 }
 
-
 // Base of the server's handlers: counts as in progress at `gate` while it exists, and turns any
 // exception into a 500 with the contract's body (or nothing, when the reply was already sent).
 class GatedHandler : public Poco::Net::HTTPRequestHandler {
@@ -301,7 +301,15 @@ class CallbackHandler final : public GatedHandler {
   Result<CallbackContext> Parse(const HTTPServerRequest& request, const std::string& body) const {
     v1::Callback callback;
     if (Status st = JsonToMessage(body, &callback); !st.ok()) {
-      return Status::InvalidArgument("the body is not a callback: " + st.message());
+      // The contract lets a coordinator add fields: a callback with fields this SDK does not
+      // know is still a callback (as the client does with replies). Only the strict parse's
+      // refusals for anything else are answered 400.
+      google::protobuf::util::JsonParseOptions lenient;
+      lenient.ignore_unknown_fields = true;
+      callback.Clear();
+      if (!google::protobuf::util::JsonStringToMessage(body, &callback, lenient).ok()) {
+        return Status::InvalidArgument("the body is not a callback: " + st.message());
+      }
     }
     TXCOORD_RETURN_IF_ERROR(ValidateId("gtid", callback.gtid()));
     TXCOORD_RETURN_IF_ERROR(ValidateId("branch_id", callback.branch_id()));
@@ -317,9 +325,9 @@ class CallbackHandler final : public GatedHandler {
     } else {
       std::optional<Phase> body_phase = ParsePhase(callback.phase());
       if (!body_phase || (*body_phase != Phase::kAction && *body_phase != Phase::kCompensate)) {
-        return Status::InvalidArgument(
-            "the body's phase \"" + PrintableForMessage(callback.phase(), kMaxEchoedChars) +
-            "\" is not a saga step's: action or compensate");
+        return Status::InvalidArgument("the body's phase \"" +
+                                       PrintableForMessage(callback.phase(), kMaxEchoedChars) +
+                                       "\" is not a saga step's: action or compensate");
       }
       phase = *body_phase;
     }
@@ -614,7 +622,7 @@ class CallbackServer::Impl {
 
   void Stop() {
     if (!server_) return;
-    server_->stop();         // closes the listening socket and connections not yet picked up
+    server_->stop();  // closes the listening socket and connections not yet picked up
     gate_.Close();
     gate_.WaitIdle();        // requests in progress finish and are answered
     server_->stopAll(true);  // then every connection is shut: idle ones, half-received requests
@@ -651,8 +659,7 @@ Status CallbackServer::AddHandler(std::string base_path, BranchHandler* handler)
   }
   for (const auto& [path, step] : saga_steps_) {
     if (path.starts_with(base_path + "/")) {
-      return Status::InvalidArgument("saga step path " + path + " is under base path " +
-                                     base_path);
+      return Status::InvalidArgument("saga step path " + path + " is under base path " + base_path);
     }
   }
   if (!handlers_.emplace(base_path, handler).second) {

@@ -309,13 +309,28 @@ TEST_F(EndpointTest, HeadersThatDisagreeWithTheBodyAre400) {
   EXPECT_TRUE(bank_.calls().empty());
 }
 
+// The contract lets a coordinator add fields to a callback; a participant must not refuse them.
+TEST_F(EndpointTest, FieldsACoordinatorAddsToACallbackAreIgnored) {
+  StartServer();
+  const Headers headers = CallbackHeaders("order-42", "debit", "prepare");
+  const Reply reply = Send(*session_, "POST", "/bank/prepare",
+                           R"({"gtid":"order-42","branch_id":"debit","phase":"prepare",)"
+                           R"("deadline":"2026-12-07T10:00:00Z","colour":{"r":1}})",
+                           headers);
+  EXPECT_EQ(reply.status, 200) << reply.body;
+  // Still a callback: a wrong type in a known field is refused.
+  const Reply wrong =
+      Send(*session_, "POST", "/bank/prepare",
+           R"({"gtid":42,"branch_id":"debit","phase":"prepare","colour":"red"})", headers);
+  EXPECT_EQ(wrong.status, 400) << wrong.body;
+}
+
 TEST_F(EndpointTest, BodiesThatAreNotACallbackAre400) {
   StartServer();
   const Headers headers = CallbackHeaders("order-42", "debit", "prepare");
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"not json", "not a callback"},
       {"", "not a callback"},
-      {R"({"gtid":"order-42","branch_id":"debit","phase":"prepare","colour":"red"})", "colour"},
       {R"({"gtid":42,"branch_id":"debit","phase":"prepare"})", "not a callback"},
       {R"({"gtid":"order 42","branch_id":"debit","phase":"prepare"})", "gtid"},
       {R"({"gtid":"order-42","branch_id":"debit","phase":"commit"})", "differs from the path"},
