@@ -563,8 +563,18 @@ class Relay::Pump {
     for (int i = 0; i < kMaxBatches; ++i) {
       auto removed = source_->ApplyRetention(options_.retention, options_.retention_mode, kBatch);
       if (!removed.ok()) {
-        OnSourceFailure(removed.status());
-        return false;
+        if (!source_->connected()) {  // the connection broke: reconnect as after any failure
+          OnSourceFailure(removed.status());
+          return false;
+        }
+        // The statement failed on a working connection (no DELETE right, an archive table
+        // that no longer matches, a timeout): publishing must go on, or the relay would drop
+        // its window, reconnect and republish the same rows for ever. Tried again next interval.
+        spdlog::warn(
+            "{}: retention failed, tried again in {} s; publishing goes on: {}", source_->name(),
+            std::chrono::duration_cast<std::chrono::seconds>(options_.retention_interval).count(),
+            removed.status().ToString());
+        break;
       }
       retention_removed_ += *removed;
       if (*removed < kBatch) break;
@@ -784,7 +794,7 @@ class Relay::Pump {
   Clock::time_point drain_deadline_{};
 
   std::mutex events_mu_;
-  std::vector<BusEvent> events_;  // GUARDED_BY(events_mu_)
+  std::vector<BusEvent> events_;        // GUARDED_BY(events_mu_)
   std::vector<BusEvent> taken_events_;  // what TakeBusEvents works through
 
   std::unordered_map<std::string, uint64_t> handles_;  // AggregateKey -> handle

@@ -536,5 +536,55 @@ TEST(RelayTest, RetentionDeletesOldPublishedRows) {
   EXPECT_EQ(sqlite.Count("SELECT min(id) FROM txcoord_outbox"), 11);
 }
 
+// A retention statement that keeps failing on a working connection (a missing DELETE right, an
+// archive table that no longer matches) must not stop publishing: before, each failure dropped
+// the window and reconnected, and nothing was ever marked.
+class RetentionFails final : public OutboxSourceWrapper {
+ public:
+  explicit RetentionFails(std::unique_ptr<OutboxSource> target)
+      : OutboxSourceWrapper(std::move(target)) {}
+  Result<int64_t> ApplyRetention(std::chrono::seconds, RetentionMode, int) override {
+    ++attempts_;
+    return Status::Internal("permission denied for table txcoord_outbox (test)");
+  }
+  int attempts() const { return attempts_.load(); }
+
+ private:
+  std::atomic<int> attempts_{0};
+};
+
+TEST(RelayTest, AFailingRetentionDoesNotStopPublishing) {
+  SqliteOutbox sqlite;
+  const Stream stream = NewStream(SharedNats().Url());
+  Written written;
+  sqlite3* db = sqlite.Open();
+  for (int i = 0; i < 100; ++i) {
+    sqlite.Write(db, {MakeEvent("customer", "c-" + std::to_string(i % 5), i)}, &written);
+  }
+  sqlite3_close(db);
+  RelayOptions options = FastOptions();
+  options.retention = std::chrono::hours(1);
+  options.retention_interval = milliseconds(50);
+  Relay::Parts parts = Relay::DefaultParts({sqlite.Config()}, {sqlite.Uri()}, stream.Config());
+  auto make_real = parts.make_source;
+  RetentionFails* failing = nullptr;
+  parts.make_source = [&](size_t i) {
+    auto source = std::make_unique<RetentionFails>(make_real(i));
+    failing = source.get();
+    return source;
+  };
+  Relay relay(1, std::move(parts), stream.name, options);
+  relay.Start();
+  EXPECT_TRUE(
+      PollUntil(milliseconds(30000), milliseconds(10), [&] { return sqlite.Unpublished() == 0; }));
+  // Retention is still tried, at its interval.
+  EXPECT_TRUE(PollUntil(milliseconds(10000), milliseconds(10),
+                        [&] { return failing != nullptr && failing->attempts() >= 3; }));
+  const auto statuses = relay.Statuses();
+  EXPECT_EQ(statuses[0].source_reconnects_total, 0) << "a failed retention reconnected";
+  EXPECT_TRUE(relay.Stop());
+  ExpectStreamHolds(stream, written);
+}
+
 }  // namespace
 }  // namespace txcoord::outbox
