@@ -412,6 +412,11 @@ PhaseResult PgPreparedAdapter::PrepareAs(const CallbackContext& ctx, const PgBus
       s->Exec(std::string("SAVEPOINT ") + kWorkSavepoint);
       const Status status = CallWork(work, s->tx());
       if (status.ok()) {
+        // A work that caught an SQL error and returned Ok left the transaction aborted, and
+        // PostgreSQL turns PREPARE TRANSACTION in an aborted transaction into a silent
+        // ROLLBACK: a yes vote with nothing held. RELEASE fails there instead (the catch below
+        // answers the failure), as it does for the generic barrier.
+        s->Exec(std::string("RELEASE SAVEPOINT ") + kWorkSavepoint);
         s->PrepareTransaction(*xid);
         s->Unlock();
         return PhaseResult::Done();

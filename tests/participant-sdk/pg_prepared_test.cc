@@ -212,6 +212,28 @@ TEST_F(PgPreparedTest, AFailedWorkLeavesNothingAndTheRetryPrepares) {
   EXPECT_EQ(Balance(), 70);
 }
 
+// A work that swallows an SQL error leaves its transaction aborted; PostgreSQL would turn the
+// PREPARE TRANSACTION into a silent rollback, so the vote must not be yes.
+TEST_F(PgPreparedTest, AWorkThatSwallowsAnSqlErrorDoesNotVoteYes) {
+  const CallbackContext ctx = Debit("g1", "debit", Phase::kPrepare, 30);
+  const PhaseResult swallowed = adapter_->Prepare(ctx, [](pqxx::transaction_base& tx) -> Status {
+    tx.exec("UPDATE accounts SET balance = balance - 30");
+    try {
+      tx.exec("SELECT 1/0");
+    } catch (const pqxx::sql_error&) {
+    }
+    return Status::Ok();
+  });
+  EXPECT_FALSE(swallowed.done()) << swallowed.ToString();
+  EXPECT_NE(swallowed.http_status(), 409);
+  EXPECT_TRUE(PreparedXacts().empty());
+  EXPECT_EQ(Balance(), 100);
+  // The retry with a sound work prepares and commits as usual.
+  EXPECT_TRUE(Is(Prepare(ctx), Kind::kDone));
+  EXPECT_TRUE(Is(adapter_->Commit(Ctx("g1", "debit", Phase::kCommit)), Kind::kDone));
+  EXPECT_EQ(Balance(), 70);
+}
+
 TEST_F(PgPreparedTest, CoordinatorBugsAreRefused) {
   const PhaseResult commit = adapter_->Commit(Ctx("g1", "debit", Phase::kCommit));
   EXPECT_TRUE(Is(commit, Kind::kRefused));
