@@ -16,7 +16,7 @@
 //   413 TOO_LARGE         a body above max_body_bytes (not read; the connection is closed)
 //   401 UNAUTHENTICATED   when secrets are configured: Tx-Timestamp/Tx-Signature missing, forged,
 //                         or more than max_skew_seconds off (VerifyCallbackAny, signature.h)
-//   400 INVALID_ARGUMENT  the body is not a Callback (strict JSON: unknown fields are refused),
+//   400 INVALID_ARGUMENT  the body is not a Callback (fields a coordinator adds are ignored),
 //                         a bad gtid or branch_id, a body phase that differs from the path's
 //                         (for a saga step whose two paths are the same: a phase other than
 //                         action or compensate), a
@@ -31,9 +31,10 @@
 // thread until it closes or idles out) and max_queued more wait; beyond that new connections
 // are closed unanswered, which the coordinator treats as a transient failure and retries.
 //
-// Thread-safety: AddHandler, AddSagaStep and AddRoute only before Start (they fail afterwards); Start and Stop
-// from one thread. Handlers and routes are called concurrently from the server's threads, also
-// for the same branch, and must be thread-safe. They must outlive the server (or Stop()).
+// Thread-safety: AddHandler, AddSagaStep and AddRoute only before Start (they fail afterwards);
+// Start and Stop from one thread. Handlers and routes are called concurrently from the server's
+// threads, also for the same branch, and must be thread-safe. They must outlive the server (or
+// Stop()).
 #pragma once
 
 #include <chrono>
