@@ -116,8 +116,10 @@ class FlakyLog final : public ForwardingLog {
  public:
   using ForwardingLog::ForwardingLog;
   std::atomic<bool> failing{false};
-  std::atomic<int> delay_ms{0};  // each append waits this long first
+  std::atomic<int> delay_ms{0};  // each append takes this long: a slow store
+  std::atomic<int> appends{0};   // appends begun
   Status Append(std::vector<v1::LogRecord> records) override {
+    ++appends;
     if (const int ms = delay_ms; ms > 0) std::this_thread::sleep_for(milliseconds(ms));
     if (failing) return Status::Unavailable("store down (test)");
     return ForwardingLog::Append(std::move(records));
@@ -404,11 +406,14 @@ TEST_F(CoordinatorTest, AWaitAfterARestartLastsUntilTheDeadlinePlusTheGrace) {
   b.set_branch_id("debit");
   b.set_url("http://127.0.0.1:9/bank");
   ASSERT_TRUE(coordinator_->RegisterBranch("tcc-wait", b).ok());
+  options_.wait_grace = milliseconds(100);
   Restart();
-  // Longer than the grace (500 ms) since the restart resumed it, far from its deadline.
-  std::this_thread::sleep_for(milliseconds(800));
+  // Time passing is the point: more than the grace since the restart resumed it, far from its
+  // deadline. (Longer never makes a correct coordinator fail.)
+  std::this_thread::sleep_for(milliseconds(250));
+  // A participant slow enough that the reply cannot be terminal unless the wait waits for it.
   transport_.SetScript([](const CallbackRequest&) {
-    std::this_thread::sleep_for(milliseconds(300));
+    std::this_thread::sleep_for(milliseconds(150));
     return Ok();
   });
   auto committed = coordinator_->Commit("tcc-wait", true);
@@ -428,20 +433,24 @@ TEST_F(CoordinatorTest, ABeginTheLogWillRefuseDoesNotHideTheStoredTransaction) {
   other.mutable_branches(0)->mutable_payload()->set_number_value(42);  // a different body
 
   flaky_->delay_ms = 400;
+  const int appends_before = flaky_->appends;
   std::thread newcomer([&] {
     auto refused = coordinator_->Begin(other, "");
     EXPECT_EQ(refused.status().code(), StatusCode::kConflict) << refused.status().ToString();
   });
-  std::this_thread::sleep_for(milliseconds(100));  // its append is under way
+  EXPECT_TRUE(Eventually([&] { return flaky_->appends > appends_before; }))
+      << "the newcomer's append never began";
   auto seen = coordinator_->Get("again");
-  ASSERT_TRUE(seen.ok()) << seen.status().ToString();
-  EXPECT_EQ(seen->state(), "committed");
-  EXPECT_EQ(seen->branches(0).payload().number_value(), 0);
+  EXPECT_TRUE(seen.ok()) << seen.status().ToString();
+  if (seen.ok()) {
+    EXPECT_EQ(seen->state(), "committed");
+    EXPECT_EQ(seen->branches(0).payload().number_value(), 0);
+  }
   auto repeated = coordinator_->Begin(TwoPc("again"), "");
+  newcomer.join();  // before any assertion can return
   ASSERT_TRUE(repeated.ok()) << repeated.status().ToString();
   EXPECT_EQ(repeated->http_status, 200);
   EXPECT_EQ(repeated->transaction.state(), "committed");
-  newcomer.join();
   flaky_->delay_ms = 0;
   EXPECT_EQ(transport_.CallsOf("again"),
             (std::vector<std::string>{"b0:prepare", "b1:prepare", "b0:commit", "b1:commit"}));
