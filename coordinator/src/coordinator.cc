@@ -175,7 +175,7 @@ struct Live {
   bool parked = false;                 // GUARDED_BY(mu): dropped after a failed append
   // GUARDED_BY(mu): begun here and its begin record not yet durable. The log may still refuse
   // it (a gtid it already holds, from before a restart): until then the record is not the
-  // transaction's, and others who find it wait (FindSettled).
+  // transaction's, and others who find it wait (Settle).
   bool tentative = false;
   bool forgotten = false;                   // GUARDED_BY(mu): finished and out of the map
   Status park_status;                       // GUARDED_BY(mu)
@@ -376,9 +376,9 @@ class Coordinator::Impl {
 
   Result<v1::Transaction> Get(std::string_view gtid) {
     TXCOORD_RETURN_IF_ERROR(ValidateId("gtid", gtid));
-    if (std::shared_ptr<Live> live = FindSettled(gtid)) {
-      std::lock_guard lock(live->mu);
-      if (!live->parked) return live->engine->View();
+    if (std::shared_ptr<Live> live = Find(gtid)) {
+      std::unique_lock lock(live->mu);
+      if (Settle(live, lock) && !live->parked) return live->engine->View();
     }
     auto logged = log_.Read(gtid);
     if (!logged.ok()) return ForClient(logged.status(), gtid);
@@ -534,19 +534,9 @@ class Coordinator::Impl {
     return it == live_.end() ? nullptr : it->second;
   }
 
-  // Find, but a transaction whose begin the log may still refuse is waited for first; one the
-  // log refused (its gtid was logged before) is not the transaction, so the answer then comes
-  // from the log, as if it had never been in memory.
-  std::shared_ptr<Live> FindSettled(std::string_view gtid) {
-    std::shared_ptr<Live> live = Find(gtid);
-    if (!live) return nullptr;
-    std::unique_lock lock(live->mu);
-    if (!Settle(live, lock)) return nullptr;
-    return live;
-  }
-
-  // Waits while `live` is tentative; false when the log refused its begin for a gtid it holds.
-  // REQUIRES: lock holds live->mu.
+  // Waits while `live` is tentative (its begin may still be refused by the log); false when
+  // the log refused it for a gtid it already holds: then `live` is not the transaction, and the
+  // answer comes from the log, as if it had never been in memory. REQUIRES: lock holds live->mu.
   bool Settle(const std::shared_ptr<Live>& live, std::unique_lock<std::mutex>& lock) {
     if (live->tentative) {
       ++live->durable_waiters;
@@ -747,7 +737,15 @@ class Coordinator::Impl {
   template <typename Fn>
   Result<TransactionReply> Command(std::string_view gtid, bool wait, Fn&& command,
                                    std::string_view logged_ok_state) {
-    std::shared_ptr<Live> live = FindSettled(gtid);
+    std::shared_ptr<Live> live = Find(gtid);
+    std::unique_lock<std::mutex> lock;
+    if (live) {
+      lock = std::unique_lock(live->mu);
+      if (!Settle(live, lock)) {
+        lock.unlock();
+        live.reset();
+      }
+    }
     if (!live) {
       auto logged = log_.Read(gtid);
       if (!logged.ok()) return ForClient(logged.status(), gtid);
@@ -763,7 +761,6 @@ class Coordinator::Impl {
       }
       return FinishedConflict(gtid, record);
     }
-    std::unique_lock lock(live->mu);
     if (live->parked) return Status::Unavailable(live->park_status.message());
     if (live->engine->finished()) {
       // Finished between Find and the lock: answered as from the log, so that an abort of a
