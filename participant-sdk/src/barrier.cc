@@ -122,18 +122,19 @@ class BarrierRun {
                 "coordinator must send a plain commit");
           }
         }
+        // The branch was aborted or compensated since: the vote it once gave no longer holds,
+        // so a repeat is refused like a late first phase (contract section 4). Under the
+        // branch lock, so that an undo racing this repeat is seen once it has committed.
+        if (Status st = Lock(); !st.ok()) return StorageFailure(st);
+        Result<std::optional<BarrierRow>> undo = s_.Read(Op::kUndo);
+        if (!undo.ok()) return StorageFailure(undo.status());
+        if (undo->has_value()) return Keep(Path::kBlocked, AlreadyUndone((*undo)->origin));
         return Keep(Path::kRepeated, PhaseResult::Done());
       }
       if (row->outcome == kRefusedOutcome) {
         return Keep(Path::kRepeated, PhaseResult::Refused(row->reason));
       }
-      if (row->outcome == kBlocked) {
-        return Keep(Path::kBlocked,
-                    PhaseResult::Refused("branch " + ctx_.branch_id + " of " + ctx_.gtid +
-                                         " was already aborted before this " +
-                                         std::string(PhaseName(ctx_.phase)) +
-                                         " arrived; refusing it so that it cannot hang"));
-      }
+      if (row->outcome == kBlocked) return Keep(Path::kBlocked, AlreadyUndone(row->origin));
       return Corrupt(*row);
     }
 
@@ -264,6 +265,15 @@ class BarrierRun {
     if (!business.ok()) return BusinessFailure(business);
     if (Status st = s_.Release(kBusiness); !st.ok()) return StorageFailure(st);
     return Keep(Path::kRan, PhaseResult::Done());
+  }
+
+  // The answer to a first phase delivered after the branch's undo (`undo_origin`: abort or
+  // compensate).
+  PhaseResult AlreadyUndone(const std::string& undo_origin) const {
+    return PhaseResult::Refused("branch " + ctx_.branch_id + " of " + ctx_.gtid + " was already " +
+                                (undo_origin == "compensate" ? "compensated" : "aborted") +
+                                " when this " + std::string(PhaseName(ctx_.phase)) +
+                                " arrived; refusing it so that it cannot hang");
   }
 
   // The branch lock, taken before the first row is written; the table may be missing then,

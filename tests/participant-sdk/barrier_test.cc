@@ -333,8 +333,12 @@ TYPED_TEST(BarrierConformance, AbortAfterPrepareUndoesOnce) {
   EXPECT_TRUE(Is(db.Run(Ctx("g1", "b1", Phase::kAbort)), Path::kRan, Kind::kDone));
   EXPECT_TRUE(Is(db.Run(Ctx("g1", "b1", Phase::kAbort)), Path::kRepeated, Kind::kDone));
   EXPECT_EQ(db.Effects("g1", "b1", Phase::kAbort), 1);
-  // A prepare duplicated after the abort is still the old, undone prepare: a repeat.
-  EXPECT_TRUE(Is(db.Run(Ctx("g1", "b1", Phase::kPrepare)), Path::kRepeated, Kind::kDone));
+  // A prepare duplicated after the abort must not be a yes vote any more: the branch's work is
+  // undone (contract section 4: a prepare after its abort gets 409).
+  const BarrierResult late = db.Run(Ctx("g1", "b1", Phase::kPrepare));
+  EXPECT_TRUE(Is(late, Path::kBlocked, Kind::kRefused));
+  EXPECT_NE(late.reply.message().find("already aborted"), std::string::npos)
+      << late.reply.message();
   EXPECT_EQ(db.Effects("g1", "b1", Phase::kPrepare), 1);
 }
 
@@ -536,6 +540,11 @@ TYPED_TEST(BarrierConformance, ThreePcAbortAfterTheVoteBlocksALatePreCommit) {
   EXPECT_NE(late.reply.message().find("already aborted"), std::string::npos);
   EXPECT_EQ(db.Effects("g1", "b1", Phase::kPreCommit), 0);
   EXPECT_EQ(InDoubtText(db.InDoubt()), "");
+  // The coordinator retrying a can-commit whose yes reply it lost, after this branch aborted on
+  // its own timeout: a repeated yes would let it decide commit for an aborted branch.
+  const BarrierResult revote = db.Run(Ctx("g1", "b1", Phase::kCanCommit));
+  EXPECT_TRUE(Is(revote, Path::kBlocked, Kind::kRefused));
+  EXPECT_EQ(db.Effects("g1", "b1", Phase::kCanCommit), 1);
   // An abort before any can-commit: a null compensation that refuses the late vote.
   EXPECT_TRUE(Is(db.Run(Ctx("g2", "b1", Phase::kAbort)), Path::kNullCompensation, Kind::kDone));
   EXPECT_TRUE(Is(db.Run(Ctx("g2", "b1", Phase::kCanCommit)), Path::kBlocked, Kind::kRefused));

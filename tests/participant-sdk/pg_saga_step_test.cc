@@ -63,8 +63,8 @@ class PgSagaStepTest : public ::testing::Test {
 
   int64_t Count(const std::string& gtid, const std::string& kind) {
     pqxx::nontransaction tx(*observer_);
-    return tx.exec_params("SELECT count(*) FROM effects WHERE gtid = $1 AND kind = $2", gtid,
-                          kind)[0][0]
+    return tx
+        .exec_params("SELECT count(*) FROM effects WHERE gtid = $1 AND kind = $2", gtid, kind)[0][0]
         .as<int64_t>();
   }
   int64_t Reserved() {
@@ -90,8 +90,8 @@ TEST_F(PgSagaStepTest, RepeatsAreNoOpsAndACompensationUndoesOnce) {
   EXPECT_EQ(step->Compensate(compensate), PhaseResult::Done());
   EXPECT_EQ(Count("s-1", "undo"), 1);
   EXPECT_EQ(Reserved(), 0);
-  // The action delivered once more after its compensation: its original answer, nothing runs.
-  EXPECT_EQ(step->Action(action), PhaseResult::Done());
+  // The action delivered once more after its compensation: refused, and nothing runs.
+  EXPECT_EQ(step->Action(action).kind(), PhaseResult::Kind::kRefused);
   EXPECT_EQ(Count("s-1", "action"), 1);
   EXPECT_EQ(action_calls_, 1);
 }
@@ -192,10 +192,8 @@ TEST(PgSagaStepOpenTest, AnUnreachableDatabaseIsUnavailableWithoutItsPassword) {
   options.conninfo = "host=127.0.0.1 port=1 dbname=none password=hunter2 connect_timeout=2";
   auto step = PgSagaStep::Open(options, noop, noop);
   ASSERT_EQ(step.status().code(), StatusCode::kUnavailable);
-  EXPECT_EQ(step.status().message().find("hunter2"), std::string::npos)
-      << step.status().ToString();
-  EXPECT_EQ(PgSagaStep::Open(options, noop, nullptr).status().code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(step.status().message().find("hunter2"), std::string::npos) << step.status().ToString();
+  EXPECT_EQ(PgSagaStep::Open(options, noop, nullptr).status().code(), StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -81,9 +81,11 @@ TEST(SqliteSagaStepTest, RepeatsAreNoOpsAndACompensationUndoesOnce) {
   EXPECT_EQ(step.Compensate(compensate), PhaseResult::Done());
   EXPECT_EQ(step.Compensate(compensate), PhaseResult::Done());
   EXPECT_EQ(ledger.Count("undo"), 1);
-  // A duplicate of the action, delivered after the compensation, gets the action's original
-  // answer and does nothing: the effect stays applied once and undone once.
-  EXPECT_EQ(step.Action(action), PhaseResult::Done());
+  // A duplicate of the action, delivered after the compensation, is refused and does nothing:
+  // the effect stays applied once and undone once.
+  const PhaseResult late = step.Action(action);
+  EXPECT_EQ(late.kind(), PhaseResult::Kind::kRefused);
+  EXPECT_NE(late.message().find("already compensated"), std::string::npos) << late.message();
   EXPECT_EQ(ledger.Count("action"), 1);
   EXPECT_EQ(ledger.Count("undo"), 1);
 }

@@ -30,6 +30,7 @@
 //                                                       (business refused: first=refused,
 //                                                        its changes rolled back)  409
 //   first phase             first=done                  nothing (repeat)           200
+//   first phase             first=done, undo=done       nothing (aborted since)    409
 //   first phase             first=refused               nothing                    409, same
 //   message first phase             first=blocked (undo ran)    nothing (anti-hanging)     409
 //   commit                  first=done                  business; finish=done      200

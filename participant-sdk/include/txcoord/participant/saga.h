@@ -11,7 +11,7 @@
 //   action        done / refused               nothing (repeat)                      200 / 409
 //   action        null compensation (no action
 //                 had run)                     nothing: a late action is refused     409
-//   action        done, then compensated       nothing (a repeat of the action)      200
+//   action        done, then compensated       nothing: the repeat is refused        409
 //   compensate    action done                  compensate(); recorded                200
 //   compensate    no action, or it refused     nothing; recorded as null, and the
 //                                              late action is blocked                200
@@ -19,7 +19,7 @@
 //
 // So the business functions see each step at most once per phase, compensate() runs only after
 // a successful action() (never for a refused or missing one), and an action never runs after its
-// compensation (a late first delivery is refused; a duplicate of one that ran repeats its answer).
+// compensation (a late first delivery is refused, and so is a duplicate of one that ran).
 // A business function returns OK, or kConflict / kAlreadyExists for a business refusal (only
 // meaningful from action(): the saga turns to compensation), or another code for "could not do it
 // now" (503, rolled back, retried by the coordinator). compensate() should not refuse: a refused
