@@ -90,9 +90,10 @@ void ThreePhaseKeeper::Arm(const CallbackContext& ctx, TimeoutEvent::Stage stage
   const auto now = clock_();
   {
     std::lock_guard lock(mu_);
-    Entry& e = entries_[Key(ctx.gtid, ctx.branch_id)];
-    if (keep_pre_committed && e.generation != 0 &&
-        e.stage == TimeoutEvent::Stage::kPreCommitted) {
+    const Key key(ctx.gtid, ctx.branch_id);
+    if (resolved_.count(key) != 0) return;  // a duplicate delivered after the outcome
+    Entry& e = entries_[key];
+    if (keep_pre_committed && e.generation != 0 && e.stage == TimeoutEvent::Stage::kPreCommitted) {
       return;  // a duplicate can-commit after the pre-commit: the later stage stands
     }
     e.ctx = ctx;
@@ -107,7 +108,18 @@ void ThreePhaseKeeper::Arm(const CallbackContext& ctx, TimeoutEvent::Stage stage
 
 void ThreePhaseKeeper::Resolved(const std::string& gtid, const std::string& branch_id) {
   std::lock_guard lock(mu_);
-  entries_.erase(Key(gtid, branch_id));
+  const Key key(gtid, branch_id);
+  entries_.erase(key);
+  RememberResolved(key);
+}
+
+void ThreePhaseKeeper::RememberResolved(const Key& key) {
+  if (!resolved_.insert(key).second) return;
+  resolved_order_.push_back(key);
+  if (resolved_order_.size() > kRememberedResolved) {
+    resolved_.erase(resolved_order_.front());
+    resolved_order_.pop_front();
+  }
 }
 
 void ThreePhaseKeeper::Resume(const ThreePhaseInDoubt& branch) {
@@ -154,8 +166,8 @@ TimeoutEvent ThreePhaseKeeper::Act(const Entry& entry) {
               ") and the termination query is required: waiting";
     return ev;
   } else {
-    ev.why += "; the coordinator cannot be asked (" + answer.status().message() + "): " +
-              (commit ? "commit" : "abort") + " by the timeout rule";
+    ev.why += "; the coordinator cannot be asked (" + answer.status().message() +
+              "): " + (commit ? "commit" : "abort") + " by the timeout rule";
   }
 
   CallbackContext ctx = entry.ctx;
@@ -171,8 +183,8 @@ TimeoutEvent ThreePhaseKeeper::Act(const Entry& entry) {
               " was refused: " + result.message();
   } else {
     ev.action = TimeoutEvent::Action::kRetrying;
-    ev.why += "; the local " + std::string(commit ? "commit" : "abort") +
-              " failed: " + result.ToString();
+    ev.why +=
+        "; the local " + std::string(commit ? "commit" : "abort") + " failed: " + result.ToString();
   }
   return ev;
 }
@@ -206,6 +218,7 @@ std::vector<TimeoutEvent> ThreePhaseKeeper::RunDue() {
                               ev.action == TimeoutEvent::Action::kAborted;
         if (finished || (ev.action == TimeoutEvent::Action::kDropped && !changed)) {
           entries_.erase(it);
+          if (finished) RememberResolved(key);
         } else {
           it->second.acting = false;
           if (!changed) it->second.due = clock_() + options_.recheck_interval;
@@ -254,7 +267,8 @@ void ThreePhaseKeeper::Start(std::chrono::milliseconds poll) {
       }
       const auto now = clock_();
       if (!next || *next > now) {
-        const auto wait = next ? std::min<Clock::duration>(*next - now, poll) : Clock::duration(poll);
+        const auto wait =
+            next ? std::min<Clock::duration>(*next - now, poll) : Clock::duration(poll);
         wake_.wait_for(lock, wait);
         continue;
       }

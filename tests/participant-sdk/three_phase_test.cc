@@ -272,6 +272,30 @@ TEST_F(ThreePhaseKeeperTest, AnOutcomeFromTheCoordinatorDisarmsTheTimer) {
   EXPECT_EQ(query_.asks(), 0);
 }
 
+TEST_F(ThreePhaseKeeperTest, APhaseRepeatedAfterTheOutcomeArmsNoTimer) {
+  ThreePhaseKeeper& keeper = Keeper();
+  ASSERT_TRUE(handler().CanCommit(Vote("g1")).done());
+  ASSERT_TRUE(handler().PreCommit(Vote("g1", Phase::kPreCommit)).done());
+  ASSERT_TRUE(handler().Commit(Vote("g1", Phase::kCommit)).done());
+  // Duplicates delivered late: the barrier answers them 200 (a repeat), but the branch is done.
+  ASSERT_TRUE(handler().CanCommit(Vote("g1")).done());
+  ASSERT_TRUE(handler().PreCommit(Vote("g1", Phase::kPreCommit)).done());
+  EXPECT_FALSE(keeper.Pending("g1", "debit"));
+  keeper.Resume({"g1", "debit", /*pre_committed=*/false});
+  EXPECT_FALSE(keeper.Pending("g1", "debit"));
+
+  // A branch the keeper itself resolved is remembered too.
+  ASSERT_TRUE(handler().CanCommit(Vote("g2")).done());
+  clock_.Advance(kCanCommitTimeout);
+  ASSERT_EQ(keeper.RunDue().size(), 1u);
+  ASSERT_TRUE(handler().CanCommit(Vote("g2")).done());
+  EXPECT_FALSE(keeper.Pending("g2", "debit"));
+  clock_.Advance(kCanCommitTimeout * 10);
+  EXPECT_TRUE(keeper.RunDue().empty());
+  EXPECT_EQ(inner_.Count(Phase::kAbort), 1);
+  EXPECT_EQ(query_.asks(), 1) << "only g2's own timeout asked";
+}
+
 TEST_F(ThreePhaseKeeperTest, OnlySuccessfulPhasesArmOrDisarm) {
   ThreePhaseKeeper& keeper = Keeper();
   inner_.Answer(Phase::kCanCommit, PhaseResult::Refused("insufficient funds"));

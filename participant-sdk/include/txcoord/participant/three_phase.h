@@ -35,10 +35,12 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -173,6 +175,12 @@ class ThreePhaseKeeper {
 
   void Arm(const CallbackContext& ctx, TimeoutEvent::Stage stage, bool keep_pre_committed);
   TimeoutEvent Act(const Entry& entry);
+  void RememberResolved(const Key& key);  // REQUIRES(mu_)
+
+  // How many recently resolved branches are remembered, so that a can-commit or pre-commit
+  // repeated after the branch's commit or abort (a duplicate delivery) arms no timer: the
+  // timer would ask about a transaction the coordinator may have forgotten by then.
+  static constexpr size_t kRememberedResolved = 4096;
 
   BranchHandler& handler_;
   TerminationQuery* const query_;
@@ -181,8 +189,10 @@ class ThreePhaseKeeper {
 
   mutable std::mutex mu_;
   std::condition_variable wake_;
-  std::map<Key, Entry> entries_;  // GUARDED_BY(mu_)
-  uint64_t next_generation_ = 1;  // GUARDED_BY(mu_)
+  std::map<Key, Entry> entries_;    // GUARDED_BY(mu_)
+  std::set<Key> resolved_;          // GUARDED_BY(mu_)
+  std::deque<Key> resolved_order_;  // GUARDED_BY(mu_); oldest first
+  uint64_t next_generation_ = 1;    // GUARDED_BY(mu_)
   std::function<void(const TimeoutEvent&)> observer_;
   bool stopping_ = false;  // GUARDED_BY(mu_)
   std::thread thread_;
