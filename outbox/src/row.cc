@@ -222,55 +222,94 @@ Result<std::vector<std::pair<std::string, std::string>>> ParseStringObject(std::
   return out;
 }
 
-Result<BusMessage> ToMessage(const OutboxRow& row, std::string_view subject_prefix) {
+namespace {
+
+constexpr size_t kMaxEventId = 256;
+
+// Header values may hold horizontal tabs (RFC 9110 field values do); no other control character.
+bool IsHeaderValue(std::string_view s) {
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t') || u == 0x7f) return false;
+  }
+  return true;
+}
+
+// event_id goes out as the Nats-Msg-Id header: any text that survives as a header value intact.
+bool IsEventId(std::string_view s) {
+  return !s.empty() && s.size() <= kMaxEventId && !HasControl(s) && s.front() != ' ' &&
+         s.back() != ' ';
+}
+
+// ToMessage's checks; fills `headers` with the row's own headers when not null. The messages do
+// not name the row.
+Status CheckRow(const OutboxRow& row, std::vector<std::pair<std::string, std::string>>* headers) {
   if (!IsSubjectToken(row.aggregate_type)) {
-    return Bad(row, "aggregate_type \"" + PrintableForMessage(row.aggregate_type, 64) +
-                        "\" is not 1 to 64 characters of [A-Za-z0-9_-] (it becomes a subject "
-                        "token)");
+    return Status::InvalidArgument("aggregate_type \"" +
+                                   PrintableForMessage(row.aggregate_type, 64) +
+                                   "\" is not 1 to 64 characters of [A-Za-z0-9_-] (it becomes a "
+                                   "subject token)");
   }
   if (!IsSubjectToken(row.event_type)) {
-    return Bad(row, "event_type \"" + PrintableForMessage(row.event_type, 64) +
-                        "\" is not 1 to 64 characters of [A-Za-z0-9_-] (it becomes a subject "
-                        "token)");
+    return Status::InvalidArgument("event_type \"" + PrintableForMessage(row.event_type, 64) +
+                                   "\" is not 1 to 64 characters of [A-Za-z0-9_-] (it becomes a "
+                                   "subject token)");
   }
-  if (!IsValidId(row.event_id)) {
-    return Bad(row, "event_id is not 1 to 128 characters of [A-Za-z0-9._:-]");
+  if (!IsEventId(row.event_id)) {
+    return Status::InvalidArgument(
+        "event_id must be 1 to 256 characters without control characters or a leading or "
+        "trailing space (it becomes the Nats-Msg-Id header)");
   }
   if (row.aggregate_id.empty() || row.aggregate_id.size() > kMaxAggregateId ||
       HasControl(row.aggregate_id)) {
-    return Bad(row, "aggregate_id must be 1 to 256 characters without control characters");
+    return Status::InvalidArgument(
+        "aggregate_id must be 1 to 256 characters without control characters");
   }
   auto extra = ParseStringObject(row.headers_json);
-  if (!extra.ok()) return Bad(row, extra.status().message());
+  if (!extra.ok()) return extra.status();
+  for (const auto& [name, value] : *extra) {
+    if (!IsHeaderName(name)) {
+      return Status::InvalidArgument("header name \"" + PrintableForMessage(name, 64) +
+                                     "\" is not an HTTP token");
+    }
+    const std::string lower = Lower(name);
+    if (lower.starts_with("nats-") || lower.starts_with("tx-")) {
+      return Status::InvalidArgument("header " + name +
+                                     " is reserved: the relay and NATS set Nats-* and Tx-*");
+    }
+    if (!IsHeaderValue(value)) {
+      return Status::InvalidArgument("header " + name +
+                                     " has a control character (such as a line break)");
+    }
+    if (lower == "content-type" && DeclaresJson(value) && !IsValidJson(row.payload)) {
+      return Status::InvalidArgument("payload is not valid JSON although content-type is " + value);
+    }
+  }
+  if (headers != nullptr) *headers = std::move(*extra);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ValidateRow(const OutboxRow& row) { return CheckRow(row, nullptr); }
+
+Result<BusMessage> ToMessage(const OutboxRow& row, std::string_view subject_prefix) {
+  std::vector<std::pair<std::string, std::string>> extra;
+  if (Status st = CheckRow(row, &extra); !st.ok()) return Bad(row, st.message());
 
   BusMessage m;
   m.subject.reserve(subject_prefix.size() + row.aggregate_type.size() + row.event_type.size() + 2);
   m.subject.append(subject_prefix).append(".").append(row.aggregate_type);
   m.subject.append(".").append(row.event_type);
   m.msg_id = row.event_id;
-  m.headers.reserve(6 + extra->size());
+  m.headers.reserve(6 + extra.size());
   m.headers.emplace_back("Nats-Msg-Id", row.event_id);
   m.headers.emplace_back("Tx-Event-Id", row.event_id);
   m.headers.emplace_back("Tx-Event-Type", row.event_type);
   m.headers.emplace_back("Tx-Aggregate-Type", row.aggregate_type);
   m.headers.emplace_back("Tx-Aggregate-Id", row.aggregate_id);
   m.headers.emplace_back("Tx-Outbox-Id", std::to_string(row.id));
-  for (auto& [name, value] : *extra) {
-    if (!IsHeaderName(name)) {
-      return Bad(row, "header name \"" + PrintableForMessage(name, 64) + "\" is not an HTTP token");
-    }
-    const std::string lower = Lower(name);
-    if (lower.starts_with("nats-") || lower.starts_with("tx-")) {
-      return Bad(row, "header " + name + " is reserved: the relay and NATS set Nats-* and Tx-*");
-    }
-    if (HasControl(value)) {
-      return Bad(row, "header " + name + " has a control character (such as a line break)");
-    }
-    if (lower == "content-type" && DeclaresJson(value) && !IsValidJson(row.payload)) {
-      return Bad(row, "payload is not valid JSON although content-type is " + value);
-    }
-    m.headers.emplace_back(std::move(name), std::move(value));
-  }
+  for (auto& header : extra) m.headers.push_back(std::move(header));
   m.body = row.payload;
   return m;
 }

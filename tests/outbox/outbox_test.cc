@@ -71,6 +71,25 @@ TEST(ValidateEvent, RefusesWhatWouldBreakTheSubjectOrTheHeaders) {
             StatusCode::kInvalidArgument);
   EXPECT_EQ(bad([](auto& e) { (*e.mutable_headers())["x-ok"] = "a\r\nInjected: 1"; }),
             StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad([](auto& e) { (*e.mutable_headers())["x-ok"] = "a\x01b"; }),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad([](auto& e) { (*e.mutable_headers())["x-ok"] = "a\tb"; }), StatusCode::kOk);
+}
+
+// A row the relay would refuse holds back every later event of its aggregate, so Append refuses
+// it while the service can still act on the error: each case is one ToMessage refuses.
+TEST(ValidateEvent, RefusesEverythingTheRelayWouldRefuse) {
+  v1::OutboxEvent e = CreditLimitChanged("c-17", 100);
+  (*e.mutable_headers())["content-type"] = "application/json";
+  e.set_payload("{\"limit\": 100");  // truncated
+  const Status st = ValidateEvent(e);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("payload is not valid JSON"), std::string::npos) << st.message();
+  e.set_payload("{\"limit\": 100}");
+  EXPECT_TRUE(ValidateEvent(e).ok());
+  (*e.mutable_headers())["content-type"] = "application/octet-stream";
+  e.set_payload(std::string("\x00\xff", 2));
+  EXPECT_TRUE(ValidateEvent(e).ok()) << "a payload not declared JSON may be any bytes";
 }
 
 class SqliteOutboxTest : public ::testing::Test {

@@ -28,8 +28,10 @@ std::string NewEventId();
 // Checks an event before it is stored: aggregate_type and event_type become NATS subject tokens
 // ({prefix}.{aggregate_type}.{event_type}), so they are 1 to 64 characters of [A-Za-z0-9_-];
 // aggregate_id is 1 to 256 characters without control characters; event_id, when given, is 1 to
-// 128 characters of [A-Za-z0-9._:-]; header names are HTTP tokens, values have no CR or LF,
-// and names the relay or the broker own (Nats-*, Tx-*) are refused.
+// 128 characters of [A-Za-z0-9._:-]; header names are HTTP tokens, values have no control
+// character but tab, and names the relay or the broker own (Nats-*, Tx-*) are refused; a payload
+// under a content-type header that declares JSON must be JSON. Everything the relay would refuse
+// (row.h, ToMessage) is refused here, since a stored bad row holds back its aggregate.
 Status ValidateEvent(const v1::OutboxEvent& event);
 
 // Creates the contract's outbox and inbox tables when absent, plus an index of unpublished rows

@@ -48,9 +48,15 @@ std::string AggregateKey(const OutboxRow& row);
 //   - a content-type header declares JSON (application/json, anything +json) and the payload is
 //     not valid JSON;
 //   - aggregate_type or event_type is not a subject token (1 to 64 of [A-Za-z0-9_-]), event_id
-//     breaks the id rule (1 to 128 of [A-Za-z0-9._:-]), aggregate_id is empty, longer than 256
-//     or has a control character.
+//     is empty, longer than 256, has a control character or a leading or trailing space (it goes
+//     out as a header value), aggregate_id is empty, longer than 256 or has a control character.
+// A header value may hold tabs.
 Result<BusMessage> ToMessage(const OutboxRow& row, std::string_view subject_prefix);
+
+// ToMessage's checks alone: OK exactly when ToMessage would succeed (the row's id is not looked
+// at, and the message does not name the row). outbox::Append uses it, so that a service cannot
+// store an event the relay would refuse.
+Status ValidateRow(const OutboxRow& row);
 
 // Bytes `message` takes on the wire (subject, headers and body), to compare with the server's
 // max_payload.
