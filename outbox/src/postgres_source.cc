@@ -61,10 +61,19 @@ OutboxRow RowFrom(const pqxx::row& r, int first) {
   return row;
 }
 
-// Where reading starts after a connect or a replay: just below the lowest unpublished row.
+// Where reading starts after a replay: just below the lowest unpublished row. Every id below it
+// is settled: this process settled ids up to its watermark (settled_up_to_ keeps that).
 constexpr const char* kStartSql =
     "SELECT coalesce((SELECT min(id) - 1 FROM txcoord_outbox WHERE published_at IS NULL), "
     "(SELECT max(id) FROM txcoord_outbox), 0)";
+
+// What a connect knows is settled: the highest published id. A relay published an id only after
+// settling every id below it, so nothing below that can still arrive; above it, an invisible id
+// may belong to a transaction still in flight (the relay before this one may have been waiting
+// for it). Retention never removes that row (ApplyRetention), so that the fact survives; with no
+// published row, 0.
+constexpr const char* kSettledSql =
+    "SELECT coalesce((SELECT max(id) FROM txcoord_outbox WHERE published_at IS NOT NULL), 0)";
 
 // Missing ids above the watermark, as first seen by a read.
 //
@@ -117,8 +126,10 @@ class PostgresSource final : public OutboxSource {
       // The generation first: a replay committed in between only rewinds once more.
       replay_generation_ =
           n.exec1("SELECT coalesce(max(id), 0) FROM txcoord_outbox_replays")[0].as<int64_t>();
-      watermark_ = n.exec1(kStartSql)[0].as<int64_t>();
-      settled_up_to_ = watermark_;
+      // Reading starts below the lowest unpublished row, or at the highest settled id when that
+      // is lower; ids up to it are settled, above it the gap tracking decides.
+      settled_up_to_ = n.exec1(kSettledSql)[0].as<int64_t>();
+      watermark_ = std::min(n.exec1(kStartSql)[0].as<int64_t>(), settled_up_to_);
       gap_.reset();
       return Status::Ok();
     } catch (const std::exception& e) {
@@ -207,7 +218,9 @@ class PostgresSource final : public OutboxSource {
           const bool void_ids = gap_settled && id - 1 <= gap_->up_to;
           if (!void_ids) {
             if (!gap_ || gap_->first_missing != watermark_ + 1 || gap_settled) {
-              gap_ = Gap{watermark_ + 1, rows[static_cast<pqxx::result::size_type>(row_count - 1)][2].as<int64_t>(), ""};
+              gap_ = Gap{watermark_ + 1,
+                         rows[static_cast<pqxx::result::size_type>(row_count - 1)][2].as<int64_t>(),
+                         ""};
               new_gap = true;
             }
             break;
@@ -268,9 +281,8 @@ class PostgresSource final : public OutboxSource {
       // took ~40% of a drain's time). The next mark, a sweep or Close collects its outcome. The
       // ids are numbers this process formatted, so the literal is safe.
       auto pending = std::make_unique<PendingMark>(*mark_conn_);
-      pending->pipeline.insert(
-          "UPDATE txcoord_outbox SET published_at = now() WHERE id = ANY('" + array +
-          "'::bigint[]) AND published_at IS NULL");
+      pending->pipeline.insert("UPDATE txcoord_outbox SET published_at = now() WHERE id = ANY('" +
+                               array + "'::bigint[]) AND published_at IS NULL");
       pending->pipeline.resume();
       pending_mark_ = std::move(pending);
       return true;
@@ -283,8 +295,11 @@ class PostgresSource final : public OutboxSource {
     if (conn_ == nullptr) return NotConnected();
     return Guard("apply retention", [&]() -> Result<int64_t> {
       pqxx::work w(*conn_);
+      // The highest published row stays: it tells a relay that connects what is settled (see
+      // kSettledSql).
       const std::string victims =
           "SELECT id FROM txcoord_outbox WHERE published_at < now() - make_interval(secs => $1) "
+          "AND id < (SELECT max(id) FROM txcoord_outbox WHERE published_at IS NOT NULL) "
           "ORDER BY id LIMIT $2";
       pqxx::result r;
       if (mode == RetentionMode::kArchive) {
@@ -380,8 +395,8 @@ class PostgresSource final : public OutboxSource {
       return Status::Ok();
     } catch (const std::exception& e) {
       Close();
-      return Status::Unavailable("postgresql source " + name_ + ": mark rows published: " +
-                                 OneLine(e.what()));
+      return Status::Unavailable("postgresql source " + name_ +
+                                 ": mark rows published: " + OneLine(e.what()));
     }
   }
 
@@ -389,8 +404,8 @@ class PostgresSource final : public OutboxSource {
   const std::string name_;
   std::unique_ptr<pqxx::connection> conn_;
   std::unique_ptr<pqxx::connection> mark_conn_;  // MarkPublished's session
-  std::unique_ptr<WakeReceiver> receiver_;  // destroyed before conn_
-  std::unique_ptr<PendingMark> pending_mark_;  // destroyed before conn_
+  std::unique_ptr<WakeReceiver> receiver_;       // destroyed before conn_
+  std::unique_ptr<PendingMark> pending_mark_;    // destroyed before conn_
   bool notified_ = false;
   bool leading_ = false;
   int64_t watermark_ = 0;

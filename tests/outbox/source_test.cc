@@ -468,5 +468,82 @@ TEST_F(PostgresGapTest, AMarkIsNotWaitedForAndItsFailureIsTheNextCallsAndLosesNo
   EXPECT_EQ(Ids(again->rows), (std::vector<int64_t>{1, 2})) << "read again, to be published again";
 }
 
+// The relay before a crash (or a failover) was waiting for id 2 while id 3 of the same aggregate
+// was already visible. Starting again below the lowest visible unpublished row would take id 2
+// as settled and publish 3 first; 2 would follow in a sweep, out of order.
+TEST_F(PostgresGapTest, AnIdStillInFlightAcrossAReconnectStillGoesFirst) {
+  backend_.Insert({Event("c-1", 1)});
+  auto before = this->Connected();
+  auto first = before->ReadNext(100);
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(Ids(first->rows), (std::vector<int64_t>{1}));
+  ASSERT_TRUE(before->MarkPublished({1}).ok());
+
+  pqxx::connection slow_conn(backend_.conninfo());
+  pqxx::work slow(slow_conn);
+  ASSERT_TRUE(Append(slow, Event("c-1", 2)).ok());  // id 2, commits later
+  backend_.Insert({Event("c-1", 3)});               // id 3, committed
+  auto held = before->ReadNext(100);
+  ASSERT_TRUE(held.ok());
+  EXPECT_TRUE(held->rows.empty());
+  before.reset();  // its mark of id 1 completes; the relay's knowledge of the gap is gone
+
+  auto after = this->Connected();
+  auto read = after->ReadNext(100);
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_TRUE(read->rows.empty()) << "id 3 must still wait for id 2";
+  EXPECT_EQ(after->watermark(), 1);
+  slow.commit();
+  auto both = after->ReadNext(100);
+  ASSERT_TRUE(both.ok());
+  EXPECT_EQ(Ids(both->rows), (std::vector<int64_t>{2, 3}));
+}
+
+// Ids up to the highest published one are settled: a connect that starts lower (an unpublished
+// row there) does not wait on a void id below it.
+TEST_F(PostgresGapTest, AConnectTakesIdsUpToTheHighestPublishedOneAsSettled) {
+  backend_.Insert({Event("c-1", 1)});  // id 1, left unpublished (say, a held aggregate)
+  pqxx::connection doomed_conn(backend_.conninfo());
+  {
+    pqxx::work doomed(doomed_conn);
+    ASSERT_TRUE(Append(doomed, Event("c-9", 1)).ok());  // id 2, rolled back
+  }
+  backend_.Insert({Event("c-2", 1)});  // id 3
+  backend_.Exec("UPDATE txcoord_outbox SET published_at = now() WHERE id = 3");
+  auto source = this->Connected();
+  EXPECT_EQ(source->watermark(), 0);
+  auto read = source->ReadNext(100);
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(Ids(read->rows), (std::vector<int64_t>{1}));
+  EXPECT_EQ(source->watermark(), 3);
+  EXPECT_EQ(read->recheck_after.count(), 0) << "id 2 is settled: no gap to wait for";
+}
+
+TEST_F(PostgresGapTest, RetentionKeepsTheHighestPublishedRowForTheNextConnect) {
+  backend_.Insert({Event("c-1", 1), Event("c-1", 2), Event("c-1", 3)});
+  backend_.Exec("UPDATE txcoord_outbox SET published_at = now() - interval '48 hours'");
+  {
+    auto source = this->Connected();
+    auto removed = source->ApplyRetention(std::chrono::hours(24), RetentionMode::kDelete, 1000);
+    ASSERT_TRUE(removed.ok()) << removed.status().ToString();
+    EXPECT_EQ(*removed, 2);
+  }
+  EXPECT_EQ(backend_.Count("SELECT id FROM txcoord_outbox"), 3) << "the highest published row";
+
+  pqxx::connection slow_conn(backend_.conninfo());
+  pqxx::work slow(slow_conn);
+  ASSERT_TRUE(Append(slow, Event("c-1", 4)).ok());  // id 4, commits later
+  backend_.Insert({Event("c-1", 5)});               // id 5
+  auto source = this->Connected();
+  EXPECT_EQ(source->watermark(), 3);
+  auto held = source->ReadNext(100);
+  ASSERT_TRUE(held.ok());
+  EXPECT_TRUE(held->rows.empty()) << "id 5 waits for id 4";
+  slow.commit();
+  auto both = source->ReadNext(100);
+  ASSERT_TRUE(both.ok());
+  EXPECT_EQ(Ids(both->rows), (std::vector<int64_t>{4, 5}));
+}
+
 }  // namespace
 }  // namespace txcoord::outbox
