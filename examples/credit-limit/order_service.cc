@@ -430,6 +430,7 @@ class OrderService {
     body.set("applied", stats.applied);
     body.set("duplicates_skipped", stats.duplicates_skipped);
     body.set("handler_failures", stats.handler_failures);
+    body.set("store_failures", stats.store_failures);
     body.set("dead_lettered", stats.dead_lettered);
     body.set("connected", stats.connected);
     body.set("last_error", stats.last_error);

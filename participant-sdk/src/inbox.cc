@@ -76,15 +76,24 @@ bool IsName(const std::string& s) {
   return true;
 }
 
-// The outcome of one apply attempt.
-enum class Applied { kApplied, kDuplicate };
+// The outcome of one apply attempt. A failure is the handler's (it counts toward max_failures)
+// or the database's (the connection, BEGIN, the inbox row, COMMIT: retried until the database is
+// back, never dead-lettered, since the event itself is not at fault).
+struct Attempt {
+  enum class Kind { kApplied, kDuplicate, kHandlerFailed, kStoreFailed };
+  Kind kind = Kind::kStoreFailed;
+  Status status;
+
+  static Attempt Handler(Status status) { return {Kind::kHandlerFailed, std::move(status)}; }
+  static Attempt Store(Status status) { return {Kind::kStoreFailed, std::move(status)}; }
+};
 
 // The local database, where the effect and the inbox row commit together.
 class LocalStore {
  public:
   virtual ~LocalStore() = default;
   virtual Status EnsureInbox() = 0;
-  virtual Result<Applied> Apply(const std::string& consumer, const InboxEvent& event) = 0;
+  virtual Attempt Apply(const std::string& consumer, const InboxEvent& event) = 0;
 };
 
 class SqliteStore final : public LocalStore {
@@ -98,8 +107,8 @@ class SqliteStore final : public LocalStore {
     return Status::Ok();
   }
 
-  Result<Applied> Apply(const std::string& consumer, const InboxEvent& event) override {
-    if (Status s = Exec("BEGIN IMMEDIATE"); !s.ok()) return s;
+  Attempt Apply(const std::string& consumer, const InboxEvent& event) override {
+    if (Status s = Exec("BEGIN IMMEDIATE"); !s.ok()) return Attempt::Store(s);
     sqlite3_stmt* insert = nullptr;
     int rc = sqlite3_prepare_v2(db_,
                                 "INSERT INTO txcoord_inbox (consumer, event_id) VALUES (?1, ?2) "
@@ -116,11 +125,12 @@ class SqliteStore final : public LocalStore {
     if (rc != SQLITE_DONE) {
       const std::string why = sqlite3_errmsg(db_);
       Rollback();
-      return Status::Unavailable("record event " + event.event_id + " in txcoord_inbox: " + why);
+      return Attempt::Store(
+          Status::Unavailable("record event " + event.event_id + " in txcoord_inbox: " + why));
     }
     if (sqlite3_changes(db_) == 0) {
       Rollback();
-      return Applied::kDuplicate;
+      return {Attempt::Kind::kDuplicate, Status::Ok()};
     }
     Status handled;
     try {
@@ -130,13 +140,13 @@ class SqliteStore final : public LocalStore {
     }
     if (!handled.ok()) {
       Rollback();
-      return handled;
+      return Attempt::Handler(handled);
     }
     if (Status s = Exec("COMMIT"); !s.ok()) {
       Rollback();
-      return s;
+      return Attempt::Store(s);
     }
-    return Applied::kApplied;
+    return {Attempt::Kind::kApplied, Status::Ok()};
   }
 
  private:
@@ -173,7 +183,7 @@ class PostgresStore final : public LocalStore {
     }
   }
 
-  Result<Applied> Apply(const std::string& consumer, const InboxEvent& event) override {
+  Attempt Apply(const std::string& consumer, const InboxEvent& event) override {
     try {
       pqxx::work w(Connection());
       const pqxx::result inserted = w.exec_params(
@@ -181,7 +191,7 @@ class PostgresStore final : public LocalStore {
           consumer, event.event_id);
       if (inserted.affected_rows() == 0) {
         w.abort();
-        return Applied::kDuplicate;
+        return {Attempt::Kind::kDuplicate, Status::Ok()};
       }
       Status handled;
       try {
@@ -192,19 +202,21 @@ class PostgresStore final : public LocalStore {
         handled = Status::Internal(std::string("the handler threw: ") + e.what());
       }
       if (!handled.ok()) {
+        // A handler that caught the error of a lost connection: the database's failure.
+        const bool lost = !conn_->is_open();
         w.abort();
-        return handled;
+        return lost ? Attempt::Store(handled) : Attempt::Handler(handled);
       }
       w.commit();
-      return Applied::kApplied;
+      return {Attempt::Kind::kApplied, Status::Ok()};
     } catch (const pqxx::in_doubt_error& e) {
       conn_.reset();
       // The inbox row makes a retry safe: if the commit happened, the retry is a duplicate.
-      return Status::UnknownOutcome(std::string("commit of event ") + event.event_id +
-                                    " in doubt: " + e.what());
+      return Attempt::Store(Status::UnknownOutcome(std::string("commit of event ") +
+                                                   event.event_id + " in doubt: " + e.what()));
     } catch (const std::exception& e) {
       conn_.reset();
-      return Status::Unavailable("apply event " + event.event_id + ": " + e.what());
+      return Attempt::Store(Status::Unavailable("apply event " + event.event_id + ": " + e.what()));
     }
   }
 
@@ -409,39 +421,63 @@ class InboxConsumer::Impl {
     return event;
   }
 
+  // Applies one message, retrying in place (the message kept in progress, so that no later one
+  // overtakes it) until it is applied, dead-lettered, or the consumer stops (then it is left
+  // unacked, for the broker to redeliver).
   void Handle(natsMsg* msg) {
     InboxEvent event = EventOf(msg);
-    Status last;
-    for (int attempt = 1; attempt <= options_.max_failures; ++attempt) {
+    int handler_failures = 0;
+    int store_failures = 0;  // in a row
+    for (int attempt = 1;; ++attempt) {
       event.attempt = attempt;
-      auto applied = store_->Apply(options_.consumer, event);
-      if (applied.ok()) {
+      const Attempt applied = store_->Apply(options_.consumer, event);
+      if (applied.kind == Attempt::Kind::kApplied || applied.kind == Attempt::Kind::kDuplicate) {
         FaultPoint("inbox.after_commit_before_ack");
         // After COMMIT: a lost ack only brings the event back, and then it is a duplicate.
         natsMsg_Ack(msg, nullptr);
         std::lock_guard lock(stats_mu_);
-        if (*applied == Applied::kApplied) {
+        if (applied.kind == Attempt::Kind::kApplied) {
           ++stats_.applied;
         } else {
           ++stats_.duplicates_skipped;
         }
         return;
       }
-      last = applied.status();
-      {
-        std::lock_guard lock(stats_mu_);
-        ++stats_.handler_failures;
+      int backoff_step = 0;
+      if (applied.kind == Attempt::Kind::kStoreFailed) {
+        {
+          std::lock_guard lock(stats_mu_);
+          ++stats_.store_failures;
+        }
+        Report(applied.status.WithContext("event " + event.event_id + " (" + event.subject +
+                                          "): the database failed; retrying until it is back"));
+        backoff_step = ++store_failures;
+      } else {
+        store_failures = 0;
+        {
+          std::lock_guard lock(stats_mu_);
+          ++stats_.handler_failures;
+        }
+        ++handler_failures;
+        Report(applied.status.WithContext("event " + event.event_id + " (" + event.subject +
+                                          "), failure " + std::to_string(handler_failures) +
+                                          " of " + std::to_string(options_.max_failures)));
+        if (handler_failures == options_.max_failures) {
+          DeadLetter(msg, event, applied.status);
+          return;
+        }
+        backoff_step = handler_failures;
       }
-      Report(last.WithContext("event " + event.event_id + " (" + event.subject + "), attempt " +
-                              std::to_string(attempt) + " of " +
-                              std::to_string(options_.max_failures)));
-      if (attempt == options_.max_failures) break;
       natsMsg_InProgress(msg, nullptr);  // still ours: the broker must not redeliver it now
-      milliseconds delay = options_.retry_min;
-      for (int i = 1; i < attempt && delay < options_.retry_max; ++i) delay *= 2;
-      if (!Sleep(std::min(delay, options_.retry_max))) return;  // stopping: left unacked
+      if (!Sleep(Backoff(backoff_step))) return;  // stopping: left unacked
     }
-    DeadLetter(msg, event, last);
+  }
+
+  // The delay before retry number `step` (1, 2, ...): retry_min doubling up to retry_max.
+  milliseconds Backoff(int step) const {
+    milliseconds delay = options_.retry_min;
+    for (int i = 1; i < step && delay < options_.retry_max; ++i) delay *= 2;
+    return std::min(delay, options_.retry_max);
   }
 
   void DeadLetter(natsMsg* msg, const InboxEvent& event, const Status& why) {
@@ -474,16 +510,28 @@ class InboxConsumer::Impl {
       if (s != NATS_OK) break;
       s = natsMsgHeader_Set(copy, name, value.c_str());
     }
-    jsErrCode js_error = static_cast<jsErrCode>(0);
-    if (s == NATS_OK) s = js_PublishMsg(nullptr, js_, copy, nullptr, &js_error);
-    natsMsg_Destroy(copy);
     if (s != NATS_OK) {
-      // Not dead-lettered, so not given up: the broker redelivers it after ack_wait.
-      Report(Status::Unavailable("dead-letter event " + event.event_id + " to " + subject + ": " +
-                                 NatsError(s, js_error)));
-      natsMsg_NakWithDelay(msg, options_.retry_max.count(), nullptr);
+      // Only a header the broker's client refuses gets here; the message stays unacked.
+      natsMsg_Destroy(copy);
+      Report(Status::Internal("build the dead letter of event " + event.event_id + ": " +
+                              NatsError(s)));
       return;
     }
+    // Until the broker has it, the message stays ours, in progress, so that no later message
+    // overtakes it (a nak would let it be redelivered after them).
+    for (int failures = 1;; ++failures) {
+      jsErrCode js_error = static_cast<jsErrCode>(0);
+      s = js_PublishMsg(nullptr, js_, copy, nullptr, &js_error);
+      if (s == NATS_OK) break;
+      Report(Status::Unavailable("dead-letter event " + event.event_id + " to " + subject + ": " +
+                                 NatsError(s, js_error) + "; retrying"));
+      natsMsg_InProgress(msg, nullptr);
+      if (!Sleep(Backoff(failures))) {  // stopping: left unacked, redelivered later
+        natsMsg_Destroy(copy);
+        return;
+      }
+    }
+    natsMsg_Destroy(copy);
     natsMsg_Term(msg, nullptr);
     spdlog::error(
         "inbox {}: event {} ({}, stream sequence {}) failed {} times and was moved to the "

@@ -165,6 +165,74 @@ TEST_F(InboxTest, AFailingHandlerIsRetriedThenTheEventIsDeadLetteredAndTheRestGo
   EXPECT_EQ((*consumer)->PollOnce(milliseconds(300)).value(), 0) << "not redelivered";
 }
 
+// The database away (here: another writer holds SQLite's lock) is not the event's fault: with
+// max_failures = 2 and 20 ms of backoff, counting it as a handler failure would dead-letter the
+// event within a few tens of milliseconds.
+TEST_F(InboxTest, ADatabaseOutageIsWaitedOutNotDeadLettered) {
+  publisher_->Publish(stream_, "e-1", {"k", 1, 1});
+  publisher_->Publish(stream_, "e-2", {"k", 2, 2});
+  InboxConsumerOptions options = Options();
+  options.max_failures = 2;
+  auto consumer = InboxConsumer::Create(options, db_, testing::ApplyToReplica);
+  ASSERT_TRUE(consumer.ok()) << consumer.status().ToString();
+  sqlite3* blocker = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ + "/replica.db").c_str(), &blocker), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(blocker, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  (*consumer)->Start();
+  EXPECT_TRUE(PollUntil(milliseconds(20000), milliseconds(5),
+                        [&] { return (*consumer)->Stats().store_failures >= 10; }));
+  EXPECT_EQ((*consumer)->Stats().applied, 0);
+  ASSERT_EQ(sqlite3_exec(blocker, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(blocker);
+  EXPECT_TRUE(PollUntil(milliseconds(20000), milliseconds(5),
+                        [&] { return (*consumer)->Stats().applied == 2; }));
+  (*consumer)->Stop();
+  const InboxStats stats = (*consumer)->Stats();
+  EXPECT_EQ(stats.dead_lettered, 0);
+  EXPECT_EQ(stats.handler_failures, 0);
+  EXPECT_NE(stats.last_error.find("database"), std::string::npos) << stats.last_error;
+  EXPECT_EQ(testing::Replica(db_).at("k"), 2);
+}
+
+// While the dead-letter stream cannot take the poisoned event, the event stays in progress and
+// the next one waits: a nak would let e-2 be applied first, and the poisoned event come back
+// after it.
+TEST_F(InboxTest, AFailedDeadLetterPublishIsRetriedAndNothingOvertakesIt) {
+  publisher_->Publish(stream_, "e-poison", {"k", 1, 1});
+  publisher_->Publish(stream_, "e-2", {"k", 2, 2});
+  InboxConsumerOptions options = Options();
+  options.max_failures = 1;
+  auto consumer = InboxConsumer::Create(options, db_, [&](sqlite3* db, const InboxEvent& e) {
+    if (e.event_id == "e-poison") return Status::InvalidArgument("poison");
+    return testing::ApplyToReplica(db, e);
+  });
+  ASSERT_TRUE(consumer.ok()) << consumer.status().ToString();
+  // Create made the dead-letter stream; without it, the publish has no stream to land in.
+  ASSERT_EQ(js_DeleteStream(publisher_->js(), options.dead_letter_stream.c_str(), nullptr, nullptr),
+            NATS_OK);
+  (*consumer)->Start();
+  EXPECT_TRUE(PollUntil(milliseconds(20000), milliseconds(5), [&] {
+    return (*consumer)->Stats().last_error.find("dead-letter event e-poison") != std::string::npos;
+  }));
+  std::this_thread::sleep_for(milliseconds(300));  // retries go on meanwhile
+  EXPECT_EQ((*consumer)->Stats().applied, 0) << "e-2 overtook the event being dead-lettered";
+  EXPECT_EQ((*consumer)->Stats().dead_lettered, 0);
+  jsStreamConfig config;
+  jsStreamConfig_Init(&config);
+  const std::string subjects = options.dead_letter_prefix + ".>";
+  const char* subject_list[] = {subjects.c_str()};
+  config.Name = options.dead_letter_stream.c_str();
+  config.Subjects = subject_list;
+  config.SubjectsLen = 1;
+  ASSERT_EQ(js_AddStream(nullptr, publisher_->js(), &config, nullptr, nullptr), NATS_OK);
+  EXPECT_TRUE(PollUntil(milliseconds(20000), milliseconds(5), [&] {
+    const InboxStats s = (*consumer)->Stats();
+    return s.dead_lettered == 1 && s.applied == 1;
+  }));
+  (*consumer)->Stop();
+  EXPECT_EQ(testing::Replica(db_).at("k"), 2);
+}
+
 TEST_F(InboxTest, APostgresStoreCommitsTheEffectWithItsInboxRow) {
   auto& pg = txcoord::testing::SharedPostgres();
   const std::string db = pg.CreateDatabase("inbox").value();

@@ -12,12 +12,16 @@
 // before the ack gets the event again and skips it.
 //
 // A handler that fails is retried in place, with exponential backoff, keeping the message in
-// progress at the broker (so no later message overtakes it). After `max_failures` failed attempts
+// progress at the broker (so no later message overtakes it). A failure of the database itself
+// (connecting, BEGIN, the inbox row, COMMIT, or a connection lost under the handler) is not the
+// event's fault: it is retried the same way for as long as the database is away, counted in
+// store_failures, and never dead-lettered. After `max_failures` failed handler attempts
 // the message is published to the dead-letter subject "{dead_letter_prefix}.{consumer}" (stream
 // `dead_letter_stream`, created when absent) with the original headers plus Tx-Dead-Letter-*
 // headers saying why (Consumer, Event-Id, Reason, Attempts, Subject: where it came from,
 // Stream-Sequence), logged at error level, counted in Stats(), and terminated at the broker
-// (not redelivered). An operator may fix the cause and re-drive it (`txctl deadletters redrive`,
+// (not redelivered); while the dead-letter publish fails, it is retried, the message still in
+// progress. An operator may fix the cause and re-drive it (`txctl deadletters redrive`,
 // outbox/include/txcoord/outbox/admin.h), which publishes it again to its subject.
 //
 // The inbox keys an event on its Tx-Event-Id header (the outbox's event_id), else on Nats-Msg-Id,
@@ -73,7 +77,7 @@ struct InboxConsumerOptions {
   // Only these subjects (wildcards allowed), e.g. "events.customer.CreditLimitChanged".
   // Empty: the whole stream.
   std::string filter_subject;
-  int max_failures = 5;  // failed applies of one event before it is dead-lettered
+  int max_failures = 5;  // failed handler attempts on one event before it is dead-lettered
   std::chrono::milliseconds retry_min{100};
   std::chrono::milliseconds retry_max{5000};
   // How long the broker waits for an ack before redelivering (to this or another instance).
@@ -87,7 +91,8 @@ struct InboxConsumerOptions {
 struct InboxStats {
   int64_t applied = 0;             // committed with their inbox row
   int64_t duplicates_skipped = 0;  // redeliveries of events already applied
-  int64_t handler_failures = 0;    // failed attempts (each retried or dead-lettered)
+  int64_t handler_failures = 0;    // failed handler attempts (each retried or dead-lettered)
+  int64_t store_failures = 0;      // attempts the database failed (each retried)
   int64_t dead_lettered = 0;
   bool connected = false;
   std::string last_error;
