@@ -40,13 +40,20 @@ std::string OneLine(std::string text) {
   return text;
 }
 
-// The contract's error body's message, or the start of whatever the body is.
-std::string ErrorMessage(int status, const std::string& body) {
+// The contract's error body, when `body` is one.
+std::optional<v1::ErrorReply> ErrorReplyOf(const std::string& body) {
   v1::ErrorReply reply;
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = true;
-  if (google::protobuf::util::JsonStringToMessage(body, &reply, options).ok() &&
-      !reply.error().message().empty()) {
+  if (!google::protobuf::util::JsonStringToMessage(body, &reply, options).ok()) return std::nullopt;
+  return reply;
+}
+
+// The contract's error body's message, or the start of whatever the body is.
+std::string ErrorMessage(int status, const std::string& body) {
+  const std::optional<v1::ErrorReply> parsed = ErrorReplyOf(body);
+  if (parsed.has_value() && !parsed->error().message().empty()) {
+    const v1::ErrorReply& reply = *parsed;
     return reply.error().message() + " (HTTP " + std::to_string(status) +
            (reply.error().code().empty() ? "" : " " + reply.error().code()) + ")";
   }
@@ -57,7 +64,18 @@ std::string ErrorMessage(int status, const std::string& body) {
 Status StatusForHttp(int status, const std::string& body, std::string_view what) {
   std::string message = std::string(what) + ": " + ErrorMessage(status, body);
   if (status == 409) return Status::Conflict(std::move(message));
-  if (status == 404) return Status::NotFound(std::move(message));
+  if (status == 404) {
+    // Only the coordinator's own NOT_FOUND says the transaction is unknown, which a participant
+    // in doubt takes as abort (presumed abort). A 404 from a proxy, or from a URL with a wrong
+    // path, says nothing about the transaction: retry, and say what is wrong.
+    const std::optional<v1::ErrorReply> reply = ErrorReplyOf(body);
+    if (reply.has_value() && reply->error().code() == "NOT_FOUND") {
+      return Status::NotFound(std::move(message));
+    }
+    return Status::Unavailable(message +
+                               "; a 404 without the contract's NOT_FOUND error body, so not the "
+                               "coordinator's answer (is the coordinator URL right?)");
+  }
   if (status == 401) {
     return Status::InvalidArgument(message + "; check the bearer token the client sends");
   }

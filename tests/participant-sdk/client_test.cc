@@ -170,7 +170,7 @@ TEST(CoordinatorClientTest, ErrorRepliesBecomeStatusCodesWithTheServersMessage) 
     StatusCode code;
   };
   const std::vector<Case> cases = {
-      {409, StatusCode::kConflict},        {404, StatusCode::kNotFound},
+      {409, StatusCode::kConflict},        {404, StatusCode::kUnavailable},
       {400, StatusCode::kInvalidArgument}, {401, StatusCode::kInvalidArgument},
       {403, StatusCode::kInvalidArgument}, {413, StatusCode::kInvalidArgument},
       {429, StatusCode::kUnavailable},     {500, StatusCode::kUnavailable},
@@ -194,6 +194,35 @@ TEST(CoordinatorClientTest, ErrorRepliesBecomeStatusCodesWithTheServersMessage) 
     EXPECT_EQ(get.status().code(), c.code) << c.status;
     const Status registered = client->RegisterBranch("order-42", v1::Branch());
     EXPECT_EQ(registered.code(), StatusCode::kInvalidArgument) << "an empty branch_id is refused";
+  }
+}
+
+// A participant in doubt takes "not found" as abort, so only the coordinator's own NOT_FOUND
+// counts; a 404 page of a proxy or of a wrong URL path is retried.
+TEST(CoordinatorClientTest, OnlyTheContractsNotFoundBodyMeansTheTransactionIsUnknown) {
+  struct Case {
+    std::string body;
+    StatusCode code;
+  };
+  const std::vector<Case> cases = {
+      {ErrorJson("NOT_FOUND", "no transaction order-42"), StatusCode::kNotFound},
+      {ErrorJson("SOME_CODE", "something else"), StatusCode::kUnavailable},
+      {"<html><body>404 Not Found</body></html>", StatusCode::kUnavailable},
+      {"", StatusCode::kUnavailable},
+  };
+  for (const Case& c : cases) {
+    FakeCoordinator fake([&](const FakeCoordinator::Request&, FakeCoordinator::Reply& reply) {
+      reply.status = 404;
+      reply.body = c.body;
+    });
+    auto client = NewClient(fake.url());
+    const Result<v1::Transaction> get = client->Get("order-42");
+    ASSERT_FALSE(get.ok());
+    EXPECT_EQ(get.status().code(), c.code) << c.body << ": " << get.status().ToString();
+    if (c.code == StatusCode::kUnavailable) {
+      EXPECT_NE(get.status().message().find("coordinator URL"), std::string::npos)
+          << get.status().ToString();
+    }
   }
 }
 

@@ -6,8 +6,10 @@
 //
 //   reply / failure                         code              what the caller may assume
 //   409                                     kConflict         nothing happened: state forbids it
-//   404                                     kNotFound         no such transaction (for an in-doubt
+//   404 with the error code NOT_FOUND       kNotFound         no such transaction (for an in-doubt
 //                                                             participant: presumed abort)
+//   404 with another body (a proxy's page,  kUnavailable      not the coordinator's answer: check
+//     a wrong URL path)                                       the coordinator URL; retry later
 //   400, 401, 403, 405, 413, other 4xx      kInvalidArgument  nothing happened: fix the request
 //                                                             (401: check the bearer token)
 //   429, 5xx, connection refused or reset   kUnavailable      nothing happened; retry later
