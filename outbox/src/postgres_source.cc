@@ -293,6 +293,8 @@ class PostgresSource final : public OutboxSource {
   Result<int64_t> ApplyRetention(std::chrono::seconds older_than, RetentionMode mode,
                                  int max_rows) override {
     if (conn_ == nullptr) return NotConnected();
+    // This relay's own marks first, so that the highest published id below is current.
+    if (Status s = SettleMark(); !s.ok()) return s;
     return Guard("apply retention", [&]() -> Result<int64_t> {
       pqxx::work w(*conn_);
       // The highest published row stays: it tells a relay that connects what is settled (see

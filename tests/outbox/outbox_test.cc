@@ -191,6 +191,9 @@ TEST_F(SqliteOutboxTest, AGivenEventIdIsKeptAndARepeatIsRefused) {
   EXPECT_EQ(Append(db_, e).status().code(), StatusCode::kAlreadyExists);
   auto empty = CreditLimitChanged("c-1", 5);
   empty.set_payload("");
+  EXPECT_EQ(Append(db_, empty).status().code(), StatusCode::kInvalidArgument)
+      << "declared JSON, and empty is not JSON: the relay could not publish it";
+  (*empty.mutable_headers())["content-type"] = "application/octet-stream";
   EXPECT_TRUE(Append(db_, empty).ok()) << "an empty payload is a valid (empty) blob";
   EXPECT_EQ(Count("SELECT count(*) FROM txcoord_outbox"), 2);
 }

@@ -175,6 +175,9 @@ TEST_F(InboxTest, ADatabaseOutageIsWaitedOutNotDeadLettered) {
   options.max_failures = 2;
   auto consumer = InboxConsumer::Create(options, db_, testing::ApplyToReplica);
   ASSERT_TRUE(consumer.ok()) << consumer.status().ToString();
+  // Create gives the connection a 10 s busy timeout; a short one lets the test see many
+  // failed attempts quickly.
+  sqlite3_busy_timeout(db_, 1);
   sqlite3* blocker = nullptr;
   ASSERT_EQ(sqlite3_open((dir_ + "/replica.db").c_str(), &blocker), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(blocker, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
