@@ -32,7 +32,7 @@
 //   first phase             first=done                  nothing (repeat)           200
 //   first phase             first=done, undo=done       nothing (aborted since)    409
 //   first phase             first=refused               nothing                    409, same
-//   message first phase             first=blocked (undo ran)    nothing (anti-hanging)     409
+//   first phase             first=blocked (undo ran)    nothing (anti-hanging)     409
 //   commit                  first=done                  business; finish=done      200
 //   commit                  finish=done                 nothing (repeat)           200
 //   commit                  no first=done, or undo      nothing recorded           409 (bug)
