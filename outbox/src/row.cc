@@ -315,7 +315,7 @@ Result<BusMessage> ToMessage(const OutboxRow& row, std::string_view subject_pref
 }
 
 size_t WireSize(const BusMessage& message) {
-  size_t size = message.subject.size() + message.body.size() + 12;  // "NATS/1.0\r\n" + "\r\n"
+  size_t size = message.body.size() + 12;  // "NATS/1.0\r\n" + "\r\n"
   for (const auto& [name, value] : message.headers) size += name.size() + value.size() + 4;
   return size;
 }

@@ -117,6 +117,17 @@ TEST(ToMessage, RefusesFieldsThatWouldBreakTheSubjectOrTheIds) {
       << "aggregate ids are header values, not subject tokens";
 }
 
+TEST(WireSize, CountsTheHeaderBlockAndTheBodyNotTheSubject) {
+  BusMessage m;
+  m.subject = "outbox.customer.CreditLimitChanged";
+  m.body = "12345";
+  m.headers = {{"Nats-Msg-Id", "e-1"}, {"Tx-Event-Type", "X"}};
+  // "NATS/1.0\r\n" (10) + "Nats-Msg-Id: e-1\r\n" (18) + "Tx-Event-Type: X\r\n" (18) + "\r\n" (2)
+  EXPECT_EQ(WireSize(m), 10u + 18u + 18u + 2u + 5u);
+  m.subject += ".a.much.longer.subject";
+  EXPECT_EQ(WireSize(m), 53u) << "the subject does not count against max_payload";
+}
+
 TEST(IsValidJson, AcceptsRfc8259AndRefusesTheRest) {
   for (const char* ok : {"{}", "[]", "0", "-0.5e+10", "\"x\"", "true", "null", " {\"a\": [1, {}]} ",
                          R"("\u00e9\n")", "\"caf\xc3\xa9\""}) {

@@ -58,8 +58,9 @@ Result<BusMessage> ToMessage(const OutboxRow& row, std::string_view subject_pref
 // store an event the relay would refuse.
 Status ValidateRow(const OutboxRow& row);
 
-// Bytes `message` takes on the wire (subject, headers and body), to compare with the server's
-// max_payload.
+// The bytes of `message` that the server counts against its max_payload: the header block
+// ("NATS/1.0\r\n", one "name: value\r\n" per header, "\r\n") plus the body. The subject is not
+// part of the payload.
 size_t WireSize(const BusMessage& message);
 
 // True if `text` is one complete JSON value (RFC 8259), surrounding whitespace allowed.
