@@ -178,6 +178,7 @@ struct Live {
   // transaction's, and others who find it wait (Settle).
   bool tentative = false;
   bool forgotten = false;                   // GUARDED_BY(mu): finished and out of the map
+  bool settle_announced = false;            // GUARDED_BY(mu): waiters woken for settled()
   Status park_status;                       // GUARDED_BY(mu)
   std::optional<Timestamp> scheduled_wake;  // GUARDED_BY(mu)
   // Each branch's payload as JSON, printed once: every callback of the branch carries it.
@@ -406,7 +407,7 @@ class Coordinator::Impl {
     TXCOORD_RETURN_IF_ERROR(ValidateId("gtid", gtid));
     if (std::shared_ptr<Live> live = Find(gtid)) {
       std::unique_lock lock(live->mu);
-      if (!live->parked && live->engine->finished()) return Finished(gtid, live->engine->state());
+      if (!live->parked && live->engine->settled()) return Finished(gtid, PublicState(*live));
     }
     auto reply = Command(
         gtid, /*wait=*/false,
@@ -435,7 +436,7 @@ class Coordinator::Impl {
     resolve.set_reason(request.reason());
     if (std::shared_ptr<Live> live = Find(gtid)) {
       std::unique_lock lock(live->mu);
-      if (!live->parked && live->engine->finished()) return Finished(gtid, live->engine->state());
+      if (!live->parked && live->engine->settled()) return Finished(gtid, PublicState(*live));
     }
     auto reply = Command(
         gtid, /*wait=*/false,
@@ -762,10 +763,11 @@ class Coordinator::Impl {
       return FinishedConflict(gtid, record);
     }
     if (live->parked) return Status::Unavailable(live->park_status.message());
-    if (live->engine->finished()) {
-      // Finished between Find and the lock: answered as from the log, so that an abort of a
-      // committed transaction is a 409 whichever way the race went.
-      if (!logged_ok_state.empty() && live->engine->state() == logged_ok_state) {
+    if (live->engine->settled()) {
+      // Finished (or settled, its end on its way) between Find and the lock: answered as from
+      // the log, so that an abort of a committed transaction is a 409 whichever way the race
+      // went.
+      if (!logged_ok_state.empty() && PublicState(*live) == logged_ok_state) {
         return ReplyWhen(live, lock, wait);
       }
       return FinishedConflict(gtid, live->engine->View());
@@ -796,19 +798,27 @@ class Coordinator::Impl {
   }
 
   // The reply to a command: at once, or with `wait` once terminal or at deadline + grace.
+  // Terminal here means settled (engine.h): the outcome is durable and every branch acknowledged
+  // it; the `end` record's own append is not waited for (docs/coordinator.md, "The wait reply").
   Result<TransactionReply> ReplyWhen(const std::shared_ptr<Live>& live,
                                      std::unique_lock<std::mutex>& lock, bool wait) {
     if (wait) {
       live->cv.wait_until(lock, live->wait_until,
-                          [&] { return live->engine->finished() || live->parked || stopping_; });
+                          [&] { return live->engine->settled() || live->parked || stopping_; });
     }
-    if (live->parked && !live->engine->finished()) {
+    if (live->parked && !live->engine->settled()) {
       return Status::Unavailable(live->park_status.message());
     }
     TransactionReply reply;
     reply.transaction = live->engine->View();
-    reply.http_status = live->engine->finished() ? 200 : 202;
+    reply.http_status = live->engine->settled() ? 200 : 202;
     return reply;
+  }
+
+  // The state a client is told: the final one once settled. REQUIRES: live.mu held.
+  static std::string PublicState(const Live& live) {
+    const Engine& e = *live.engine;
+    return e.settled() && !e.finished() ? e.View().state() : e.state();
   }
 
   // Hands an engine's effects to the world. REQUIRES: lock holds live->mu; returns with it held.
@@ -856,6 +866,12 @@ class Coordinator::Impl {
     }
     fx.Clear();
     if (!e.finished()) TrackState(*live, e.state());
+    if (e.settled() && !e.finished() && !live->settle_announced) {
+      // The outcome is final; only the end record is still to be appended (by this thread,
+      // right after): a `wait` reply goes out meanwhile.
+      live->settle_announced = true;
+      live->cv.notify_all();
+    }
     if (e.finished()) {
       if (!live->forgotten) {
         live->forgotten = true;  // nothing more to drive

@@ -22,7 +22,12 @@ v1::Transaction BranchPhaseEngine::View() const {
   v1::Transaction tx;
   tx.set_gtid(gtid_);
   tx.set_protocol(protocol_);
-  tx.set_state(state_);
+  // Settled: the end record may still be on its way, but the state it names is the outcome.
+  if (settled() && !finished_) {
+    tx.set_state(std::string(decision_ == v1::OUTCOME_COMMIT ? kCommitted : kAborted));
+  } else {
+    tx.set_state(state_);
+  }
   *tx.mutable_created_at() = ToProto(created_at_);
   *tx.mutable_updated_at() = ToProto(updated_at_);
   *tx.mutable_deadline() = ToProto(deadline_);

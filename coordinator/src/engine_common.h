@@ -76,6 +76,7 @@ class BranchPhaseEngine : public Engine {
     return decision_ != v1::OUTCOME_UNSPECIFIED && decision_seq_ <= durable_;
   }
   bool finished() const override { return finished_; }
+  bool settled() const override { return finished_ || (end_seq_ != 0 && decided()); }
   uint64_t emitted() const override { return emitted_; }
   uint64_t durable() const override { return durable_; }
   void RetryNow(Timestamp now, Effects& out) override;

@@ -29,6 +29,9 @@
 //   aborting:   decision abort durable; abort sent to every branch (also those that refused or
 //               never answered: the barrier makes that a no-op that blocks a late prepare).
 //   committed / aborted: the `end` record is durable; the engine is done and may be dropped.
+//               Once the decision is durable and every branch acknowledged, the outcome is
+//               settled(): View() shows the final state while the end is being appended, and a
+//               `wait` reply does not wait for that append (the "2 fsyncs" path).
 //
 // tcc (the application calls each Try itself, after registering the branch):
 //
@@ -195,6 +198,12 @@ class Engine {
   virtual bool decided() const = 0;
   // The `end` record is durable: the transaction is terminal and the engine may be dropped.
   virtual bool finished() const = 0;
+  // The outcome is final and nothing a crash can lose would change it: the decision is durable
+  // and every branch acknowledged phase 2; at most the `end` record is still on its way to the
+  // log (after a crash, recovery sends phase 2 again, which the barrier answers, and ends it).
+  // View() shows the final state from here on, and a `wait` reply may answer with it. True once
+  // finished(). An engine that cannot tell (a saga) answers finished().
+  virtual bool settled() const { return finished(); }
   // Records emitted so far, and how many of them are durable.
   virtual uint64_t emitted() const = 0;
   virtual uint64_t durable() const = 0;
