@@ -720,12 +720,18 @@ TEST(TwoPc, AllYesDecidesCommitAndCommitsOnlyAfterTheDecisionIsDurable) {
   h.Answer("b0", "commit", Ok());
   EXPECT_EQ(CountKind(h.records(), v1::LogRecord::kEnd), 0) << "an end before every ack";
   EXPECT_EQ(h.engine().state(), "committing");
+  EXPECT_FALSE(h.engine().settled()) << "settled before every branch acknowledged";
+  EXPECT_EQ(h.engine().View().state(), "committing");
   h.Answer("b1", "commit", Ok());
   ASSERT_EQ(h.records().back().body_case(), v1::LogRecord::kEnd);
   EXPECT_EQ(h.records().back().end().final_state(), "committed");
   EXPECT_EQ(h.records().back().tx_state(), "committed");
   EXPECT_EQ(h.engine().state(), "committing") << "committed only once the end is durable";
   EXPECT_FALSE(h.engine().finished());
+  // The decision is durable and every branch acknowledged: the outcome is settled, and the
+  // public record says so while the end is on its way.
+  EXPECT_TRUE(h.engine().settled());
+  EXPECT_EQ(h.engine().View().state(), "committed");
   h.MakeAllDurable();
   EXPECT_TRUE(h.engine().finished());
   EXPECT_EQ(h.engine().state(), "committed");
@@ -1218,8 +1224,11 @@ TEST(OnePhase, SingleBranchCommitsWithoutPrepare) {
   EXPECT_EQ(h.records()[1].decision().outcome(), v1::OUTCOME_COMMIT);
   EXPECT_EQ(h.records().back().end().final_state(), "committed");
   EXPECT_TRUE(h.TakeSends().empty()) << "no phase 2: the participant committed";
+  EXPECT_FALSE(h.engine().settled()) << "the decision and the end are one append";
+  EXPECT_EQ(h.engine().View().state(), "committing");
   h.MakeAllDurable();
   EXPECT_TRUE(h.engine().finished());
+  EXPECT_TRUE(h.engine().settled());
   EXPECT_EQ(h.engine().state(), "committed");
   EXPECT_EQ(h.ViewBranch("b0")->state(), "committed");
   EXPECT_EQ(h.ViewBranch("b0")->attempts(), 1);
@@ -1864,8 +1873,7 @@ TEST(Recovery, CorruptInputsAreErrorsNotCrashes) {
 
   EXPECT_EQ(RecoverStatus(Logged({BeginRecord(2, false)}, "saga")).code(),
             StatusCode::kInvalidArgument);
-  EXPECT_EQ(RecoverStatus(Logged({BeginRecord(2, false)}, "3pc")).code(),
-            StatusCode::kCorruption)
+  EXPECT_EQ(RecoverStatus(Logged({BeginRecord(2, false)}, "3pc")).code(), StatusCode::kCorruption)
       << "a 2pc begin record under a 3pc summary";
   EXPECT_EQ(RecoverStatus(Logged({BeginRecord(2, false)}, "xyz")).code(),
             StatusCode::kInvalidArgument);
