@@ -250,7 +250,13 @@ class Coordinator::Impl {
   Impl(TransactionLog& log, CallbackTransport& transport, Clock& clock, CoordinatorOptions options)
       : log_(log), transport_(transport), clock_(clock), options_(std::move(options)) {}
 
-  ~Impl() { Stop(); }
+  ~Impl() {
+    Stop();
+    // An end record handed to AppendSoon calls back into this object once durable: wait for the
+    // last one (the log commits them within a few ms, or when it closes).
+    std::unique_lock lock(soon_mu_);
+    soon_cv_.wait(lock, [&] { return soon_outstanding_ == 0; });
+  }
 
   Status Start() {
     // The executor runs timer events only; it exists before the first pass so that nothing the
@@ -952,34 +958,73 @@ class Coordinator::Impl {
       std::vector<v1::LogRecord> batch;
       batch.swap(live->pending);
       const uint64_t upto = live->engine->emitted() - live->pending.size();
-      const std::string gtid = live->engine->gtid();
+      std::string gtid = live->engine->gtid();
+      if (live->engine->settled()) {
+        // Only the end (with the branches' outcomes) is left, and no reply waits for it: it may
+        // share a later append's commit. `appending` stays set until AppendedSoon.
+        lock.unlock();
+        {
+          std::lock_guard soon(soon_mu_);
+          ++soon_outstanding_;
+        }
+        log_.AppendSoon(std::move(batch), [this, live, upto, gtid = std::move(gtid)](Status s) {
+          AppendedSoon(live, upto, gtid, s);
+        });
+        return;
+      }
       lock.unlock();
       const Status s = log_.Append(std::move(batch));
       lock.lock();
-      if (!s.ok()) {
-        Park(live, gtid, s);
-        break;
-      }
-      live->tentative = false;
-      Effects fx;
-      live->engine->OnDurable(clock_.Now(), upto, fx);
-      std::vector<CallbackRequest> sends;
-      std::vector<Send> sent;
-      Collect(live, fx, sends, sent);  // wakes `wait` replies when the transaction finished
-      // Only WaitDurable waits for durable progress alone; a client waiting for the end would
-      // wake for nothing at every record.
-      if (live->durable_waiters > 0) live->cv.notify_all();
-      if (!sends.empty()) {
-        // Nothing left to append: this thread returns once the calls are out, so on a transport
-        // thread the last call may run right here (the next step of a saga, the commit of a
-        // one-branch transaction) instead of on another thread woken for it.
-        const bool last = live->pending.empty();
-        lock.unlock();
-        Dispatch(live, std::move(sends), std::move(sent), last);
-        lock.lock();
-      }
+      if (!Appended(live, lock, upto, gtid, s)) break;
     }
     live->appending = false;
+  }
+
+  // After an append of `live`'s records up to `upto`: the engine hears of it, and what it emits
+  // goes out. False when the transaction was parked. REQUIRES: lock holds live->mu.
+  bool Appended(const std::shared_ptr<Live>& live, std::unique_lock<std::mutex>& lock,
+                uint64_t upto, const std::string& gtid, const Status& s) {
+    if (!s.ok()) {
+      Park(live, gtid, s);
+      return false;
+    }
+    live->tentative = false;
+    Effects fx;
+    live->engine->OnDurable(clock_.Now(), upto, fx);
+    std::vector<CallbackRequest> sends;
+    std::vector<Send> sent;
+    Collect(live, fx, sends, sent);  // wakes `wait` replies when the transaction finished
+    // Only WaitDurable waits for durable progress alone; a client waiting for the end would
+    // wake for nothing at every record.
+    if (live->durable_waiters > 0) live->cv.notify_all();
+    if (!sends.empty()) {
+      // Nothing left to append: this thread returns once the calls are out, so on a transport
+      // thread the last call may run right here (the next step of a saga, the commit of a
+      // one-branch transaction) instead of on another thread woken for it.
+      const bool last = live->pending.empty();
+      lock.unlock();
+      Dispatch(live, std::move(sends), std::move(sent), last);
+      lock.lock();
+    }
+    return true;
+  }
+
+  // AppendSoon's outcome, on the thread that led the commit (or the caller's, for a log that
+  // appends at once). It must not append itself: anything emitted meanwhile goes to the
+  // executor.
+  void AppendedSoon(const std::shared_ptr<Live>& live, uint64_t upto, const std::string& gtid,
+                    const Status& s) {
+    {
+      std::unique_lock lock(live->mu);
+      if (Appended(live, lock, upto, gtid, s) && !live->pending.empty() && !stopping_) {
+        lock.unlock();
+        Post([this, live] { Drain(live); });  // `appending` passes on to that task
+      } else {
+        live->appending = false;
+      }
+    }
+    std::lock_guard soon(soon_mu_);
+    if (--soon_outstanding_ == 0) soon_cv_.notify_all();
   }
 
   // Drops a transaction whose append failed; recovery resumes it from what is durable.
@@ -1110,6 +1155,9 @@ class Coordinator::Impl {
 
   std::atomic<bool> stopping_{false};
   std::unique_ptr<Executor> executor_;
+  std::mutex soon_mu_;
+  std::condition_variable soon_cv_;
+  int soon_outstanding_ = 0;  // GUARDED_BY(soon_mu_): AppendSoon calls not yet called back
 
   mutable std::mutex map_mu_;
   std::unordered_map<std::string, std::shared_ptr<Live>> live_;  // GUARDED_BY(map_mu_)

@@ -1,4 +1,5 @@
 #include <exception>
+#include <memory>
 #include <string>
 
 #include "log_internal.h"
@@ -6,18 +7,58 @@
 namespace txcoord::coordinator::internal {
 
 GroupCommitter::GroupCommitter(int max_batch, CommitFn commit_fn)
-    : group_(max_batch, [commit = std::move(commit_fn)](std::span<PendingAppend* const> batch) {
-        try {
-          commit(batch);
-        } catch (const std::exception& e) {
-          // The backend cleaned up what it could; what happened to the group is unknown.
-          for (PendingAppend* p : batch) {
-            p->status = Status::Internal(std::string("append: ") + e.what());
-          }
-        } catch (...) {
-          for (PendingAppend* p : batch) p->status = Status::Internal("append: unknown exception");
-        }
-      }) {}
+    : group_(
+          max_batch,
+          [this, commit = std::move(commit_fn)](std::span<PendingAppend* const> members) {
+            // The flusher's member carries nothing; a group of nothing else commits nothing.
+            thread_local std::vector<PendingAppend*> batch;
+            batch.clear();
+            for (PendingAppend* p : members) {
+              if (p->records.empty()) {
+                p->status = Status::Ok();
+              } else {
+                batch.push_back(p);
+              }
+            }
+            if (batch.empty()) return;
+            try {
+              commit(batch);
+            } catch (const std::exception& e) {
+              // The backend cleaned up what it could; what happened to the group is unknown.
+              for (PendingAppend* p : batch) {
+                p->status = Status::Internal(std::string("append: ") + e.what());
+              }
+            } catch (...) {
+              for (PendingAppend* p : batch) {
+                p->status = Status::Internal("append: unknown exception");
+              }
+            }
+            commits_.fetch_add(1, std::memory_order_relaxed);
+            appends_.fetch_add(static_cast<int64_t>(batch.size()), std::memory_order_relaxed);
+            int64_t largest = largest_.load(std::memory_order_relaxed);
+            const auto size = static_cast<int64_t>(batch.size());
+            while (size > largest && !largest_.compare_exchange_weak(largest, size)) {
+            }
+          },
+          [this](PendingAppend* p) {
+            std::unique_ptr<PendingAppend> owned(p);
+            {
+              std::lock_guard lock(soon_mu_);
+              --soon_pending_;
+            }
+            owned->done(owned->status);
+          }) {
+  flusher_ = std::thread([this] { FlushLoop(); });
+}
+
+GroupCommitter::~GroupCommitter() {
+  {
+    std::lock_guard lock(soon_mu_);
+    stopping_ = true;
+  }
+  soon_cv_.notify_all();
+  flusher_.join();
+}
 
 Status GroupCommitter::Submit(std::vector<v1::LogRecord> records) {
   if (records.empty()) return Status::InvalidArgument("an append needs at least one record");
@@ -33,9 +74,61 @@ Status GroupCommitter::Submit(std::vector<v1::LogRecord> records) {
   return self.status;
 }
 
+void GroupCommitter::SubmitSoon(std::vector<v1::LogRecord> records,
+                                std::function<void(Status)> done) {
+  if (records.empty()) return done(Status::InvalidArgument("an append needs at least one record"));
+  for (const auto& r : records) {
+    if (Status s = CheckRecord(r); !s.ok()) return done(s.WithContext("append rejected"));
+  }
+  auto pending = std::make_unique<PendingAppend>();
+  pending->records = std::move(records);
+  pending->done = std::move(done);
+  bool wake;
+  {
+    std::lock_guard lock(soon_mu_);
+    if (soon_pending_++ == 0) soon_since_ = std::chrono::steady_clock::now();
+    wake = flusher_idle_;
+    flusher_idle_ = false;  // one notification is enough
+  }
+  group_.Enqueue(*pending.release());  // owned by the group until its done runs
+  if (wake) soon_cv_.notify_one();
+}
+
+// Commits what SubmitSoon holds once it has waited kSoonDelay without another append coming to
+// take it along, and everything at once when stopping.
+void GroupCommitter::FlushLoop() {
+  std::unique_lock lock(soon_mu_);
+  while (true) {
+    if (soon_pending_ == 0) {
+      if (stopping_) return;
+      flusher_idle_ = true;
+      soon_cv_.wait(lock, [&] { return stopping_ || soon_pending_ > 0; });
+      flusher_idle_ = false;
+      continue;
+    }
+    const auto due = soon_since_ + kSoonDelay;
+    if (!stopping_ && std::chrono::steady_clock::now() < due) {
+      soon_cv_.wait_until(lock, due);
+      continue;
+    }
+    lock.unlock();
+    if (group_.enqueued() > 0) {
+      PendingAppend nothing;  // leads a group that takes the enqueued records along
+      group_.Join(nothing);
+    } else {
+      std::this_thread::yield();  // another leader is committing them right now
+    }
+    lock.lock();
+    // What is still pending came after that group formed (or is being committed by another
+    // leader right now): it gets its own delay.
+    soon_since_ = std::chrono::steady_clock::now();
+  }
+}
+
 LogStats GroupCommitter::stats() const {
-  const GroupStats s = group_.stats();
-  return LogStats{.commits = s.groups, .appends = s.members, .largest_group = s.largest_group};
+  return LogStats{.commits = commits_.load(std::memory_order_relaxed),
+                  .appends = appends_.load(std::memory_order_relaxed),
+                  .largest_group = largest_.load(std::memory_order_relaxed)};
 }
 
 size_t GroupCommitter::queued() const { return group_.queued(); }

@@ -1,6 +1,9 @@
 // Internals shared by the log backends: record rules, checksums, group commit.
 #pragma once
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -8,6 +11,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "txcoord/coordinator/log.h"
@@ -42,7 +46,8 @@ using SummaryMap = std::map<std::string, std::optional<TransactionSummary>, std:
 // One append waiting in a group commit.
 struct PendingAppend {
   std::vector<v1::LogRecord> records;
-  Status status;  // set by the committer
+  Status status;                     // set by the committer
+  std::function<void(Status)> done;  // AppendSoon's: called once committed or failed
 };
 
 // What the backend writes for an accepted append: each record serialized with its checksum.
@@ -87,17 +92,41 @@ class GroupCommitter {
   // batch fails with kInternal.
   using CommitFn = std::function<void(std::span<PendingAppend* const>)>;
 
+  // Records submitted with SubmitSoon wait at most this long for another append to share its
+  // commit; then the committer's own thread commits them.
+  static constexpr std::chrono::microseconds kSoonDelay{2000};
+
   GroupCommitter(int max_batch, CommitFn commit_fn);
+  // Commits what SubmitSoon still holds, then stops its thread.
+  ~GroupCommitter();
+  GroupCommitter(const GroupCommitter&) = delete;
+  GroupCommitter& operator=(const GroupCommitter&) = delete;
 
   // Blocks until the append is committed (durable) or failed.
   Status Submit(std::vector<v1::LogRecord> records);
+  // Returns at once; the records ride in the next group commit that any Submit leads, or after
+  // kSoonDelay in one of their own, and `done` gets the status Submit would have returned, on
+  // the thread that led that commit. `done` must not append (it runs inside the group commit).
+  void SubmitSoon(std::vector<v1::LogRecord> records, std::function<void(Status)> done);
 
   LogStats stats() const;
   // Appends waiting or committing now; lets a test see that a group has formed.
   size_t queued() const;
 
  private:
+  void FlushLoop();
+
+  std::atomic<int64_t> commits_{0};  // groups that committed something
+  std::atomic<int64_t> appends_{0};
+  std::atomic<int64_t> largest_{0};
   LeaderGroup<PendingAppend> group_;
+  std::mutex soon_mu_;
+  std::condition_variable soon_cv_;
+  int64_t soon_pending_ = 0;                          // GUARDED_BY(soon_mu_)
+  std::chrono::steady_clock::time_point soon_since_;  // GUARDED_BY(soon_mu_)
+  bool flusher_idle_ = false;                         // GUARDED_BY(soon_mu_)
+  bool stopping_ = false;                             // GUARDED_BY(soon_mu_)
+  std::thread flusher_;                               // started last
 };
 
 // ---- Backends -----------------------------------------------------------------------------

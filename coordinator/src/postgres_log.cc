@@ -255,6 +255,10 @@ class PostgresLog final : public TransactionLog {
     return committer_.Submit(std::move(records));
   }
 
+  void AppendSoon(std::vector<v1::LogRecord> records, std::function<void(Status)> done) override {
+    committer_.SubmitSoon(std::move(records), std::move(done));
+  }
+
   Result<LoggedTransaction> Read(std::string_view gtid) override {
     return WithReader<LoggedTransaction>("read " + std::string(gtid),
                                          [&](SnapshotRead& t) { return ReadIn(t, gtid); });

@@ -391,6 +391,10 @@ class SqliteLog final : public TransactionLog {
     return committer_.Submit(std::move(records));
   }
 
+  void AppendSoon(std::vector<v1::LogRecord> records, std::function<void(Status)> done) override {
+    committer_.SubmitSoon(std::move(records), std::move(done));
+  }
+
   Result<LoggedTransaction> Read(std::string_view gtid) override {
     auto reader = AcquireReader();
     if (!reader.ok()) return reader.status();

@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -188,6 +191,47 @@ TYPED_TEST(LogConformance, RulesAreEnforcedByTheStore) {
   EXPECT_EQ(tx->records.size(), 4u) << "refused appends leave nothing behind";
   EXPECT_EQ(tx->summary.state, "committed");
   EXPECT_TRUE(tx->summary.finished());
+}
+
+// AppendSoon: `done` hears what Append would have said, once the records are stored; the rules
+// hold as for Append; records still held when the log closes are committed before it does.
+TYPED_TEST(LogConformance, AppendSoonStoresTheRecordsAndReportsTheOutcome) {
+  auto& log = this->log_;
+  ASSERT_NE(log, nullptr);
+  ASSERT_TRUE(log->Append({Begin("soon", kEpochMs)}).ok());
+  ASSERT_TRUE(log->Append({Decision("soon", kEpochMs + 1, v1::OUTCOME_COMMIT)}).ok());
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<Status> outcomes;  // GUARDED_BY(mu)
+  auto done = [&](Status s) {
+    std::lock_guard lock(mu);
+    outcomes.push_back(std::move(s));
+    cv.notify_all();
+  };
+  log->AppendSoon({End("soon", kEpochMs + 2, "committed")}, done);
+  log->AppendSoon({End("soon", kEpochMs + 3, "committed")}, done);  // nothing follows an end
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(20), [&] { return outcomes.size() == 2; }));
+    EXPECT_TRUE(outcomes[0].ok()) << outcomes[0].ToString();
+    EXPECT_EQ(outcomes[1].code(), StatusCode::kConflict) << outcomes[1].ToString();
+  }
+  auto tx = log->Read("soon");
+  ASSERT_TRUE(tx.ok()) << tx.status().ToString();
+  EXPECT_EQ(tx->summary.state, "committed");
+
+  // Held at close: committed by the close, so a reopened log has it.
+  ASSERT_TRUE(log->Append({Begin("held", kEpochMs)}).ok());
+  ASSERT_TRUE(log->Append({Decision("held", kEpochMs + 1, v1::OUTCOME_ABORT)}).ok());
+  std::atomic<bool> held_ok{false};
+  log->AppendSoon({End("held", kEpochMs + 2, "aborted")}, [&](Status s) { held_ok = s.ok(); });
+  log.reset();
+  EXPECT_TRUE(held_ok.load());
+  log = this->Open();
+  ASSERT_NE(log, nullptr);
+  auto held = log->Read("held");
+  ASSERT_TRUE(held.ok()) << held.status().ToString();
+  EXPECT_EQ(held->summary.state, "aborted");
 }
 
 TYPED_TEST(LogConformance, ConcurrentAppendsAreAllDurableAndShareCommits) {

@@ -2,7 +2,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <limits>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 
@@ -281,6 +283,78 @@ TEST(GroupCommitter, MaxBatchBoundsAGroupAndEachAppendGetsItsOwnStatus) {
   for (int i = 0; i < 10; ++i) {
     EXPECT_EQ(results[i].ok(), i != 7) << i;
   }
+}
+
+// SubmitSoon returns at once; with no other append coming, the committer's own thread commits
+// the records after about kSoonDelay and calls `done` with the outcome.
+TEST(GroupCommitter, ASoonAppendAloneIsCommittedByTheCommittersThread) {
+  std::mutex mu;
+  std::vector<std::string> committed;  // GUARDED_BY(mu)
+  internal::GroupCommitter gc(8, [&](std::span<internal::PendingAppend* const> batch) {
+    std::lock_guard lock(mu);
+    for (auto* p : batch) {
+      committed.push_back(p->records[0].gtid());
+      p->status = Status::Ok();
+    }
+  });
+  std::atomic<bool> called{false};
+  std::atomic<int> code{-1};
+  const auto start = std::chrono::steady_clock::now();
+  gc.SubmitSoon({Begin("soon", kEpochMs)}, [&](Status s) {
+    code = static_cast<int>(s.code());
+    called = true;
+  });
+  // Generous: the machine is shared; a committer that never flushes never gets there at all.
+  const auto give_up = start + std::chrono::seconds(20);
+  while (!called && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_TRUE(called.load());
+  EXPECT_GE(std::chrono::steady_clock::now() - start, internal::GroupCommitter::kSoonDelay)
+      << "it did not wait for another append to share the commit";
+  EXPECT_EQ(code.load(), static_cast<int>(StatusCode::kOk));
+  std::lock_guard lock(mu);
+  EXPECT_EQ(committed, (std::vector<std::string>{"soon"}));
+  EXPECT_EQ(gc.stats().commits, 1);
+}
+
+// An append that comes within the delay takes the held records along: one commit for both,
+// and `done` runs on the thread that led it, before its Submit returns.
+TEST(GroupCommitter, ASoonAppendSharesTheNextAppendsCommit) {
+  std::vector<size_t> sizes;
+  internal::GroupCommitter gc(8, [&](std::span<internal::PendingAppend* const> batch) {
+    sizes.push_back(batch.size());
+    for (auto* p : batch) p->status = Status::Ok();
+  });
+  std::thread::id done_on;
+  gc.SubmitSoon({Begin("end-of-one", kEpochMs)}, [&](Status s) {
+    EXPECT_TRUE(s.ok());
+    done_on = std::this_thread::get_id();
+  });
+  ASSERT_TRUE(gc.Submit({Begin("begin-of-next", kEpochMs)}).ok());
+  EXPECT_EQ(done_on, std::this_thread::get_id());
+  EXPECT_EQ(sizes, (std::vector<size_t>{2}));
+  EXPECT_EQ(gc.stats().commits, 1);
+  EXPECT_EQ(gc.stats().appends, 2);
+}
+
+// What is still held when the committer goes away is committed first; a malformed record is
+// refused at once, without reaching the backend.
+TEST(GroupCommitter, HeldAppendsAreCommittedOnDestructionAndBadOnesRefusedAtOnce) {
+  int calls = 0;
+  Status held = Status::Internal("not called");
+  Status bad = Status::Internal("not called");
+  {
+    internal::GroupCommitter gc(8, [&](std::span<internal::PendingAppend* const> batch) {
+      ++calls;
+      for (auto* p : batch) p->status = Status::Conflict("the backend's answer");
+    });
+    gc.SubmitSoon({Begin("bad\xff", kEpochMs)}, [&](Status s) { bad = s; });
+    EXPECT_EQ(bad.code(), StatusCode::kInvalidArgument);
+    gc.SubmitSoon({Begin("held", kEpochMs)}, [&](Status s) { held = s; });
+  }
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(held.code(), StatusCode::kConflict) << "the backend's own status reaches done";
 }
 
 }  // namespace

@@ -53,6 +53,65 @@ TEST(LeaderGroupTest, EveryMemberRunsOnceBeforeItsJoinReturnsAndRunsNeverOverlap
   EXPECT_EQ(group.queued(), 0u);
 }
 
+// An enqueued member waits for the next Join, runs in that leader's group (ahead of it) and is
+// handed to the done function once, on the leader's thread, after the group ran.
+TEST(LeaderGroupTest, AnEnqueuedMemberRidesInTheNextGroupAndIsDoneOnTheLeadersThread) {
+  std::vector<std::vector<int>> runs;
+  std::vector<std::pair<int, std::thread::id>> done;
+  LeaderGroup<Member> group(
+      8,
+      [&](std::span<Member* const> members) {
+        std::vector<int> ids;
+        for (Member* m : members) {
+          m->runs++;
+          ids.push_back(m->id);
+        }
+        runs.push_back(ids);
+      },
+      [&](Member* m) { done.emplace_back(m->id, std::this_thread::get_id()); });
+  Member a{.runs = 0, .id = 1}, b{.runs = 0, .id = 2};
+  group.Enqueue(a);
+  group.Enqueue(b);
+  EXPECT_EQ(group.enqueued(), 2u);
+  EXPECT_TRUE(runs.empty()) << "an enqueued member alone never starts a group";
+  Member leader{.runs = 0, .id = 3};
+  std::thread::id leader_thread;
+  std::thread t([&] {
+    leader_thread = std::this_thread::get_id();
+    group.Join(leader);
+  });
+  t.join();
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0], (std::vector<int>{1, 2, 3}));
+  ASSERT_EQ(done.size(), 2u);
+  EXPECT_EQ(done[0].first, 1);
+  EXPECT_EQ(done[1].first, 2);
+  EXPECT_EQ(done[0].second, leader_thread);
+  EXPECT_EQ(a.runs + b.runs + leader.runs, 3);
+  EXPECT_EQ(group.enqueued(), 0u);
+  EXPECT_EQ(group.stats().members, 3);
+}
+
+// The group's limit counts enqueued members too, and the leader always fits.
+TEST(LeaderGroupTest, EnqueuedMembersBeyondTheLimitWaitForTheGroupAfter) {
+  std::vector<size_t> sizes;
+  int done = 0;
+  LeaderGroup<Member> group(
+      3, [&](std::span<Member* const> members) { sizes.push_back(members.size()); },
+      [&](Member*) { ++done; });
+  std::vector<Member> queued(5);
+  for (Member& m : queued) group.Enqueue(m);
+  Member first, second, third;
+  group.Join(first);
+  EXPECT_EQ(sizes, (std::vector<size_t>{3}));  // two enqueued and the leader
+  EXPECT_EQ(group.enqueued(), 3u);
+  group.Join(second);
+  group.Join(third);
+  EXPECT_EQ(sizes, (std::vector<size_t>{3, 3, 2}));
+  EXPECT_EQ(done, 5);
+  EXPECT_EQ(group.enqueued(), 0u);
+}
+
 // Threads that join once and exit at once: a leader still waking a follower must not touch
 // storage that went away with the follower's thread (ASan/valgrind would see it; here, a crash
 // or a hang would).

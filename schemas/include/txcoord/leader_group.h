@@ -8,8 +8,13 @@
 // Used by the coordinator's transaction log (one write transaction per group of appends) and by
 // the participant SDK's SqliteCommitGroup (one local transaction per group of callbacks).
 //
-// Thread-safety: Join may be called from any number of threads; the run function is only ever
-// run by one thread at a time, so what it writes through needs no lock of its own.
+// A member may also be enqueued without waiting (Enqueue): it rides in the next group a leader
+// runs, and the done function is called for it afterwards on that leader's thread. Nothing runs
+// such a member until some caller joins, so its owner must join one itself (with a member that
+// does nothing) when none came in time: see the coordinator's GroupCommitter.
+//
+// Thread-safety: Join and Enqueue may be called from any number of threads; the run function is
+// only ever run by one thread at a time, so what it writes through needs no lock of its own.
 #pragma once
 
 #include <linux/futex.h>
@@ -42,9 +47,12 @@ class LeaderGroup {
   // terminates the process: the queue could not be left consistent); catch inside and record
   // the failure in the members.
   using RunFn = std::function<void(std::span<Member* const>)>;
+  // Called once for every enqueued member after the group that held it ran, on the leader's
+  // thread, outside the queue's lock. It must not join this group (the leader is in Join).
+  using DoneFn = std::function<void(Member*)>;
 
-  LeaderGroup(int max_group, RunFn run)
-      : max_group_(std::max(max_group, 1)), run_(std::move(run)) {}
+  LeaderGroup(int max_group, RunFn run, DoneFn done = nullptr)
+      : max_group_(std::max(max_group, 1)), run_(std::move(run)), done_(std::move(done)) {}
   LeaderGroup(const LeaderGroup&) = delete;
   LeaderGroup& operator=(const LeaderGroup&) = delete;
 
@@ -58,10 +66,13 @@ class LeaderGroup {
     thread_local const std::shared_ptr<Waiter> self = std::make_shared<Waiter>();
     thread_local std::vector<std::shared_ptr<Waiter>> group;
     thread_local std::vector<Member*> members;
+    thread_local std::vector<Member*> enqueued;
     group.clear();
     members.clear();
+    enqueued.clear();
     group.reserve(static_cast<size_t>(max_group_));
     members.reserve(static_cast<size_t>(max_group_));
+    enqueued.reserve(static_cast<size_t>(max_group_));
 
     self->member = &member;
     self->state.store(kWaiting, std::memory_order_relaxed);
@@ -84,8 +95,15 @@ class LeaderGroup {
     std::shared_ptr<Waiter> next;
     {
       std::lock_guard lock(mu_);
+      // Enqueued members first: they came before this leader took the lead or while the group
+      // before ran. The leader itself always fits.
+      while (!enqueued_.empty() && static_cast<int>(enqueued.size()) + 1 < max_group_) {
+        enqueued.push_back(enqueued_.front());
+        members.push_back(enqueued_.front());
+        enqueued_.pop_front();
+      }
       for (const auto& w : queue_) {
-        if (static_cast<int>(group.size()) == max_group_) break;
+        if (static_cast<int>(members.size()) == max_group_) break;
         group.push_back(w);
         members.push_back(w->member);
       }
@@ -97,8 +115,8 @@ class LeaderGroup {
       std::lock_guard lock(mu_);
       queue_.erase(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(group.size()));
       stats_.groups++;
-      stats_.members += static_cast<int64_t>(group.size());
-      stats_.largest_group = std::max<int64_t>(stats_.largest_group, group.size());
+      stats_.members += static_cast<int64_t>(members.size());
+      stats_.largest_group = std::max<int64_t>(stats_.largest_group, members.size());
       if (!queue_.empty()) next = queue_.front();
     }
     for (const auto& w : group) {
@@ -107,6 +125,26 @@ class LeaderGroup {
     // The next leader last, so that its group takes in what the ones just woken append next.
     if (next) Wake(*next, kLead);
     group.clear();  // drops the references; a waiter outlives its thread only until here
+    // Last: whatever done does, the members woken above are already on their way. A copy, so
+    // that done may enqueue again (the thread_local is this thread's next Join's).
+    if (!enqueued.empty()) {
+      const std::vector<Member*> finished = enqueued;
+      enqueued.clear();
+      for (Member* m : finished) done_(m);
+    }
+  }
+
+  // Queues `member` for the next group without waiting for it (see the class comment). Requires
+  // a done function.
+  void Enqueue(Member& member) {
+    std::lock_guard lock(mu_);
+    enqueued_.push_back(&member);
+  }
+
+  // Members enqueued and not yet taken into a group.
+  size_t enqueued() const {
+    std::lock_guard lock(mu_);
+    return enqueued_.size();
   }
 
   GroupStats stats() const {
@@ -146,8 +184,10 @@ class LeaderGroup {
 
   const int max_group_;
   const RunFn run_;
+  const DoneFn done_;
   mutable std::mutex mu_;
   std::deque<std::shared_ptr<Waiter>> queue_;  // GUARDED_BY(mu_); the front is the leader
+  std::deque<Member*> enqueued_;               // GUARDED_BY(mu_): Enqueue'd, not yet taken
   GroupStats stats_;                           // GUARDED_BY(mu_)
 };
 

@@ -25,6 +25,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -90,6 +91,15 @@ class TransactionLog {
   // decision), kUnavailable (store down; nothing written), kUnknownOutcome (the store went away
   // during commit: read back before deciding what happened).
   virtual Status Append(std::vector<v1::LogRecord> records) = 0;
+  // Append without waiting, for records whose durability nobody waits for (the `end` record
+  // after a `wait` reply went out): `done` gets what Append would have returned, once they are
+  // durable or failed. The backend may hold them back a short while (~2 ms) so that they share
+  // a later append's commit instead of paying a sync of their own; `done` then runs on the
+  // thread that led that commit and must not append. The default appends at once, on the
+  // calling thread.
+  virtual void AppendSoon(std::vector<v1::LogRecord> records, std::function<void(Status)> done) {
+    done(Append(std::move(records)));
+  }
 
   // One transaction with all its records; kNotFound when absent (never begun, or purged).
   virtual Result<LoggedTransaction> Read(std::string_view gtid) = 0;
