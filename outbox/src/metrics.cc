@@ -96,6 +96,8 @@ std::string PrometheusText(const std::vector<SourceStatus>& statuses) {
        [](const SourceStatus& s) { return std::to_string(s.in_flight); }},
       {"txrelay_buffered_rows", "gauge", "rows read and not yet acknowledged",
        [](const SourceStatus& s) { return std::to_string(s.buffered); }},
+      {"txrelay_buffered_bytes", "gauge", "payload bytes of the rows read and not yet acknowledged",
+       [](const SourceStatus& s) { return std::to_string(s.buffered_bytes); }},
       {"txrelay_bus_reconnects_total", "counter", "NATS connections made after the first",
        [](const SourceStatus& s) { return std::to_string(s.bus_reconnects_total); }},
       {"txrelay_source_reconnects_total", "counter", "database connections made after a failure",

@@ -165,7 +165,7 @@ class PostgresSource final : public OutboxSource {
     });
   }
 
-  Result<ReadResult> ReadNext(int limit) override {
+  Result<ReadResult> ReadNext(ReadLimit limit) override {
     if (conn_ == nullptr) return NotConnected();
     return Guard("read outbox rows", [&]() -> Result<ReadResult> {
       // Before the snapshot below: whether the transactions that could fill the gap have ended.
@@ -183,14 +183,21 @@ class PostgresSource final : public OutboxSource {
         // One statement, so one snapshot, taken after the check above; in autocommit, one round
         // trip. Published rows too: only a row that is there tells a settled id from a missing
         // one. And the replay log's generation, in the same snapshot (so a replay these rows
-        // come after is seen with them), on a row of its own when no outbox row is there.
+        // come after is seen with them), on a row of its own when no outbox row is there. Rows
+        // stop once the unpublished ones' payloads reach the byte bound (the row that reaches
+        // it still comes); a published row comes without its payload, which nobody reads.
         pqxx::nontransaction n(*conn_);
         rows = n.exec_params(
-            "SELECT g.generation, o.* FROM (SELECT coalesce(max(id), 0) AS generation FROM "
-            "txcoord_outbox_replays) g LEFT JOIN LATERAL (SELECT published_at IS NULL, id, "
-            "event_id, aggregate_type, aggregate_id, event_type, payload, headers::text FROM "
-            "txcoord_outbox WHERE id > $1 ORDER BY id LIMIT $2) o ON true ORDER BY o.id",
-            watermark_, limit);
+            "SELECT g.generation, o.unpublished, o.id, o.event_id, o.aggregate_type, "
+            "o.aggregate_id, o.event_type, o.payload, o.headers FROM (SELECT coalesce(max(id), 0) "
+            "AS generation FROM txcoord_outbox_replays) g LEFT JOIN LATERAL (SELECT * FROM "
+            "(SELECT published_at IS NULL AS unpublished, id, event_id, aggregate_type, "
+            "aggregate_id, event_type, CASE WHEN published_at IS NULL THEN payload END AS payload, "
+            "headers::text AS headers, coalesce(sum(CASE WHEN published_at IS NULL THEN "
+            "octet_length(payload) END) OVER (ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 "
+            "PRECEDING), 0) AS bytes_before FROM txcoord_outbox WHERE id > $1 ORDER BY id "
+            "LIMIT $2) w WHERE w.bytes_before < $3) o ON true ORDER BY o.id",
+            watermark_, limit.rows, limit.payload_bytes);
       }
       ReadResult result;
       if (const int64_t generation = rows[0][0].as<int64_t>(); generation != replay_generation_) {
@@ -241,23 +248,27 @@ class PostgresSource final : public OutboxSource {
       }
       // A commit that fills the gap also notifies; a rollback does not, hence the timer.
       if (gap_) result.recheck_after = kGapRecheck;
-      result.more = !gap_ && static_cast<int>(row_count) == limit;
+      result.more = !gap_ && (static_cast<int>(row_count) == limit.rows ||
+                              ReadMayHaveMore(result.rows, limit));
       return result;
     });
   }
 
   Result<std::vector<OutboxRow>> ReadUnpublished(int64_t after_id, int64_t up_to_id,
-                                                 int limit) override {
+                                                 ReadLimit limit) override {
     if (conn_ == nullptr) return NotConnected();
     // A sweep must not see rows as unpublished whose mark is on its way.
     if (Status s = SettleMark(); !s.ok()) return s;
     return Guard("sweep outbox rows", [&]() -> Result<std::vector<OutboxRow>> {
       pqxx::nontransaction n(*conn_);
       const pqxx::result rows = n.exec_params(
-          "SELECT id, event_id, aggregate_type, aggregate_id, event_type, payload, headers::text "
-          "FROM txcoord_outbox WHERE published_at IS NULL AND id > $1 AND id <= $2 "
-          "ORDER BY id LIMIT $3",
-          after_id, up_to_id, limit);
+          "SELECT id, event_id, aggregate_type, aggregate_id, event_type, payload, headers FROM "
+          "(SELECT id, event_id, aggregate_type, aggregate_id, event_type, payload, "
+          "headers::text AS headers, coalesce(sum(octet_length(payload)) OVER (ORDER BY id ROWS "
+          "BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS bytes_before FROM txcoord_outbox "
+          "WHERE published_at IS NULL AND id > $1 AND id <= $2 ORDER BY id LIMIT $3) w "
+          "WHERE w.bytes_before < $4 ORDER BY id",
+          after_id, up_to_id, limit.rows, limit.payload_bytes);
       std::vector<OutboxRow> out;
       out.reserve(rows.size());
       for (const pqxx::row& r : rows) out.push_back(RowFrom(r, 0));

@@ -102,6 +102,7 @@ class Relay::Pump {
   // A row read and turned into a message (or found bad), waiting for its turn.
   struct Entry {
     int64_t id = 0;
+    int64_t bytes = 0;  // the payload's, counted in buffered_bytes_
     std::string event_id;
     Result<BusMessage> message = Status::Internal("unset");
   };
@@ -300,6 +301,7 @@ class Relay::Pump {
       if (event.duplicate) ++duplicates_;
       if (to_mark_.empty()) oldest_unmarked_ = Clock::now();
       to_mark_.push_back(id);
+      buffered_bytes_ -= agg.queue.front().bytes;
       agg.queue.pop_front();
       agg.attempts = 0;
       --buffered_;
@@ -409,7 +411,10 @@ class Relay::Pump {
       std::lock_guard lock(status_mu_);
       status_.last_error = reason;
     }
-    for (const Entry& e : agg.queue) known_.erase(e.id);
+    for (const Entry& e : agg.queue) {
+      known_.erase(e.id);
+      buffered_bytes_ -= e.bytes;
+    }
     buffered_ -= static_cast<int64_t>(agg.queue.size());
     agg.queue.clear();
     agg.blocked = true;
@@ -431,6 +436,7 @@ class Relay::Pump {
     if (agg.blocked) return;  // waits in the database for the sweep
     Entry entry;
     entry.id = row.id;
+    entry.bytes = static_cast<int64_t>(row.payload.size());
     entry.message = ToMessage(row, subject_prefix_);
     entry.event_id = std::move(row.event_id);
     if (entry.message.ok()) {
@@ -438,6 +444,7 @@ class Relay::Pump {
     } else {
       seen_bad_in_sweep_.insert(row.id);
     }
+    const int64_t entry_bytes = entry.bytes;
     const bool was_idle = agg.queue.empty() && !agg.in_flight && !agg.retry_pending;
     if (!agg.queue.empty() && agg.queue.back().id > row.id) {
       // Visible only now although a later row of the aggregate was read first (a transaction
@@ -452,14 +459,27 @@ class Relay::Pump {
     }
     known_.insert(row.id);
     ++buffered_;
+    buffered_bytes_ += entry_bytes;
     if (was_idle) ready_.push_back(handle);
+  }
+
+  // Whether rows may be read now: below both bounds, or nothing held at all (so that one row
+  // larger than max_buffered_bytes still goes out).
+  bool CanRead() const {
+    return buffered_ < options_.max_buffered_rows &&
+           (buffered_ == 0 || buffered_bytes_ < options_.max_buffered_bytes);
+  }
+  // What one read may bring in: `rows`, and the bytes left below max_buffered_bytes.
+  ReadLimit Room(int rows) const {
+    return ReadLimit(rows, std::max<int64_t>(1, options_.max_buffered_bytes - buffered_bytes_));
   }
 
   // False when the source broke.
   bool ReadMore(Clock::time_point now) {
     if (sweeping_) {
-      if (buffered_ >= options_.max_buffered_rows) return true;
-      auto rows = source_->ReadUnpublished(sweep_after_, sweep_up_to_, options_.read_batch);
+      if (!CanRead()) return true;
+      const ReadLimit limit = Room(options_.read_batch);
+      auto rows = source_->ReadUnpublished(sweep_after_, sweep_up_to_, limit);
       if (!rows.ok()) {
         OnSourceFailure(rows.status());
         return false;
@@ -468,7 +488,7 @@ class Relay::Pump {
         sweep_after_ = row.id;
         Accept(std::move(row));
       }
-      if (static_cast<int>(rows->size()) < options_.read_batch) {
+      if (!ReadMayHaveMore(*rows, limit)) {
         sweeping_ = false;
         // Bad rows below the sweep's end that it did not meet again were fixed or deleted.
         std::erase_if(bad_rows_, [&](const auto& entry) {
@@ -481,10 +501,10 @@ class Relay::Pump {
       recheck_at_.reset();
       want_read_ = true;
     }
-    if (!want_read_ || buffered_ >= options_.max_buffered_rows) return true;
+    if (!want_read_ || !CanRead()) return true;
     const int room = static_cast<int>(
         std::min<int64_t>(options_.read_batch, options_.max_buffered_rows - buffered_));
-    auto read = source_->ReadNext(room);
+    auto read = source_->ReadNext(Room(room));
     if (!read.ok()) {
       OnSourceFailure(read.status());
       return false;
@@ -613,6 +633,7 @@ class Relay::Pump {
     retry_timers_ = {};
     known_.clear();
     buffered_ = 0;
+    buffered_bytes_ = 0;
     if (keep_acked) {
       known_.insert(to_mark_.begin(), to_mark_.end());
     } else {
@@ -688,6 +709,7 @@ class Relay::Pump {
     status_.bad_rows = static_cast<int64_t>(bad_rows_.size());
     status_.in_flight = static_cast<int64_t>(in_flight_.size());
     status_.buffered = buffered_;
+    status_.buffered_bytes = buffered_bytes_;
     if (rate_samples_.size() >= 2) {
       const auto& [t0, n0] = rate_samples_.front();
       const auto& [t1, n1] = rate_samples_.back();
@@ -722,7 +744,7 @@ class Relay::Pump {
   }
 
   void WaitForWork(Clock::time_point now) {
-    const bool can_read = buffered_ < options_.max_buffered_rows;
+    const bool can_read = CanRead();
     const bool can_send = static_cast<int>(in_flight_.size()) < options_.window;
     // Work that needs no waiting.
     bool busy =
@@ -807,6 +829,7 @@ class Relay::Pump {
   std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> retry_timers_;
   std::unordered_set<int64_t> known_;  // ids queued, in flight, or acked and not yet marked
   int64_t buffered_ = 0;               // rows queued or in flight
+  int64_t buffered_bytes_ = 0;         // their payloads
   std::vector<int64_t> to_mark_;
   Clock::time_point oldest_unmarked_{};
   std::map<int64_t, std::string> bad_rows_;  // id -> why, as last logged

@@ -24,6 +24,13 @@ Result<SourceConfig> ParseSourceUri(std::string_view uri) {
   return bad("is not a source URI");
 }
 
+bool ReadMayHaveMore(const std::vector<OutboxRow>& rows, const ReadLimit& limit) {
+  if (static_cast<int>(rows.size()) >= limit.rows) return true;
+  int64_t bytes = 0;
+  for (const OutboxRow& row : rows) bytes += static_cast<int64_t>(row.payload.size());
+  return bytes >= limit.payload_bytes;
+}
+
 std::string RedactUri(std::string_view uri) {
   std::string out(uri);
   if (out.starts_with("sqlite://")) return out;

@@ -214,13 +214,13 @@ class SqliteSource final : public OutboxSource {
                                std::strerror(errno));
   }
 
-  Result<ReadResult> ReadNext(int limit) override {
+  Result<ReadResult> ReadNext(ReadLimit limit) override {
     if (db_ == nullptr) return NotConnected();
     Statement& s = statements_[kNext];
     sqlite3_bind_int64(s.get(), 1, watermark_);
-    sqlite3_bind_int(s.get(), 2, limit);
+    sqlite3_bind_int(s.get(), 2, limit.rows);
     ReadResult result;
-    auto rows = Collect(s);
+    auto rows = Collect(s, limit.payload_bytes);
     if (!rows.ok()) return rows.status();
     // After the rows, in a later snapshot: a replay these rows may come after (its commit was
     // before theirs) is in the log by now. Then the rows are dropped, to be read again in id
@@ -238,18 +238,18 @@ class SqliteSource final : public OutboxSource {
     }
     result.rows = std::move(rows).value();
     if (!result.rows.empty()) watermark_ = result.rows.back().id;
-    result.more = static_cast<int>(result.rows.size()) == limit;
+    result.more = ReadMayHaveMore(result.rows, limit);
     return result;
   }
 
   Result<std::vector<OutboxRow>> ReadUnpublished(int64_t after_id, int64_t up_to_id,
-                                                 int limit) override {
+                                                 ReadLimit limit) override {
     if (db_ == nullptr) return NotConnected();
     Statement& s = statements_[kSweep];
     sqlite3_bind_int64(s.get(), 1, after_id);
     sqlite3_bind_int64(s.get(), 2, up_to_id);
-    sqlite3_bind_int(s.get(), 3, limit);
-    return Collect(s);
+    sqlite3_bind_int(s.get(), 3, limit.rows);
+    return Collect(s, limit.payload_bytes);
   }
 
   Status MarkPublished(const std::vector<int64_t>& ids) override {
@@ -381,7 +381,9 @@ class SqliteSource final : public OutboxSource {
     return value;
   }
 
-  Result<int64_t> DataVersion() { return StepInt(statements_[kDataVersion], "PRAGMA data_version"); }
+  Result<int64_t> DataVersion() {
+    return StepInt(statements_[kDataVersion], "PRAGMA data_version");
+  }
 
   // The one integer a prepared statement yields.
   Result<int64_t> StepInt(Statement& s, std::string_view what) {
@@ -392,12 +394,18 @@ class SqliteSource final : public OutboxSource {
     return value;
   }
 
-  Result<std::vector<OutboxRow>> Collect(Statement& s) {
+  // The statement's rows, stepping no further once their payloads reach `payload_bytes`: SQLite
+  // hands rows over one at a time, so nothing beyond that is ever read into memory.
+  Result<std::vector<OutboxRow>> Collect(Statement& s, int64_t payload_bytes) {
     std::vector<OutboxRow> rows;
-    int rc;
-    while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) rows.push_back(ReadRow(s.get()));
+    int64_t bytes = 0;
+    int rc = SQLITE_DONE;
+    while (bytes < payload_bytes && (rc = sqlite3_step(s.get())) == SQLITE_ROW) {
+      rows.push_back(ReadRow(s.get()));
+      bytes += static_cast<int64_t>(rows.back().payload.size());
+    }
     s.Reset();
-    if (rc != SQLITE_DONE) return Error("read outbox rows");
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) return Error("read outbox rows");
     return rows;
   }
 

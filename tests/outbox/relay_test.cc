@@ -374,12 +374,56 @@ TEST(RelayTest, RowsAreMarkedOnlyAfterTheBrokersAck) {
   ExpectStreamHolds(stream, written);
 }
 
+// Large events: what the relay holds is bounded by their bytes too, not only by their count. Acks
+// are held, so nothing leaves memory; reading stops at the row that reaches the byte bound, and
+// goes on as acks free room.
+TEST(RelayTest, LargeEventsAreHeldUpToTheByteBound) {
+  SqliteOutbox sqlite;
+  const Stream stream = NewStream(SharedNats().Url());
+  Written written;
+  sqlite3* db = sqlite.Open();
+  const std::string pad(10'000, 'x');
+  for (int i = 0; i < 40; ++i) {
+    v1::OutboxEvent e = MakeEvent("customer", "c-" + std::to_string(i), i);  // 40 aggregates
+    e.set_payload(R"({"n":)" + std::to_string(i) + R"(,"pad":")" + pad + R"("})");
+    sqlite.Write(db, {e}, &written);
+  }
+  sqlite3_close(db);
+  const int64_t payload = static_cast<int64_t>(pad.size()) + 16;  // {"n":NN,"pad":"..."}
+  std::atomic<GatedBus*> bus{nullptr};
+  Relay::Parts parts = Relay::DefaultParts({sqlite.Config()}, {sqlite.Uri()}, stream.Config());
+  parts.make_bus = [&](size_t, EventBus::Sink sink) {
+    auto gated = std::make_unique<GatedBus>(stream.Config(), std::move(sink));
+    bus = gated.get();
+    return gated;
+  };
+  RelayOptions options = FastOptions();
+  options.publish_timeout = milliseconds(60000);
+  options.max_buffered_bytes = 5 * payload - 100;  // the fifth row reaches it
+  Relay relay(1, std::move(parts), stream.name, options);
+  relay.Start();
+  ASSERT_TRUE(PollUntil(milliseconds(20000), milliseconds(5),
+                        [&] { return bus.load() != nullptr && bus.load()->held() == 5; }));
+  std::this_thread::sleep_for(milliseconds(200));  // time to (wrongly) read more
+  const SourceStatus held = relay.Statuses()[0];
+  EXPECT_EQ(held.buffered, 5) << "the row count (16,384) would have let all 40 in";
+  EXPECT_EQ(held.buffered_bytes, 5 * payload);
+  EXPECT_EQ(held.in_flight, 5);
+  EXPECT_EQ(bus.load()->held(), 5u);
+  bus.load()->Release();
+  EXPECT_TRUE(
+      PollUntil(milliseconds(20000), milliseconds(5), [&] { return sqlite.Unpublished() == 0; }));
+  EXPECT_TRUE(relay.Stop());
+  EXPECT_EQ(relay.Statuses()[0].buffered_bytes, 0);
+  ExpectStreamHolds(stream, written);
+}
+
 // A source whose database fails now and then: a read, a mark, a change check.
 class FlakySource final : public OutboxSourceWrapper {
  public:
   explicit FlakySource(std::unique_ptr<OutboxSource> target)
       : OutboxSourceWrapper(std::move(target)) {}
-  Result<ReadResult> ReadNext(int limit) override {
+  Result<ReadResult> ReadNext(ReadLimit limit) override {
     if (++reads_ % 4 == 2) return Fail("read");
     return target().ReadNext(limit);
   }

@@ -359,6 +359,44 @@ TYPED_TEST(SourceTest, ReadsOfChangingLimitsNeverSkipOrRepeatARow) {
   EXPECT_EQ(seen.size(), 16u) << "nothing read twice";
 }
 
+// A read stops at the row whose payload reaches the byte bound: memory held by one read is
+// bounded by bytes, not only by rows. One row larger than the bound still comes, alone. Published
+// rows in between (PostgreSQL reads them for its gap check) do not count.
+TYPED_TEST(SourceTest, AReadStopsAtTheRowThatReachesTheByteBound) {
+  std::vector<v1::OutboxEvent> events;
+  for (int i = 0; i < 8; ++i) {
+    v1::OutboxEvent e = Event("c-" + std::to_string(i % 2), i);
+    e.set_payload(std::string(i == 5 ? 5000 : 400, 'a' + i));
+    e.clear_headers();  // not JSON: the bytes above are the payload, whole
+    events.push_back(e);
+  }
+  this->backend_.Insert(events);
+  auto source = this->Connected();
+  ASSERT_TRUE(source->MarkPublished({2}).ok());  // published: skipped, and not counted
+  ASSERT_TRUE(source->Stats().ok());             // the mark is done once this returns
+  auto first = source->ReadNext(ReadLimit(100, 1000));
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  // 400 (id 1) + 400 (id 3) = 800 < 1000, so id 4 comes too and reaches it.
+  EXPECT_EQ(Ids(first->rows), (std::vector<int64_t>{1, 3, 4}));
+  EXPECT_TRUE(first->more) << "cut by bytes: there may be more";
+  auto big = source->ReadNext(ReadLimit(100, 1000));
+  ASSERT_TRUE(big.ok());
+  EXPECT_EQ(Ids(big->rows), (std::vector<int64_t>{5, 6})) << "id 6 (5,000 bytes) reaches it";
+  auto rest = source->ReadNext(ReadLimit(100, 1000));
+  ASSERT_TRUE(rest.ok());
+  EXPECT_EQ(Ids(rest->rows), (std::vector<int64_t>{7, 8}));
+  EXPECT_FALSE(rest->more) << "800 bytes, under the bound: nothing was cut";
+  auto alone = source->ReadUnpublished(5, 8, ReadLimit(100, 10));
+  ASSERT_TRUE(alone.ok()) << alone.status().ToString();
+  EXPECT_EQ(Ids(*alone), (std::vector<int64_t>{6})) << "the first row comes whatever its size";
+  auto swept = source->ReadUnpublished(0, 8, ReadLimit(100, 1200));
+  ASSERT_TRUE(swept.ok());
+  EXPECT_EQ(Ids(*swept), (std::vector<int64_t>{1, 3, 4}));
+  EXPECT_TRUE(ReadMayHaveMore(*swept, ReadLimit(100, 1200)));
+  EXPECT_FALSE(ReadMayHaveMore(*swept, ReadLimit(100, 1201)));
+  EXPECT_TRUE(ReadMayHaveMore(*swept, ReadLimit(3)));
+}
+
 class PostgresGapTest : public ::testing::Test {
  protected:
   std::unique_ptr<OutboxSource> Connected() {

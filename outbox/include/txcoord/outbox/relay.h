@@ -36,8 +36,12 @@
 namespace txcoord::outbox {
 
 struct RelayOptions {
-  int window = 4096;                            // messages in flight per source
-  int max_buffered_rows = 16384;                // rows read but not yet acknowledged, per source
+  int window = 4096;              // messages in flight per source
+  int max_buffered_rows = 16384;  // rows read but not yet acknowledged, per source
+  // ...and their payloads' bytes: with large events the rows' count alone would let memory grow
+  // to max_buffered_rows times the largest payload. A read stops at the row that reaches it (one
+  // row always fits, however large).
+  int64_t max_buffered_bytes = int64_t{64} << 20;
   int read_batch = 4000;                        // rows per read
   int mark_batch = 4000;                        // a batch of acked rows is marked when this full...
   std::chrono::milliseconds mark_interval{20};  // ...or this old
@@ -80,9 +84,10 @@ struct SourceStatus {
   int64_t marks_put_off_total = 0;  // marks deferred because writers held the lock (SQLite)
   int64_t retention_removed_total = 0;
   int64_t replays_total = 0;  // replays seen in the replay log (the pump read again from them)
-  int64_t bad_rows = 0;  // rows currently held as unpublishable
+  int64_t bad_rows = 0;       // rows currently held as unpublishable
   int64_t in_flight = 0;
   int64_t buffered = 0;
+  int64_t buffered_bytes = 0;     // their payloads
   double publish_rate_per_s = 0;  // over the last ~10 s
 };
 

@@ -25,6 +25,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -50,6 +51,21 @@ Result<SourceConfig> ParseSourceUri(std::string_view uri);
 
 // The URI with any password replaced by "***", for logs, metrics labels and errors.
 std::string RedactUri(std::string_view uri);
+
+// How much one read may bring into memory: at most `rows` rows and, counting their payloads,
+// about `payload_bytes`: a read stops after the row that reaches it, so it returns at least one
+// row when there is one, however large. A bare number is a row count with no byte bound.
+struct ReadLimit {
+  static constexpr int64_t kNoByteLimit = std::numeric_limits<int64_t>::max();
+  ReadLimit(int row_limit, int64_t byte_limit = kNoByteLimit)  // NOLINT: implicit from a count
+      : rows(row_limit), payload_bytes(byte_limit) {}
+  int rows;
+  int64_t payload_bytes;
+};
+
+// Whether a read that returned `rows` may have stopped at `limit`: it was full by count, or the
+// payloads it brought reached the byte bound (the next row, if any, would have passed it).
+bool ReadMayHaveMore(const std::vector<OutboxRow>& rows, const ReadLimit& limit);
 
 struct ReadResult {
   std::vector<OutboxRow> rows;  // unpublished rows above the old watermark, in id order
@@ -99,12 +115,12 @@ class OutboxSource {
   // Unpublished rows above the watermark, at most `limit`, advancing the watermark. Each read
   // also looks at the replay log (txcoord_outbox_replays) in a snapshot no older than the rows':
   // a replay that committed since the last read rewinds the watermark (ReadResult::rewound).
-  virtual Result<ReadResult> ReadNext(int limit) = 0;
+  virtual Result<ReadResult> ReadNext(ReadLimit limit) = 0;
   // Unpublished rows with after_id < id <= up_to_id, in id order, at most `limit`; leaves the
   // watermark alone. The relay's periodic sweep: rows it skipped, or that became visible below
   // the watermark.
   virtual Result<std::vector<OutboxRow>> ReadUnpublished(int64_t after_id, int64_t up_to_id,
-                                                         int limit) = 0;
+                                                         ReadLimit limit) = 0;
   virtual int64_t watermark() const = 0;
 
   // Sets published_at of these rows (those still NULL) in one transaction. kConflict when the
@@ -142,9 +158,9 @@ class OutboxSourceWrapper : public OutboxSource {
   bool connected() const override { return target_->connected(); }
   Result<bool> TryLead() override { return target_->TryLead(); }
   bool leading() const override { return target_->leading(); }
-  Result<ReadResult> ReadNext(int limit) override { return target_->ReadNext(limit); }
+  Result<ReadResult> ReadNext(ReadLimit limit) override { return target_->ReadNext(limit); }
   Result<std::vector<OutboxRow>> ReadUnpublished(int64_t after_id, int64_t up_to_id,
-                                                 int limit) override {
+                                                 ReadLimit limit) override {
     return target_->ReadUnpublished(after_id, up_to_id, limit);
   }
   int64_t watermark() const override { return target_->watermark(); }
