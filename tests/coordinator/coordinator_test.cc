@@ -113,10 +113,23 @@ CallbackReply Ok() { return {ReplyClass::kSuccess, 200, ""}; }
 CallbackReply Refused() { return {ReplyClass::kRefused, 409, "HTTP 409: insufficient funds"}; }
 CallbackReply Broken() { return {ReplyClass::kTransient, 500, "HTTP 500: boom"}; }
 
-// A log whose appends fail while `failing` is set.
+// A log whose appends fail while `failing` is set. AppendSoon returns at once and appends on a
+// thread of its own, as the real backends' group commit does (its `done` comes from elsewhere).
 class FlakyLog final : public ForwardingLog {
  public:
   using ForwardingLog::ForwardingLog;
+  ~FlakyLog() override {
+    ReleaseEnds();
+    std::lock_guard lock(soon_mu_);
+    for (std::thread& t : soon_threads_) t.join();
+  }
+  void AppendSoon(std::vector<v1::LogRecord> records, std::function<void(Status)> done) override {
+    std::lock_guard lock(soon_mu_);
+    soon_threads_.emplace_back(
+        [this, records = std::move(records), done = std::move(done)]() mutable {
+          done(Append(std::move(records)));
+        });
+  }
   std::atomic<bool> failing{false};
   std::atomic<int> delay_ms{0};  // each append takes this long: a slow store
   std::atomic<int> appends{0};   // appends begun
@@ -159,6 +172,8 @@ class FlakyLog final : public ForwardingLog {
   bool hold_ends_ = false;  // GUARDED_BY(ends_mu_)
   bool fail_ends_ = false;  // GUARDED_BY(ends_mu_)
   int ends_waiting_ = 0;    // GUARDED_BY(ends_mu_)
+  std::mutex soon_mu_;
+  std::vector<std::thread> soon_threads_;  // GUARDED_BY(soon_mu_)
 };
 
 CoordinatorOptions FastOptions() {
@@ -199,6 +214,7 @@ class CoordinatorTest : public ::testing::Test {
     ASSERT_TRUE(coordinator_->Start().ok());
   }
   void Close() {
+    if (flaky_) flaky_->ReleaseEnds();  // a failed test may have left end records held
     if (coordinator_) coordinator_->Stop();
     coordinator_.reset();
     flaky_.reset();
