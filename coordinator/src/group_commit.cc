@@ -51,14 +51,16 @@ GroupCommitter::GroupCommitter(int max_batch, CommitFn commit_fn)
   flusher_ = std::thread([this] { FlushLoop(); });
 }
 
-GroupCommitter::~GroupCommitter() {
+void GroupCommitter::Close() {
   {
     std::lock_guard lock(soon_mu_);
     stopping_ = true;
   }
   soon_cv_.notify_all();
-  flusher_.join();
+  if (flusher_.joinable()) flusher_.join();
 }
+
+GroupCommitter::~GroupCommitter() { Close(); }
 
 Status GroupCommitter::Submit(std::vector<v1::LogRecord> records) {
   if (records.empty()) return Status::InvalidArgument("an append needs at least one record");

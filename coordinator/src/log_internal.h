@@ -97,7 +97,10 @@ class GroupCommitter {
   static constexpr std::chrono::microseconds kSoonDelay{2000};
 
   GroupCommitter(int max_batch, CommitFn commit_fn);
-  // Commits what SubmitSoon still holds, then stops its thread.
+  // Commits what SubmitSoon still holds, then stops its thread. Close is for a backend that must
+  // know the committer is done before it lets go of something (a lock); idempotent, and the
+  // destructor does it too. Nothing may be submitted after it.
+  void Close();
   ~GroupCommitter();
   GroupCommitter(const GroupCommitter&) = delete;
   GroupCommitter& operator=(const GroupCommitter&) = delete;

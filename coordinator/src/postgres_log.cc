@@ -251,6 +251,21 @@ class PostgresLog final : public TransactionLog {
         writer_(std::move(writer)),
         committer_(config_.max_batch, [this](auto batch) { CommitBatch(batch); }) {}
 
+  // The presence lock would go with the session, but the server ends a closed session in its
+  // own time: whoever opens the store right after this returns could still find it taken. So
+  // the held appends are committed first, then the lock is let go explicitly.
+  ~PostgresLog() override {
+    committer_.Close();
+    std::lock_guard lock(write_mu_);
+    if (writer_ == nullptr) return;
+    try {
+      pqxx::nontransaction n(*writer_);
+      n.exec("SELECT pg_advisory_unlock_all()");
+    } catch (const std::exception&) {
+      // The session is gone already, and its locks with it.
+    }
+  }
+
   Status Append(std::vector<v1::LogRecord> records) override {
     return committer_.Submit(std::move(records));
   }
