@@ -112,6 +112,21 @@ TEST(LeaderGroupTest, EnqueuedMembersBeyondTheLimitWaitForTheGroupAfter) {
   EXPECT_EQ(group.enqueued(), 0u);
 }
 
+// With a done function a group holds at least two, or an enqueued member would never fit beside
+// a leader and never run.
+TEST(LeaderGroupTest, AnEnqueuedMemberRunsEvenWhenGroupsAreOfOne) {
+  std::vector<size_t> sizes;
+  int done = 0;
+  LeaderGroup<Member> group(
+      1, [&](std::span<Member* const> members) { sizes.push_back(members.size()); },
+      [&](Member*) { ++done; });
+  Member held, leader;
+  group.Enqueue(held);
+  group.Join(leader);
+  EXPECT_EQ(sizes, (std::vector<size_t>{2}));
+  EXPECT_EQ(done, 1);
+}
+
 // Threads that join once and exit at once: a leader still waking a follower must not touch
 // storage that went away with the follower's thread (ASan/valgrind would see it; here, a crash
 // or a hang would).

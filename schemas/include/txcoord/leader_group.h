@@ -51,8 +51,12 @@ class LeaderGroup {
   // thread, outside the queue's lock. It must not join this group (the leader is in Join).
   using DoneFn = std::function<void(Member*)>;
 
+  // With a done function a group holds at least 2, so that an enqueued member always fits
+  // beside its leader.
   LeaderGroup(int max_group, RunFn run, DoneFn done = nullptr)
-      : max_group_(std::max(max_group, 1)), run_(std::move(run)), done_(std::move(done)) {}
+      : max_group_(std::max(max_group, done ? 2 : 1)),
+        run_(std::move(run)),
+        done_(std::move(done)) {}
   LeaderGroup(const LeaderGroup&) = delete;
   LeaderGroup& operator=(const LeaderGroup&) = delete;
 
@@ -128,8 +132,8 @@ class LeaderGroup {
     // Last: whatever done does, the members woken above are already on their way. A copy, so
     // that done may enqueue again (the thread_local is this thread's next Join's).
     if (!enqueued.empty()) {
-      const std::vector<Member*> finished = enqueued;
-      enqueued.clear();
+      std::vector<Member*> finished;
+      finished.swap(enqueued);  // no allocation here, after the group left the queue
       for (Member* m : finished) done_(m);
     }
   }
