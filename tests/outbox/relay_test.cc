@@ -340,6 +340,18 @@ class GatedBus final : public EventBusWrapper {
   std::vector<BusEvent> held_;
 };
 
+// The relay's parts for one SQLite outbox, its bus a GatedBus that `bus` points to once made.
+Relay::Parts GatedParts(const SqliteOutbox& sqlite, const Stream& stream,
+                        std::atomic<GatedBus*>* bus) {
+  Relay::Parts parts = Relay::DefaultParts({sqlite.Config()}, {sqlite.Uri()}, stream.Config());
+  parts.make_bus = [bus, config = stream.Config()](size_t, EventBus::Sink sink) {
+    auto gated = std::make_unique<GatedBus>(config, std::move(sink));
+    *bus = gated.get();
+    return gated;
+  };
+  return parts;
+}
+
 TEST(RelayTest, RowsAreMarkedOnlyAfterTheBrokersAck) {
   SqliteOutbox sqlite;
   const Stream stream = NewStream(SharedNats().Url());
@@ -350,12 +362,7 @@ TEST(RelayTest, RowsAreMarkedOnlyAfterTheBrokersAck) {
   }
   sqlite3_close(db);
   std::atomic<GatedBus*> bus{nullptr};
-  Relay::Parts parts = Relay::DefaultParts({sqlite.Config()}, {sqlite.Uri()}, stream.Config());
-  parts.make_bus = [&](size_t, EventBus::Sink sink) {
-    auto gated = std::make_unique<GatedBus>(stream.Config(), std::move(sink));
-    bus = gated.get();
-    return gated;
-  };
+  Relay::Parts parts = GatedParts(sqlite, stream, &bus);
   RelayOptions options = FastOptions();
   options.publish_timeout = milliseconds(60000);
   Relay relay(1, std::move(parts), stream.name, options);
@@ -391,12 +398,7 @@ TEST(RelayTest, LargeEventsAreHeldUpToTheByteBound) {
   sqlite3_close(db);
   const int64_t payload = static_cast<int64_t>(pad.size()) + 16;  // {"n":NN,"pad":"..."}
   std::atomic<GatedBus*> bus{nullptr};
-  Relay::Parts parts = Relay::DefaultParts({sqlite.Config()}, {sqlite.Uri()}, stream.Config());
-  parts.make_bus = [&](size_t, EventBus::Sink sink) {
-    auto gated = std::make_unique<GatedBus>(stream.Config(), std::move(sink));
-    bus = gated.get();
-    return gated;
-  };
+  Relay::Parts parts = GatedParts(sqlite, stream, &bus);
   RelayOptions options = FastOptions();
   options.publish_timeout = milliseconds(60000);
   options.max_buffered_bytes = 5 * payload - 100;  // the fifth row reaches it

@@ -92,13 +92,21 @@ TEST(LeaderGroupTest, AnEnqueuedMemberRidesInTheNextGroupAndIsDoneOnTheLeadersTh
   EXPECT_EQ(group.stats().members, 3);
 }
 
-// The group's limit counts enqueued members too, and the leader always fits.
-TEST(LeaderGroupTest, EnqueuedMembersBeyondTheLimitWaitForTheGroupAfter) {
+// A group that records the size of every run and counts the done calls.
+struct Counted {
+  explicit Counted(int max_group)
+      : group(
+            max_group, [this](std::span<Member* const> m) { sizes.push_back(m.size()); },
+            [this](Member*) { ++done; }) {}
   std::vector<size_t> sizes;
   int done = 0;
-  LeaderGroup<Member> group(
-      3, [&](std::span<Member* const> members) { sizes.push_back(members.size()); },
-      [&](Member*) { ++done; });
+  LeaderGroup<Member> group;
+};
+
+// The group's limit counts enqueued members too, and the leader always fits.
+TEST(LeaderGroupTest, EnqueuedMembersBeyondTheLimitWaitForTheGroupAfter) {
+  Counted counted(3);
+  auto& [sizes, done, group] = counted;
   std::vector<Member> queued(5);
   for (Member& m : queued) group.Enqueue(m);
   Member first, second, third;
@@ -115,11 +123,8 @@ TEST(LeaderGroupTest, EnqueuedMembersBeyondTheLimitWaitForTheGroupAfter) {
 // With a done function a group holds at least two, or an enqueued member would never fit beside
 // a leader and never run.
 TEST(LeaderGroupTest, AnEnqueuedMemberRunsEvenWhenGroupsAreOfOne) {
-  std::vector<size_t> sizes;
-  int done = 0;
-  LeaderGroup<Member> group(
-      1, [&](std::span<Member* const> members) { sizes.push_back(members.size()); },
-      [&](Member*) { ++done; });
+  Counted counted(1);
+  auto& [sizes, done, group] = counted;
   Member held, leader;
   group.Enqueue(held);
   group.Join(leader);

@@ -129,11 +129,12 @@ class LeaderGroup {
     // The next leader last, so that its group takes in what the ones just woken append next.
     if (next) Wake(*next, kLead);
     group.clear();  // drops the references; a waiter outlives its thread only until here
-    // Last: whatever done does, the members woken above are already on their way. A copy, so
-    // that done may enqueue again (the thread_local is this thread's next Join's).
+    // Last: whatever done does, the members woken above are already on their way. Moved out of
+    // the thread_local (no allocation after the group left the queue), which done may reach
+    // again through a Join of another group on this thread.
     if (!enqueued.empty()) {
       std::vector<Member*> finished;
-      finished.swap(enqueued);  // no allocation here, after the group left the queue
+      finished.swap(enqueued);
       for (Member* m : finished) done_(m);
     }
   }
